@@ -1,0 +1,17 @@
+//! OS primitives for memwire.
+//!
+//! This crate is the only place in memwire that talks to the kernel about memory, file
+//! descriptors and processes. The crates above it (transport, rpc, store, the CLI) need no
+//! `unsafe` of their own.
+//!
+//! | module | what it gives |
+//! | --- | --- |
+//! | [`name`] | names, namespaces, `/dev/shm` paths, the runtime directory |
+//! | [`Error`] | the one error type |
+#![deny(unsafe_code)]
+
+mod error;
+pub mod name;
+
+pub use error::{Error, Result};
+pub use name::{Name, Namespace};

@@ -1,0 +1,9 @@
+//! memwire: shared-memory IPC between processes on one machine.
+//!
+//! This facade re-exports the layers under one roof:
+//!
+//! - [`shm`]: OS primitives: sealed segments, safe mapping views, fd passing, wake-ups,
+//!   process liveness and crash-proof named resources.
+#![forbid(unsafe_code)]
+
+pub use memwire_shm as shm;

@@ -1,0 +1,4 @@
+//! The `memwire` command.
+#![forbid(unsafe_code)]
+
+fn main() {}
