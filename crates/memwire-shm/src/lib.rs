@@ -7,11 +7,14 @@
 //! | module | what it gives |
 //! | --- | --- |
 //! | [`name`] | names, namespaces, `/dev/shm` paths, the runtime directory |
+//! | [`process`] | process identity and liveness (start time, pidfd) |
 //! | [`Error`] | the one error type |
 #![deny(unsafe_code)]
 
 mod error;
 pub mod name;
+pub mod process;
 
 pub use error::{Error, Result};
 pub use name::{Name, Namespace};
+pub use process::ProcessId;

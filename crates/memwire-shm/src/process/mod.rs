@@ -1,0 +1,5 @@
+//! Process liveness: identity by `(pid, start time)`.
+
+mod id;
+
+pub use id::ProcessId;
