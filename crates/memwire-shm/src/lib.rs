@@ -7,14 +7,21 @@
 //! | module | what it gives |
 //! | --- | --- |
 //! | [`name`] | names, namespaces, `/dev/shm` paths, the runtime directory |
+//! | [`segment`] | memfd, named (`/dev/shm`) and file-backed segments; seals |
+//! | [`Mapping`] | a shared mapping and its safe, bounds-checked view |
 //! | [`process`] | process identity and liveness (start time, pidfd) |
 //! | [`Error`] | the one error type |
 #![deny(unsafe_code)]
 
 mod error;
+#[allow(unsafe_code)]
+mod mapping;
 pub mod name;
 pub mod process;
+pub mod segment;
 
 pub use error::{Error, Result};
+pub use mapping::{Access, Mapping};
 pub use name::{Name, Namespace};
 pub use process::ProcessId;
+pub use segment::{FileSegment, MemfdSegment, NamedSegment, Segment};

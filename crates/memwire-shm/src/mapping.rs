@@ -1,0 +1,391 @@
+//! A shared mapping and its safe, bounds-checked view.
+//!
+//! [`Mapping`] owns one `mmap(MAP_SHARED)` region. Everything above memwire-shm reaches shared
+//! memory through its methods: atomic loads, stores, compare-exchanges and adds at byte offsets,
+//! copies in and out, and futex waits and wakes on a word. Each access is checked against the
+//! mapping's length, the access width's alignment, and (for writes) the mapping's protection,
+//! and a violation is an [`Error`], never undefined behaviour or a `SIGSEGV`.
+//!
+//! # What another process can do
+//! Other processes may write the same memory at any time. The view therefore never hands out a
+//! plain `&[u8]` or `&T` into the mapping (the compiler would be entitled to assume it does not
+//! change): words are read with atomic loads, and bytes are copied out, possibly torn, into
+//! memory the caller owns, where they are validated. A peer cannot truncate a sealed memfd;
+//! `Mapping::map` checks the file is large enough before mapping it.
+//!
+//! # Safety
+//! This module holds memwire-shm's raw pointer arithmetic. The invariants:
+//! - `ptr .. ptr + len` is a live `MAP_SHARED` mapping for as long as the `Mapping` exists (it is
+//!   unmapped only in `Drop`), and every access first passes [`Mapping::check`], so it stays
+//!   inside that range.
+//! - Atomic accesses are aligned to their width (`check_atomic`); `mmap` returns page-aligned
+//!   memory, so an aligned offset gives an aligned address.
+//! - Writes through a [`Access::ReadOnly`] mapping are refused before they are attempted.
+//! - Byte copies use `ptr::copy_nonoverlapping` between the mapping and caller-owned memory;
+//!   no reference to the shared bytes is created, so concurrent writers in other processes can
+//!   tear the bytes copied but cannot invalidate a Rust reference.
+
+use std::os::fd::BorrowedFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use rustix::mm::{MapFlags, ProtFlags};
+
+use crate::error::{Error, Result};
+
+/// How a mapping may be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// `PROT_READ`: loads and copies out only.
+    ReadOnly,
+    /// `PROT_READ | PROT_WRITE`.
+    ReadWrite,
+}
+
+/// One `MAP_SHARED` mapping of a file descriptor, unmapped on drop.
+pub struct Mapping {
+    /// Start of the mapping; page-aligned. Invariant: valid for `len` bytes until drop.
+    ptr: NonNull<u8>,
+    /// Length in bytes, > 0.
+    len: usize,
+    access: Access,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value; every access goes through
+// atomics or copies, which are sound from any thread.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `&Mapping` only offers atomic accesses and copies, no `&mut` aliasing.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// `mmap(NULL, len, prot, MAP_SHARED, fd, offset)`, after checking with `fstat` that the
+    /// file holds `offset + len` bytes (touching a page past the end would raise `SIGBUS`).
+    pub fn map(fd: BorrowedFd<'_>, offset: u64, len: usize, access: Access) -> Result<Self> {
+        if len == 0 {
+            return Err(Error::InvalidSize {
+                what: "mapping".into(),
+                size: 0,
+                reason: "a mapping cannot be empty",
+            });
+        }
+        let page = rustix::param::page_size() as u64;
+        if !offset.is_multiple_of(page) {
+            return Err(Error::Misaligned {
+                offset: usize::try_from(offset).unwrap_or(usize::MAX),
+                align: page as usize,
+            });
+        }
+        let size = rustix::fs::fstat(fd)
+            .map_err(|e| Error::os("fstat", e))?
+            .st_size;
+        let size = u64::try_from(size).unwrap_or(0);
+        let need = offset.saturating_add(len as u64);
+        if size < need {
+            return Err(Error::SizeMismatch {
+                expected: need,
+                actual: size,
+            });
+        }
+        let prot = match access {
+            Access::ReadOnly => ProtFlags::READ,
+            Access::ReadWrite => ProtFlags::READ | ProtFlags::WRITE,
+        };
+        // SAFETY: a fresh mapping at an address the kernel chooses (NULL hint) cannot overlap
+        // any Rust object; `fd` is a valid borrowed descriptor and the file holds
+        // `offset + len` bytes (checked above).
+        let raw = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                MapFlags::SHARED,
+                fd,
+                offset,
+            )
+        }
+        .map_err(|e| Error::os("mmap", e))?;
+        let ptr = NonNull::new(raw.cast::<u8>()).ok_or(Error::Os {
+            op: "mmap",
+            source: std::io::Error::other("kernel returned a null mapping"),
+        })?;
+        Ok(Self { ptr, len, access })
+    }
+
+    /// Length of the mapping in bytes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a mapping is never empty. Present for API symmetry.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the mapping may be written.
+    #[must_use]
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// Checks that `offset .. offset + len` lies inside the mapping.
+    fn check(&self, offset: usize, len: usize) -> Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(Error::OutOfBounds {
+                offset,
+                len,
+                size: self.len,
+            }),
+        }
+    }
+
+    /// Checks bounds and alignment of a `width`-byte atomic at `offset`.
+    fn check_atomic(&self, offset: usize, width: usize) -> Result<()> {
+        self.check(offset, width)?;
+        if !offset.is_multiple_of(width) {
+            return Err(Error::Misaligned {
+                offset,
+                align: width,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self, offset: usize) -> Result<()> {
+        match self.access {
+            Access::ReadWrite => Ok(()),
+            Access::ReadOnly => Err(Error::ReadOnly { offset }),
+        }
+    }
+
+    /// The `AtomicU32` at `offset`, after bounds and alignment checks. Private: on a read-only
+    /// mapping a store through it would fault, so public callers get [`Mapping::atomic_u32`].
+    fn word32(&self, offset: usize) -> Result<&AtomicU32> {
+        self.check_atomic(offset, 4)?;
+        // SAFETY: `offset + 4 <= len` and `offset` is 4-aligned (checked), the mapping lives
+        // as long as `&self`, and `AtomicU32` has the size and alignment of `u32` and tolerates
+        // concurrent access from other processes.
+        Ok(unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() })
+    }
+
+    fn word64(&self, offset: usize) -> Result<&AtomicU64> {
+        self.check_atomic(offset, 8)?;
+        // SAFETY: as in `word32`, with an 8-byte width and alignment.
+        Ok(unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() })
+    }
+
+    /// The `AtomicU32` at `offset` of a writable mapping, for code that touches one word many
+    /// times (ring indices) and wants the checks done once.
+    pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32> {
+        self.check_writable(offset)?;
+        self.word32(offset)
+    }
+
+    /// The `AtomicU64` at `offset` of a writable mapping; see [`Mapping::atomic_u32`].
+    pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64> {
+        self.check_writable(offset)?;
+        self.word64(offset)
+    }
+
+    /// Atomic load of the `u32` at `offset`.
+    pub fn load_u32(&self, offset: usize, order: Ordering) -> Result<u32> {
+        Ok(self.word32(offset)?.load(order))
+    }
+
+    /// Atomic load of the `u64` at `offset`.
+    pub fn load_u64(&self, offset: usize, order: Ordering) -> Result<u64> {
+        Ok(self.word64(offset)?.load(order))
+    }
+
+    /// Atomic store of a `u32` at `offset`.
+    pub fn store_u32(&self, offset: usize, value: u32, order: Ordering) -> Result<()> {
+        self.atomic_u32(offset)?.store(value, order);
+        Ok(())
+    }
+
+    /// Atomic store of a `u64` at `offset`.
+    pub fn store_u64(&self, offset: usize, value: u64, order: Ordering) -> Result<()> {
+        self.atomic_u64(offset)?.store(value, order);
+        Ok(())
+    }
+
+    /// Atomic compare-exchange of the `u32` at `offset`. The outer `Result` reports a bad
+    /// offset; the inner one is `AtomicU32::compare_exchange`'s.
+    pub fn compare_exchange_u32(
+        &self,
+        offset: usize,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<Result<u32, u32>> {
+        Ok(self
+            .atomic_u32(offset)?
+            .compare_exchange(current, new, success, failure))
+    }
+
+    /// Atomic compare-exchange of the `u64` at `offset`; see
+    /// [`Mapping::compare_exchange_u32`].
+    pub fn compare_exchange_u64(
+        &self,
+        offset: usize,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<Result<u64, u64>> {
+        Ok(self
+            .atomic_u64(offset)?
+            .compare_exchange(current, new, success, failure))
+    }
+
+    /// Atomic wrapping add to the `u32` at `offset`; returns the previous value.
+    pub fn fetch_add_u32(&self, offset: usize, value: u32, order: Ordering) -> Result<u32> {
+        Ok(self.atomic_u32(offset)?.fetch_add(value, order))
+    }
+
+    /// Atomic wrapping add to the `u64` at `offset`; returns the previous value.
+    pub fn fetch_add_u64(&self, offset: usize, value: u64, order: Ordering) -> Result<u64> {
+        Ok(self.atomic_u64(offset)?.fetch_add(value, order))
+    }
+
+    /// Copies `buf.len()` bytes at `offset` out of the mapping. Bytes another process writes
+    /// meanwhile may arrive torn: validate the copy, not the mapping.
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        self.check(offset, buf.len())?;
+        // SAFETY: the source range is inside the live mapping (checked) and the destination is
+        // caller-owned memory, so the two cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                buf.as_mut_ptr(),
+                buf.len(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Copies `len` bytes at `offset` out of the mapping into a new vector.
+    pub fn read_vec(&self, offset: usize, len: usize) -> Result<Vec<u8>> {
+        self.check(offset, len)?;
+        let mut buf = vec![0; len];
+        self.read(offset, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Copies `data` into the mapping at `offset`.
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
+        self.check_writable(offset)?;
+        self.check(offset, data.len())?;
+        // SAFETY: the destination range is inside the live, writable mapping (checked) and the
+        // source is caller-owned memory, so the two cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(offset), data.len());
+        }
+        Ok(())
+    }
+
+    /// Sets `len` bytes at `offset` to `byte`.
+    pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<()> {
+        self.check_writable(offset)?;
+        self.check(offset, len)?;
+        // SAFETY: the range is inside the live, writable mapping (checked).
+        unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(offset), byte, len) };
+        Ok(())
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr .. ptr + len` is the region `mmap` returned and nothing borrowed from
+        // this mapping outlives `self` (every borrow is tied to `&self`).
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+impl std::fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mapping")
+            .field("ptr", &self.ptr)
+            .field("len", &self.len)
+            .field("access", &self.access)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fs::MemfdFlags;
+    use std::os::fd::AsFd;
+
+    fn memfd(len: u64) -> std::os::fd::OwnedFd {
+        let fd = rustix::fs::memfd_create("mapping-test", MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, len).unwrap();
+        fd
+    }
+
+    #[test]
+    fn round_trips_and_checks_bounds() {
+        let fd = memfd(8192);
+        let rw = Mapping::map(fd.as_fd(), 0, 8192, Access::ReadWrite).unwrap();
+        let ro = Mapping::map(fd.as_fd(), 0, 8192, Access::ReadOnly).unwrap();
+        rw.store_u64(8, 0xdead_beef, Ordering::Release).unwrap();
+        assert_eq!(ro.load_u64(8, Ordering::Acquire).unwrap(), 0xdead_beef);
+        rw.write(100, b"hello").unwrap();
+        assert_eq!(ro.read_vec(100, 5).unwrap(), b"hello");
+        assert_eq!(
+            rw.compare_exchange_u32(0, 0, 7, Ordering::AcqRel, Ordering::Acquire)
+                .unwrap(),
+            Ok(0)
+        );
+        assert_eq!(rw.fetch_add_u32(0, 1, Ordering::AcqRel).unwrap(), 7);
+        assert!(matches!(
+            rw.load_u32(8190, Ordering::Relaxed),
+            Err(Error::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            rw.load_u64(4, Ordering::Relaxed),
+            Err(Error::Misaligned {
+                offset: 4,
+                align: 8
+            })
+        ));
+        assert!(matches!(
+            rw.read(usize::MAX, &mut [0; 2]),
+            Err(Error::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            ro.write(0, b"x"),
+            Err(Error::ReadOnly { offset: 0 })
+        ));
+        assert!(matches!(
+            ro.store_u32(0, 1, Ordering::Relaxed),
+            Err(Error::ReadOnly { .. })
+        ));
+        rw.fill(0, 8192, 0xab).unwrap();
+        assert_eq!(ro.read_vec(8191, 1).unwrap(), [0xab]);
+    }
+
+    #[test]
+    fn refuses_to_map_past_the_end_of_the_file() {
+        let fd = memfd(4096);
+        assert!(matches!(
+            Mapping::map(fd.as_fd(), 0, 8192, Access::ReadOnly),
+            Err(Error::SizeMismatch {
+                expected: 8192,
+                actual: 4096
+            })
+        ));
+        assert!(matches!(
+            Mapping::map(fd.as_fd(), 0, 0, Access::ReadOnly),
+            Err(Error::InvalidSize { .. })
+        ));
+        assert!(matches!(
+            Mapping::map(fd.as_fd(), 1, 16, Access::ReadOnly),
+            Err(Error::Misaligned { .. })
+        ));
+    }
+}
