@@ -110,6 +110,16 @@ pub enum Error {
         waited: Duration,
     },
 
+    /// The resource outlived its TTL: it can no longer be opened, and `gc` removes it once no
+    /// process holds it.
+    #[error("resource {name:?} expired (TTL {ttl:?})")]
+    Expired {
+        /// The resource name.
+        name: String,
+        /// Its time to live.
+        ttl: Duration,
+    },
+
     /// The caller is not allowed to open or create this path.
     #[error("permission denied on {}", path.display())]
     PermissionDenied {
@@ -258,6 +268,7 @@ impl From<Error> for io::Error {
                 io::ErrorKind::PermissionDenied
             }
             Error::InitTimeout { .. } => io::ErrorKind::TimedOut,
+            Error::Expired { .. } => io::ErrorKind::NotFound,
             Error::InvalidName { .. }
             | Error::InvalidNamespace { .. }
             | Error::InvalidSize { .. } => io::ErrorKind::InvalidInput,

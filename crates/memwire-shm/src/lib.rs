@@ -9,6 +9,7 @@
 //! | [`name`] | names, namespaces, `/dev/shm` paths, the runtime directory |
 //! | [`segment`] | memfd, named (`/dev/shm`) and file-backed segments; seals |
 //! | [`Mapping`] | a shared mapping and its safe, bounds-checked view |
+//! | [`resource`] | named, shared buffers with TTL that no crash can leak, `ls` and `gc` |
 //! | [`process`] | process identity and liveness (start time, pidfd) |
 //! | [`Error`] | the one error type |
 #![deny(unsafe_code)]
@@ -18,10 +19,12 @@ mod error;
 mod mapping;
 pub mod name;
 pub mod process;
+pub mod resource;
 pub mod segment;
 
 pub use error::{Error, Result};
 pub use mapping::{Access, Mapping};
 pub use name::{Name, Namespace};
 pub use process::ProcessId;
+pub use resource::{Resource, ResourceOptions};
 pub use segment::{FileSegment, MemfdSegment, NamedSegment, Segment};

@@ -3,3 +3,4 @@
 mod id;
 
 pub use id::ProcessId;
+pub(crate) use id::read_stat;
