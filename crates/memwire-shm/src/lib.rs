@@ -6,15 +6,18 @@
 //!
 //! | module | what it gives |
 //! | --- | --- |
+//! | [`fdpass`] | fds over Unix sockets (`SCM_RIGHTS`), the peer's pid/uid/gid (`SO_PEERCRED`) |
 //! | [`name`] | names, namespaces, `/dev/shm` paths, the runtime directory |
 //! | [`process`] | process identity and liveness (start time, pidfd) |
 //! | [`Error`] | the one error type |
 #![deny(unsafe_code)]
 
 mod error;
+pub mod fdpass;
 pub mod name;
 pub mod process;
 
 pub use error::{Error, Result};
+pub use fdpass::{PeerCredentials, peer_credentials, recv_with_fds, send_with_fds};
 pub use name::{Name, Namespace};
 pub use process::ProcessId;
