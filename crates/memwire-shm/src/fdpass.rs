@@ -31,6 +31,9 @@
 //!
 //! **Cost.** The control buffer lives on the stack: `CMSG_SPACE` of [`MAX_FDS_PER_MESSAGE`] fds,
 //! about 150 bytes. No allocation except the `Vec` of received fds.
+//!
+//! With the `tokio` feature, [`send_with_fds_async`] and [`recv_with_fds_async`] do the same on a
+//! [`tokio::net::UnixStream`](::tokio::net::UnixStream).
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -43,6 +46,12 @@ use rustix::net::{
 };
 
 use crate::error::{Error, Result};
+
+#[cfg(feature = "tokio")]
+mod tokio;
+
+#[cfg(feature = "tokio")]
+pub use self::tokio::{recv_with_fds_async, send_with_fds_async};
 
 /// Most fds one message may carry. The kernel allows 253 (`SCM_MAX_FD`); memwire never sends
 /// more than a handful (a segment, a doorbell, a pidfd), and a small cap keeps the control
