@@ -206,8 +206,18 @@ pub enum Error {
         reason: &'static str,
     },
 
-    /// A message carried more file descriptors than the receive buffer had room for; the
-    /// kernel dropped some and every one that did arrive has been closed.
+    /// More file descriptors than one message may carry ([`crate::fdpass::MAX_FDS_PER_MESSAGE`]).
+    #[error("{count} fds in one message, at most {max} allowed")]
+    TooManyFds {
+        /// How many fds were asked for.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+
+    /// A message carried more file descriptors than the receiver accepts. The kernel drops
+    /// those it had no room for, and every one that did arrive has been closed; the message's
+    /// data bytes were consumed.
     #[error("control data truncated: more than {capacity} fds were sent")]
     TruncatedControl {
         /// How many fds the receiver had room for.
@@ -271,7 +281,8 @@ impl From<Error> for io::Error {
             Error::Expired { .. } => io::ErrorKind::NotFound,
             Error::InvalidName { .. }
             | Error::InvalidNamespace { .. }
-            | Error::InvalidSize { .. } => io::ErrorKind::InvalidInput,
+            | Error::InvalidSize { .. }
+            | Error::TooManyFds { .. } => io::ErrorKind::InvalidInput,
             Error::Path { source, .. } | Error::Os { source, .. } => source.kind(),
             _ => io::ErrorKind::InvalidData,
         };

@@ -6,6 +6,7 @@
 //!
 //! | module | what it gives |
 //! | --- | --- |
+//! | [`fdpass`] | fds over Unix sockets (`SCM_RIGHTS`), the peer's pid/uid/gid (`SO_PEERCRED`) |
 //! | [`name`] | names, namespaces, `/dev/shm` paths, the runtime directory |
 //! | [`segment`] | memfd, named (`/dev/shm`) and file-backed segments; seals |
 //! | [`Mapping`] | a shared mapping and its safe, bounds-checked view |
@@ -15,6 +16,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+pub mod fdpass;
 #[allow(unsafe_code)]
 mod mapping;
 pub mod name;
@@ -23,6 +25,7 @@ pub mod resource;
 pub mod segment;
 
 pub use error::{Error, Result};
+pub use fdpass::{PeerCredentials, peer_credentials, recv_with_fds, send_with_fds};
 pub use mapping::{Access, Mapping};
 pub use name::{Name, Namespace};
 pub use process::ProcessId;
