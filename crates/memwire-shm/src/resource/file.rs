@@ -3,13 +3,14 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use rustix::fs::{FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::header::{HEADER_LEN, Header, Peek};
+use super::header::{HEADER_LEN, Header, INITIALISED_OFFSET, Peek};
 use crate::error::{Error, Result};
+use crate::name::Name;
 
 /// How long an uninitialised, unlocked file must have been left alone before it counts as the
 /// leftover of a creator that died. A live creator locks its file one syscall after creating
@@ -75,9 +76,24 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>, path: &Path) -> Result<FileStat> {
 }
 
 /// Reads a copy of the header and decodes it.
+///
+/// A creator may be writing the header while we copy it, and a copy reads the fields before
+/// the initialised flag in no promised order. So when a first copy shows the flag set, a second
+/// copy, made after the flag was seen, is the one decoded: the creator wrote every field before
+/// the flag.
 pub(crate) fn peek(fd: BorrowedFd<'_>, path: &Path) -> Result<(Peek, FileStat)> {
     let stat = fstat(fd, path)?;
     let mut buf = [0u8; HEADER_LEN];
+    let got = pread_all(fd, &mut buf, path)?;
+    if got > INITIALISED_OFFSET + 4 && buf[INITIALISED_OFFSET..INITIALISED_OFFSET + 4] != [0; 4] {
+        let got = pread_all(fd, &mut buf, path)?;
+        return Ok((Header::decode(&buf[..got], stat.size, path)?, stat));
+    }
+    Ok((Header::decode(&buf[..got], stat.size, path)?, stat))
+}
+
+/// `pread` until `buf` is full or the file ends; returns the bytes read.
+fn pread_all(fd: BorrowedFd<'_>, buf: &mut [u8], path: &Path) -> Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match rustix::io::pread(fd, &mut buf[got..], got as u64) {
@@ -87,7 +103,7 @@ pub(crate) fn peek(fd: BorrowedFd<'_>, path: &Path) -> Result<(Peek, FileStat)> 
             Err(e) => return Err(Error::path("read", path, e)),
         }
     }
-    Ok((Header::decode(&buf[..got], stat.size, path)?, stat))
+    Ok(got)
 }
 
 /// Whether `path` still names the file open as `fd` (it was not removed or replaced).
@@ -153,5 +169,37 @@ pub(crate) fn unlink(path: &Path) -> Result<()> {
     match rustix::fs::unlink(path) {
         Ok(()) | Err(Errno::NOENT) => Ok(()),
         Err(e) => Err(Error::path("unlink", path, e)),
+    }
+}
+
+/// Waits between looks at a file another process is working on: 100 µs doubling to 20 ms, for
+/// at most a timeout.
+pub(crate) struct Backoff {
+    start: Instant,
+    timeout: Duration,
+    pause: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Self {
+            start: Instant::now(),
+            timeout,
+            pause: Duration::from_micros(100),
+        }
+    }
+
+    /// Sleeps, or fails with [`Error::InitTimeout`] once the timeout has passed.
+    pub(crate) fn pause(&mut self, name: &Name) -> Result<()> {
+        let waited = self.start.elapsed();
+        if waited >= self.timeout {
+            return Err(Error::InitTimeout {
+                name: name.to_string(),
+                waited,
+            });
+        }
+        std::thread::sleep(self.pause);
+        self.pause = (self.pause * 2).min(Duration::from_millis(20));
+        Ok(())
     }
 }

@@ -124,6 +124,12 @@ impl Header {
             path: path.to_owned(),
             reason,
         };
+        // The flag first: until it is set, the creator may not have written the rest.
+        match u32_at(bytes, INITIALISED_OFFSET) {
+            0 => return Ok(Peek::Uninitialised),
+            1 => {}
+            other => return Err(corrupt(format!("initialised flag is {other}"))),
+        }
         let version = u32_at(bytes, VERSION_OFFSET);
         if version != LAYOUT_VERSION {
             return Err(Error::LayoutVersion {
@@ -131,11 +137,6 @@ impl Header {
                 found: version,
                 expected: LAYOUT_VERSION,
             });
-        }
-        match u32_at(bytes, INITIALISED_OFFSET) {
-            0 => return Ok(Peek::Uninitialised),
-            1 => {}
-            other => return Err(corrupt(format!("initialised flag is {other}"))),
         }
         let capacity = u32_at(bytes, CAPACITY_OFFSET);
         if capacity as usize != HOLDER_SLOTS {

@@ -36,7 +36,7 @@ pub use gc::{GcReport, ResourceInfo, ResourceState, Scope, Skipped, gc, list};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use rustix::fs::FlockOperation;
 
@@ -195,15 +195,7 @@ fn try_create(
     len: u64,
 ) -> Result<Created> {
     let Some(fd) = file::create_excl(path)? else {
-        // Taken. Remove it only if it is the leftover of a dead creator.
-        return Ok(match file::open_rw(path)? {
-            None => Created::Retry,
-            Some(fd) => match file::peek(fd.as_fd(), path)?.0 {
-                Peek::Ready(_) => Created::Exists,
-                Peek::Uninitialised if file::remove_if_dead_creator(&fd, path)? => Created::Retry,
-                Peek::Uninitialised => Created::Exists,
-            },
-        });
+        return taken(opts, name, path);
     };
     let result = initialise(opts, &fd, path, len);
     match result {
@@ -232,6 +224,24 @@ fn try_create(
             // Never leave a half-made file behind under our name.
             let _ = file::unlink(path);
             Err(e)
+        }
+    }
+}
+
+/// The name is taken: by a resource ([`Created::Exists`]), or by the leftover of a creator
+/// that died, which is removed ([`Created::Retry`]). A live creator is given time to finish.
+fn taken(opts: &ResourceOptions, name: &Name, path: &Path) -> Result<Created> {
+    let mut backoff = file::Backoff::new(opts.init_timeout);
+    loop {
+        let Some(fd) = file::open_rw(path)? else {
+            return Ok(Created::Retry);
+        };
+        match file::peek(fd.as_fd(), path)?.0 {
+            Peek::Ready(_) => return Ok(Created::Exists),
+            Peek::Uninitialised if file::remove_if_dead_creator(&fd, path)? => {
+                return Ok(Created::Retry);
+            }
+            Peek::Uninitialised => backoff.pause(name)?,
         }
     }
 }
@@ -303,8 +313,7 @@ fn try_open(
     name: &Name,
     path: &Path,
 ) -> Result<Option<Resource>> {
-    let start = Instant::now();
-    let mut pause = Duration::from_micros(100);
+    let mut backoff = file::Backoff::new(opts.init_timeout);
     loop {
         let Some(fd) = file::open_rw(path)? else {
             return Ok(None);
@@ -332,14 +341,7 @@ fn try_open(
             };
             return Resource::adopt(namespace, name, path, fd, header).map(Some);
         }
-        if start.elapsed() >= opts.init_timeout {
-            return Err(Error::InitTimeout {
-                name: name.to_string(),
-                waited: start.elapsed(),
-            });
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
+        backoff.pause(name)?;
     }
 }
 
@@ -555,7 +557,11 @@ impl Resource {
     fn release_inner(&mut self) -> Result<()> {
         if let Some(slot) = self.slot.take() {
             holders::release(&self.header_map, slot, self.me)?;
+            // Drop our shared lock first, then ask for an exclusive one: of several holders
+            // leaving at once, each unlocks before it asks, so the last to ask succeeds
+            // (converting in place could leave two leavers each blocking the other).
             if self.header.remove_when_unused()
+                && file::flock(self.fd.as_fd(), FlockOperation::Unlock, &self.path).is_ok()
                 && file::try_flock(
                     self.fd.as_fd(),
                     FlockOperation::NonBlockingLockExclusive,

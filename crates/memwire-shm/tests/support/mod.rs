@@ -1,0 +1,128 @@
+//! Shared plumbing of the cross-process tests: the test binary re-executes itself as a child
+//! with `MEMWIRE_TEST_ROLE` set, and every child is killed and reaped when its guard drops.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use libtest_mimic::{Arguments, Trial};
+use rustix::io::FdFlags;
+
+/// Selects the child role.
+pub const ROLE_ENV: &str = "MEMWIRE_TEST_ROLE";
+/// Number of the fd a child inherited.
+pub const FD_ENV: &str = "MEMWIRE_TEST_FD";
+
+/// Held while spawning: an fd is inheritable only while this lock is held, so no other
+/// trial's child inherits it too.
+static SPAWN_LOCK: Mutex<()> = Mutex::new(());
+
+/// A test case of a harness-less test binary.
+pub fn trial(name: &'static str, test: fn() -> Result<()>) -> Trial {
+    Trial::test(name, move || test().map_err(|e| format!("{e:#}").into()))
+}
+
+/// `main` of a cross-process test binary: runs `role` in a child, else the trials, at most two
+/// at a time (this machine has 2 vCPUs).
+pub fn main(roles: fn(&str) -> Result<()>, trials: Vec<Trial>) -> ! {
+    if let Ok(role) = std::env::var(ROLE_ENV) {
+        if let Err(err) = roles(&role) {
+            eprintln!("child role {role}: {err:#}");
+            std::process::exit(1);
+        }
+        std::process::exit(0);
+    }
+    let mut args = Arguments::from_args();
+    args.test_threads = Some(args.test_threads.map_or(2, |n| n.clamp(1, 2)));
+    libtest_mimic::run(&args, trials).exit()
+}
+
+/// A child process, killed and reaped when dropped unless already reaped.
+pub struct Guard(Option<Child>);
+
+impl Guard {
+    /// The child.
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("child not yet reaped")
+    }
+
+    /// Its pid.
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().expect("child not yet reaped").id()
+    }
+
+    /// Waits for exit.
+    pub fn wait(&mut self) -> Result<ExitStatus> {
+        let mut child = self.0.take().context("child already reaped")?;
+        Ok(child.wait()?)
+    }
+
+    /// Waits for exit and fails unless the child succeeded.
+    pub fn wait_success(mut self) -> Result<()> {
+        let status = self.wait()?;
+        ensure!(status.success(), "child failed: {status}");
+        Ok(())
+    }
+
+    /// SIGKILLs the child and reaps it.
+    pub fn kill(mut self) -> Result<ExitStatus> {
+        self.child().kill()?;
+        self.wait()
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A command that re-runs this test binary in `role`.
+pub fn command(role: &str) -> Result<Command> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.env(ROLE_ENV, role).stdin(Stdio::null());
+    Ok(command)
+}
+
+/// Spawns `command`, letting the child inherit `fd` (its number in `MEMWIRE_TEST_FD`).
+pub fn spawn(mut command: Command, fd: Option<&OwnedFd>) -> Result<Guard> {
+    let _lock = SPAWN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(fd) = fd {
+        rustix::io::fcntl_setfd(fd, FdFlags::empty())?;
+        command.env(FD_ENV, fd.as_raw_fd().to_string());
+    }
+    let spawned = command.spawn();
+    if let Some(fd) = fd {
+        rustix::io::fcntl_setfd(fd, FdFlags::CLOEXEC)?;
+    }
+    Ok(Guard(Some(spawned.context("spawn child")?)))
+}
+
+/// Polls `cond` every millisecond until it holds, failing after a generous deadline so a bug
+/// shows as a failure, never a hang. Not a timing assertion: the deadline only bounds a wait.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond()? {
+        if Instant::now() > deadline {
+            bail!("gave up waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+/// A namespace no other test uses.
+pub fn unique_namespace(test: &str) -> memwire_shm::Namespace {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    memwire_shm::Namespace::new(format!("t-{test}-{}-{n}", std::process::id()))
+        .expect("test namespaces are valid")
+}
