@@ -8,12 +8,15 @@
 //! | --- | --- |
 //! | [`name`] | names, namespaces, `/dev/shm` paths, the runtime directory |
 //! | [`process`] | process identity and liveness (start time, pidfd) |
+//! | [`futex`] | futex wait and wake on a word in shared memory |
 //! | [`Error`] | the one error type |
 #![deny(unsafe_code)]
 
 mod error;
+pub mod futex;
 pub mod name;
 pub mod process;
+mod sys;
 
 pub use error::{Error, Result};
 pub use name::{Name, Namespace};
