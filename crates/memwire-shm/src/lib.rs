@@ -16,8 +16,11 @@ mod error;
 pub mod futex;
 pub mod name;
 pub mod process;
+#[cfg(feature = "tokio")]
+#[allow(unsafe_code)]
+mod reactor;
 mod sys;
 
 pub use error::{Error, Result};
 pub use name::{Name, Namespace};
-pub use process::ProcessId;
+pub use process::{ProcessHandle, ProcessId};
