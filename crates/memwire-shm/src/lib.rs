@@ -9,9 +9,11 @@
 //! | [`name`] | names, namespaces, `/dev/shm` paths, the runtime directory |
 //! | [`process`] | process identity and liveness (start time, pidfd) |
 //! | [`futex`] | futex wait and wake on a word in shared memory |
+//! | [`doorbell`] | eventfd wake-ups, blocking or with tokio |
 //! | [`Error`] | the one error type |
 #![deny(unsafe_code)]
 
+pub mod doorbell;
 mod error;
 pub mod futex;
 pub mod name;
@@ -21,6 +23,9 @@ pub mod process;
 mod reactor;
 mod sys;
 
+#[cfg(feature = "tokio")]
+pub use doorbell::AsyncDoorbell;
+pub use doorbell::Doorbell;
 pub use error::{Error, Result};
 pub use name::{Name, Namespace};
 pub use process::{ProcessHandle, ProcessId};

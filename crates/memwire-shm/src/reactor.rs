@@ -22,6 +22,10 @@ pub(crate) trait Stable: AsRawFd {}
 /// An `OwnedFd` closes its fd only on drop and cannot be pointed at another one.
 impl Stable for OwnedFd {}
 
+/// A `Doorbell`'s `fd: OwnedFd` is private, set in its constructors and never replaced (it has
+/// no `&mut self` methods).
+impl Stable for crate::doorbell::Doorbell {}
+
 /// Registers `inner` with the current tokio reactor for `interest`.
 ///
 /// # Panics
