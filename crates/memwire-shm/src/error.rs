@@ -224,6 +224,15 @@ pub enum Error {
         capacity: usize,
     },
 
+    /// An fd handed to us is not the kind of file it must be.
+    #[error("fd {fd} is not {expected}")]
+    WrongFdKind {
+        /// The fd number, in this process.
+        fd: i32,
+        /// What it must be (`"an eventfd in counter mode"`, ...).
+        expected: &'static str,
+    },
+
     /// A process is not running (or the pid now belongs to another process).
     #[error("process {pid} is not running")]
     NoSuchProcess {

@@ -12,22 +12,33 @@
 //! | [`Mapping`] | a shared mapping and its safe, bounds-checked view |
 //! | [`resource`] | named, shared buffers with TTL that no crash can leak, `ls` and `gc` |
 //! | [`process`] | process identity and liveness (start time, pidfd) |
+//! | [`futex`] | futex wait and wake on a word in shared memory |
+//! | [`doorbell`] | eventfd wake-ups, blocking or with tokio |
 //! | [`Error`] | the one error type |
 #![deny(unsafe_code)]
 
+pub mod doorbell;
 mod error;
 pub mod fdpass;
+pub mod futex;
 #[allow(unsafe_code)]
 mod mapping;
 pub mod name;
 pub mod process;
+#[cfg(feature = "tokio")]
+#[allow(unsafe_code)]
+mod reactor;
 pub mod resource;
 pub mod segment;
+mod sys;
 
+#[cfg(feature = "tokio")]
+pub use doorbell::AsyncDoorbell;
+pub use doorbell::Doorbell;
 pub use error::{Error, Result};
 pub use fdpass::{PeerCredentials, peer_credentials, recv_with_fds, send_with_fds};
 pub use mapping::{Access, Mapping};
 pub use name::{Name, Namespace};
-pub use process::ProcessId;
+pub use process::{ProcessHandle, ProcessId};
 pub use resource::{Resource, ResourceOptions};
 pub use segment::{FileSegment, MemfdSegment, NamedSegment, Segment};

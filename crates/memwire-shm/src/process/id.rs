@@ -22,6 +22,8 @@ pub struct ProcessId {
 pub(crate) struct Stat {
     /// Field 3: `R`, `S`, `D`, `Z`, `X`, ...
     pub(crate) state: u8,
+    /// Field 4: the parent's pid (0 for init and kernel threads).
+    pub(crate) ppid: u32,
     /// Field 22.
     pub(crate) start_time: u64,
 }
@@ -40,11 +42,17 @@ pub(crate) fn parse_stat(text: &[u8]) -> Option<Stat> {
     let mut fields = text[close + 1..]
         .split(|b| b.is_ascii_whitespace())
         .filter(|f| !f.is_empty());
-    // After `)`, the first field is field 3 (state); field 22 is 19 further on.
+    // After `)`, the first field is field 3 (state), then field 4 (ppid); field 22 is 18
+    // further on.
     let state = *fields.next()?.first()?;
-    let start = fields.nth(18)?;
+    let ppid = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+    let start = fields.nth(17)?;
     let start_time = std::str::from_utf8(start).ok()?.parse().ok()?;
-    Some(Stat { state, start_time })
+    Some(Stat {
+        state,
+        ppid,
+        start_time,
+    })
 }
 
 /// Reads `/proc/PID/stat`; `None` when the process does not exist (any more).
@@ -95,6 +103,7 @@ mod tests {
             b"4242 (a) b) (c) S 1 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1 1";
         let stat = parse_stat(line).unwrap();
         assert_eq!(stat.state, b'S');
+        assert_eq!(stat.ppid, 1);
         assert_eq!(stat.start_time, 987_654);
     }
 
