@@ -90,8 +90,10 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Resul
 /// in this or any other process; returns how many were woken.
 ///
 /// Change the word (with a Release store or stronger) before waking, so a woken waiter sees
-/// the change.
+/// the change. The kernel reads `count` as a signed int, so counts above `i32::MAX` mean
+/// `i32::MAX` ("all"), never a negative count.
 pub fn wake(word: &AtomicU32, count: u32) -> Result<usize> {
+    let count = count.min(i32::MAX as u32);
     sys_futex::wake(word, SHARED, count).map_err(|e| Error::os("futex_wake", e))
 }
 

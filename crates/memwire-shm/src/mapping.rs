@@ -251,6 +251,24 @@ impl Mapping {
         Ok(self.atomic_u64(offset)?.fetch_add(value, order))
     }
 
+    /// `futex(word at offset, FUTEX_WAIT, expected, timeout)`: sleeps while the `u32` at
+    /// `offset` equals `expected`, until woken or timed out. Works on read-only mappings too, so
+    /// a reader can sleep on a word only the writer changes. See [`crate::futex::wait`].
+    pub fn futex_wait(
+        &self,
+        offset: usize,
+        expected: u32,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<crate::futex::WaitOutcome> {
+        crate::futex::wait(self.word32(offset)?, expected, timeout)
+    }
+
+    /// `futex(word at offset, FUTEX_WAKE, count)`: wakes up to `count` waiters on the `u32` at
+    /// `offset`, in any process; returns how many were woken. See [`crate::futex::wake`].
+    pub fn futex_wake(&self, offset: usize, count: u32) -> Result<usize> {
+        crate::futex::wake(self.word32(offset)?, count)
+    }
+
     /// Copies `buf.len()` bytes at `offset` out of the mapping. Bytes another process writes
     /// meanwhile may arrive torn: validate the copy, not the mapping.
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
@@ -367,6 +385,27 @@ mod tests {
         ));
         rw.fill(0, 8192, 0xab).unwrap();
         assert_eq!(ro.read_vec(8191, 1).unwrap(), [0xab]);
+    }
+
+    #[test]
+    fn futex_through_the_view_wakes_a_reader_of_a_read_only_mapping() {
+        let fd = memfd(4096);
+        let rw = Mapping::map(fd.as_fd(), 0, 4096, Access::ReadWrite).unwrap();
+        let ro = Mapping::map(fd.as_fd(), 0, 4096, Access::ReadOnly).unwrap();
+        std::thread::scope(|s| {
+            let sleeper = s.spawn(|| {
+                while ro.load_u32(64, Ordering::Acquire).unwrap() == 0 {
+                    ro.futex_wait(64, 0, None).unwrap();
+                }
+            });
+            rw.store_u32(64, 1, Ordering::Release).unwrap();
+            rw.futex_wake(64, u32::MAX).unwrap();
+            sleeper.join().unwrap();
+        });
+        assert!(matches!(
+            ro.futex_wait(66, 0, None),
+            Err(Error::Misaligned { .. })
+        ));
     }
 
     #[test]
