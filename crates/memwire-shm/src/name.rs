@@ -178,6 +178,12 @@ pub fn runtime_dir() -> Result<PathBuf> {
     } else {
         PathBuf::from(format!("/tmp/memwire-{uid}"))
     };
+    prepare_runtime_dir(dir, uid)
+}
+
+/// Creates `dir` (mode 0700) if missing and checks that `uid` owns it and nobody else can
+/// write to it.
+fn prepare_runtime_dir(dir: PathBuf, uid: u32) -> Result<PathBuf> {
     match std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -252,6 +258,38 @@ mod tests {
         let name = Name::new("x".repeat(MAX_NAME_LEN)).unwrap();
         // uid 4294967295 is the longest prefix; ours is at most that long.
         assert!(ns.shm_path(&name).file_name().unwrap().len() <= 255);
+    }
+
+    #[test]
+    fn runtime_dir_is_created_private_and_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let uid = rustix::process::getuid().as_raw();
+        let dir = prepare_runtime_dir(tmp.path().join("a/memwire"), uid).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // Idempotent.
+        assert_eq!(prepare_runtime_dir(dir.clone(), uid).unwrap(), dir);
+        // Somebody else's directory is refused.
+        assert!(matches!(
+            prepare_runtime_dir(dir.clone(), uid.wrapping_add(1)),
+            Err(Error::RuntimeDir {
+                reason: "owned by another user",
+                ..
+            })
+        ));
+        // A directory others can write to is refused.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(
+            prepare_runtime_dir(dir.clone(), uid),
+            Err(Error::RuntimeDir {
+                reason: "writable by group or others",
+                ..
+            })
+        ));
+        // A file is not a directory.
+        let file = tmp.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        assert!(prepare_runtime_dir(file, uid).is_err());
     }
 
     proptest! {
