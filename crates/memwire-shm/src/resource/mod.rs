@@ -142,6 +142,23 @@ impl ResourceOptions {
         })
     }
 
+    /// Removes `name` at once, held or not. Its holders keep their memory; new opens fail with
+    /// [`Error::NotFound`].
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let (_, name, path) = self.resolve(name)?;
+        match file::open_rw(&path)? {
+            None => Err(Error::NotFound {
+                name: name.to_string(),
+                path,
+            }),
+            Some(fd) => {
+                // Refuse to remove a file that is not memwire's.
+                file::peek(fd.as_fd(), &path)?;
+                file::unlink(&path)
+            }
+        }
+    }
+
     /// Opens `name`, creating it with `len` payload bytes if it does not exist. Of many
     /// processes racing here, exactly one creates; [`Resource::created`] tells which.
     pub fn open_or_create(&self, name: &str, len: u64) -> Result<Resource> {
@@ -396,20 +413,10 @@ impl Resource {
     }
 
     /// Removes `name` from the namespace from `MEMWIRE_NAMESPACE` at once, held or not. Its
-    /// holders keep their memory; new opens fail with [`Error::NotFound`].
+    /// holders keep their memory; new opens fail with [`Error::NotFound`]. See
+    /// [`ResourceOptions::remove`] to choose the namespace.
     pub fn remove(name: &str) -> Result<()> {
-        let (_, name, path) = Self::options().resolve(name)?;
-        match file::open_rw(&path)? {
-            None => Err(Error::NotFound {
-                name: name.to_string(),
-                path,
-            }),
-            Some(fd) => {
-                // Refuse to remove a file that is not memwire's.
-                file::peek(fd.as_fd(), &path)?;
-                file::unlink(&path)
-            }
-        }
+        Self::options().remove(name)
     }
 
     fn adopt(

@@ -1,0 +1,49 @@
+//! `memwire ls`: what memwire objects exist, who holds them, and whether `gc` may take them.
+
+use std::io::Write;
+
+use anyhow::{Context as _, Result};
+use memwire::shm::resource;
+
+use super::Globals;
+use super::row::{ResourceRow, Row, tables};
+
+/// List memwire resources.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Print a JSON array of rows (each with `kind` and `name`) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Look in every namespace of this user, not just one.
+    #[arg(long)]
+    all_namespaces: bool,
+}
+
+/// Every row `ls` shows in `scope`. Later kinds of object add their rows here.
+pub(crate) fn rows(scope: &resource::Scope) -> Result<Vec<Row>> {
+    let resources = resource::list(scope).context("listing resources")?;
+    Ok(resources
+        .iter()
+        .map(|info| Row::Resource(ResourceRow::from(info)))
+        .collect())
+}
+
+pub(crate) fn run(cx: &Globals, args: &Args) -> Result<()> {
+    let rows = rows(&cx.scope(args.all_namespaces))?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &rows)?;
+        writeln!(out)?;
+    } else if rows.is_empty() {
+        if args.all_namespaces {
+            writeln!(out, "no memwire resources in any namespace")?;
+        } else {
+            writeln!(out, "no memwire resources in namespace `{}`", cx.namespace)?;
+        }
+    } else {
+        for table in tables(&rows, args.all_namespaces) {
+            writeln!(out, "{table}")?;
+        }
+    }
+    out.flush().context("writing to stdout")
+}

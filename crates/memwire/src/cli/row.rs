@@ -1,0 +1,181 @@
+//! The rows `ls`, `gc` and `resource info` print: a table for people, JSON for scripts.
+//!
+//! Every row has a `kind` and a `name`. Each kind of object (resources today; services and
+//! store tenants later) is one variant of [`Row`] and renders its own table, since the kinds
+//! share no other columns.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use comfy_table::{Table, presets};
+use memwire::shm::resource::ResourceInfo;
+use serde::{Serialize, Serializer};
+
+use super::units::{show_duration, show_size};
+
+/// One listed object. Serialises as an object with `"kind": "<variant>"` and its fields.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum Row {
+    /// A named shared-memory resource.
+    Resource(ResourceRow),
+}
+
+/// A resource, as `memwire_shm::resource::list` sees it.
+#[derive(Debug, Serialize)]
+pub(crate) struct ResourceRow {
+    pub(crate) name: String,
+    pub(crate) namespace: String,
+    /// Its file under `/dev/shm`.
+    pub(crate) path: PathBuf,
+    /// Payload bytes.
+    pub(crate) size: u64,
+    /// Bytes last written with `put`.
+    pub(crate) written: u64,
+    /// Pids of the live processes that hold it.
+    pub(crate) holders: Vec<u32>,
+    /// Time since creation; JSON: `age_s`, float seconds.
+    #[serde(rename = "age_s", serialize_with = "secs")]
+    pub(crate) age: Duration,
+    /// Time to live; JSON: `ttl_s`, float seconds, `null` if none.
+    #[serde(rename = "ttl_s", serialize_with = "opt_secs")]
+    pub(crate) ttl: Option<Duration>,
+    /// `live`, `orphan` or `expired`.
+    pub(crate) state: &'static str,
+}
+
+impl From<&ResourceInfo> for ResourceRow {
+    fn from(info: &ResourceInfo) -> Self {
+        Self {
+            name: info.name.to_string(),
+            namespace: info.namespace.to_string(),
+            path: info.path.clone(),
+            size: info.size,
+            written: info.written,
+            holders: info.holders.clone(),
+            age: info.age,
+            ttl: info.ttl,
+            state: info.state.as_str(),
+        }
+    }
+}
+
+fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => secs(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// Tables for people: one per kind present, with a NAMESPACE column when rows may come from
+/// more than one namespace.
+pub(crate) fn tables(rows: &[Row], show_namespace: bool) -> Vec<Table> {
+    let resources: Vec<&ResourceRow> = rows
+        .iter()
+        .map(|row| match row {
+            Row::Resource(r) => r,
+        })
+        .collect();
+    let mut out = Vec::new();
+    if !resources.is_empty() {
+        out.push(resource_table(&resources, show_namespace));
+    }
+    out
+}
+
+fn new_table(header: Vec<&str>) -> Table {
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING).set_header(header);
+    table
+}
+
+fn resource_table(rows: &[&ResourceRow], show_namespace: bool) -> Table {
+    let mut header = vec!["NAME"];
+    if show_namespace {
+        header.push("NAMESPACE");
+    }
+    header.extend(["SIZE", "WRITTEN", "HOLDERS", "AGE", "TTL", "STATE"]);
+    let mut table = new_table(header);
+    for r in rows {
+        let mut cells = vec![r.name.clone()];
+        if show_namespace {
+            cells.push(r.namespace.clone());
+        }
+        let holders = if r.holders.is_empty() {
+            "-".to_owned()
+        } else {
+            let pids: Vec<String> = r.holders.iter().map(u32::to_string).collect();
+            pids.join(",")
+        };
+        cells.extend([
+            show_size(r.size),
+            show_size(r.written),
+            holders,
+            show_duration(r.age),
+            r.ttl.map_or_else(|| "-".to_owned(), show_duration),
+            r.state.to_owned(),
+        ]);
+        table.add_row(cells);
+    }
+    table
+}
+
+/// `key  value` lines for one resource (`resource info`).
+pub(crate) fn resource_details(r: &ResourceRow) -> Table {
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING);
+    let holders: Vec<String> = r.holders.iter().map(u32::to_string).collect();
+    let ttl = r.ttl.map_or_else(|| "none".to_owned(), show_duration);
+    for (key, value) in [
+        ("name", r.name.clone()),
+        ("namespace", r.namespace.clone()),
+        ("path", r.path.display().to_string()),
+        ("size", format!("{} ({} bytes)", show_size(r.size), r.size)),
+        ("written", format!("{} bytes", r.written)),
+        (
+            "holders",
+            if holders.is_empty() {
+                "none".to_owned()
+            } else {
+                holders.join(", ")
+            },
+        ),
+        ("age", show_duration(r.age)),
+        ("ttl", ttl),
+        ("state", r.state.to_owned()),
+    ] {
+        table.add_row(vec![key.to_owned(), value]);
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_rows_carry_kind_and_name() -> serde_json::Result<()> {
+        let row = Row::Resource(ResourceRow {
+            name: "frames".into(),
+            namespace: "default".into(),
+            path: "/dev/shm/memwire.1000.default.frames".into(),
+            size: 4096,
+            written: 5,
+            holders: vec![42],
+            age: Duration::from_millis(1500),
+            ttl: None,
+            state: "live",
+        });
+        let v = serde_json::to_value(&row)?;
+        assert_eq!(v["kind"], "resource");
+        assert_eq!(v["name"], "frames");
+        assert_eq!(v["holders"], serde_json::json!([42]));
+        assert_eq!(v["age_s"], 1.5);
+        assert!(v["ttl_s"].is_null());
+        Ok(())
+    }
+}
