@@ -28,6 +28,10 @@ fn main() {
             ),
             trial("dead_creator_leftover_is_taken_over", dead_creator_leftover),
             trial("gc_never_touches_foreign_files", foreign_files),
+            trial(
+                "an_exclusive_lock_is_not_a_holder",
+                exclusive_lock_is_not_a_holder,
+            ),
         ],
     )
 }
@@ -314,5 +318,27 @@ fn foreign_files() -> Result<()> {
     );
     ensure!(still? == b"some other program's data, not memwire's");
     ensure!(matches!(opts(&ns).open("not-ours"), Err(Error::NotMemwire { .. })) || !path.exists());
+    Ok(())
+}
+
+fn exclusive_lock_is_not_a_holder() -> Result<()> {
+    let ns = unique_namespace("exclusive");
+    let scope = Scope::Namespace(ns.clone());
+    let path = opts(&ns).create("probe", 4096)?.path().to_owned();
+    // What gc (or a last holder deciding to remove) holds for a moment.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+    let rows = list(&scope)?;
+    ensure!(
+        rows.len() == 1 && rows[0].state.as_str() == "orphan",
+        "{rows:?}"
+    );
+    drop(file);
+    wait_until("gc to remove the orphan", || {
+        Ok(gc(&scope, Duration::ZERO, false)?.removed.len() == 1)
+    })?;
     Ok(())
 }

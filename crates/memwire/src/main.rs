@@ -13,6 +13,8 @@ fn main() -> ExitCode {
     init_tracing();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`memwire resource cat x | head -c1`): not an error of ours.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             // `{:#}` joins the source chain with ": "; one line, whatever the sources say.
             let line = format!("{err:#}").replace('\n', " ");
@@ -20,6 +22,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (warnings only when it is unset).

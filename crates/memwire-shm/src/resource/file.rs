@@ -106,6 +106,19 @@ fn pread_all(fd: BorrowedFd<'_>, buf: &mut [u8], path: &Path) -> Result<usize> {
     Ok(got)
 }
 
+/// [`peek`], refusing anything but a regular file of this user: memwire never acts on a file
+/// another user planted under its prefix.
+pub(crate) fn peek_ours(fd: BorrowedFd<'_>, path: &Path) -> Result<(Peek, FileStat)> {
+    let (peek, stat) = peek(fd, path)?;
+    if !stat.regular || stat.uid != rustix::process::getuid().as_raw() {
+        return Err(Error::CorruptHeader {
+            path: path.to_owned(),
+            reason: "not a regular file of this user".into(),
+        });
+    }
+    Ok((peek, stat))
+}
+
 /// Whether `path` still names the file open as `fd` (it was not removed or replaced).
 pub(crate) fn still_linked(fd: BorrowedFd<'_>, path: &Path) -> Result<bool> {
     let ours = fstat(fd, path)?;

@@ -129,9 +129,11 @@ fn flocked_inodes() -> Option<HashSet<(u32, u32, u64)>> {
     let text = std::fs::read_to_string("/proc/locks").ok()?;
     let mut set = HashSet::new();
     for line in text.lines() {
+        // `N: FLOCK ADVISORY READ pid maj:min:ino 0 EOF`. Only shared (`READ`) locks are
+        // holders; an exclusive one is a gc or a last holder deciding, and `N: -> FLOCK ...`
+        // lines are waiters.
         let mut fields = line.split_whitespace().skip(1);
-        // `N: -> FLOCK ...` lines are waiters, not holders.
-        if fields.next() != Some("FLOCK") {
+        if fields.next() != Some("FLOCK") || fields.nth(1) != Some("READ") {
             continue;
         }
         let Some(id) = fields.find(|f| f.matches(':').count() == 2) else {
@@ -203,7 +205,12 @@ pub fn list(scope: &Scope) -> Result<Vec<ResourceInfo>> {
                 stat.ino,
             )),
             // No /proc/locks: ask the lock itself (and let it go at once).
-            None => !file::try_flock(fd.as_fd(), FlockOperation::NonBlockingLockExclusive, &path)?,
+            None => {
+                match file::try_flock(fd.as_fd(), FlockOperation::NonBlockingLockExclusive, &path) {
+                    Ok(free) => !free,
+                    Err(_) => continue,
+                }
+            }
         };
         out.push(info(namespace, name, path, &header, held));
     }
@@ -215,9 +222,8 @@ pub fn list(scope: &Scope) -> Result<Vec<ResourceInfo>> {
 /// reports what it would remove and removes nothing.
 pub fn gc(scope: &Scope, max_age: Duration, dry_run: bool) -> Result<GcReport> {
     let mut report = GcReport::default();
-    let uid = rustix::process::getuid().as_raw();
     for (namespace, name, path) in candidates(scope)? {
-        match collect_one(&path, uid, max_age, dry_run) {
+        match collect_one(&path, max_age, dry_run) {
             Ok(Verdict::Removed(header)) => {
                 report
                     .removed
@@ -249,17 +255,11 @@ enum Verdict {
     Gone,
 }
 
-fn collect_one(path: &Path, uid: u32, max_age: Duration, dry_run: bool) -> Result<Verdict> {
+fn collect_one(path: &Path, max_age: Duration, dry_run: bool) -> Result<Verdict> {
     let Some(fd) = file::open_rw(path)? else {
         return Ok(Verdict::Gone);
     };
-    let (peek, stat) = file::peek(fd.as_fd(), path)?;
-    if !stat.regular || stat.uid != uid {
-        return Err(Error::CorruptHeader {
-            path: path.to_owned(),
-            reason: "not a regular file of this user".into(),
-        });
-    }
+    let (peek, _) = file::peek_ours(fd.as_fd(), path)?;
     let header = match peek {
         Peek::Ready(header) => header,
         Peek::Uninitialised if dry_run => return Ok(Verdict::Kept),

@@ -36,7 +36,7 @@ pub use gc::{GcReport, ResourceInfo, ResourceState, Scope, Skipped, gc, list};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rustix::fs::FlockOperation;
 
@@ -152,8 +152,8 @@ impl ResourceOptions {
                 path,
             }),
             Some(fd) => {
-                // Refuse to remove a file that is not memwire's.
-                file::peek(fd.as_fd(), &path)?;
+                // Refuse to remove a file that is not memwire's, or not this user's.
+                file::peek_ours(fd.as_fd(), &path)?;
                 file::unlink(&path)
             }
         }
@@ -198,10 +198,15 @@ enum Created {
     Retry,
 }
 
+/// Nanoseconds of `CLOCK_BOOTTIME`: shared by every process of the machine, never stepped by
+/// clock changes, and counting suspended time, so ages and TTLs neither jump nor stall.
+/// `/dev/shm` does not survive a reboot, so boot-relative times are all a resource needs.
 fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    u64::try_from(ts.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0))
 }
 
 fn try_create(
@@ -512,10 +517,18 @@ impl Resource {
 
     /// Replaces the contents: copies `data` to the start of the payload and records its
     /// length as the written length.
+    ///
+    /// `put` and [`Resource::get`] take no lock: a `get` that runs during a `put` in another
+    /// process may see a mix of old and new bytes. Processes that write while others read
+    /// agree on their own protocol (a sequence word in the payload, or a memwire transport).
     pub fn put(&self, data: &[u8]) -> Result<()> {
         if data.len() > self.payload.len() {
             return Err(Error::InvalidSize {
-                what: format!("contents of resource {:?}", self.name),
+                what: format!(
+                    "contents of resource {:?} ({} bytes)",
+                    self.name,
+                    self.payload.len()
+                ),
                 size: data.len() as u64,
                 reason: "longer than the resource",
             });
