@@ -25,7 +25,8 @@ pub enum Error {
         reason: &'static str,
     },
 
-    /// A namespace (from `MEMWIRE_NAMESPACE`) breaks the naming rules.
+    /// A namespace (from `MEMWIRE_NAMESPACE`) breaks the naming rules (those of a name, without
+    /// `.`).
     #[error("invalid namespace {namespace:?}: {reason}")]
     InvalidNamespace {
         /// The rejected namespace.
