@@ -84,6 +84,17 @@ pub enum Error {
         expected: u32,
     },
 
+    /// The file belongs to another user, who may read and write it: memwire will not use it.
+    #[error("{} belongs to uid {uid}, not to this user (uid {expected}): not used", path.display())]
+    ForeignOwner {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// Our effective uid, which owns every file memwire creates.
+        expected: u32,
+    },
+
     /// A header field is inconsistent (a length past the end of the file, ...).
     #[error("corrupt header in {}: {reason}", path.display())]
     CorruptHeader {

@@ -75,7 +75,10 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>, path: &Path) -> Result<FileStat> {
     })
 }
 
-/// Reads a copy of the header and decodes it.
+/// Reads a copy of the header and decodes it, after checking that the file is ours.
+///
+/// `/dev/shm` is writable by every user: another one can plant a file under our name, readable
+/// and writable by all. Such a file is [`Error::ForeignOwner`], never used.
 ///
 /// A creator may be writing the header while we copy it, and a copy reads the fields before
 /// the initialised flag in no promised order. So when a first copy shows the flag set, a second
@@ -83,6 +86,14 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>, path: &Path) -> Result<FileStat> {
 /// the flag.
 pub(crate) fn peek(fd: BorrowedFd<'_>, path: &Path) -> Result<(Peek, FileStat)> {
     let stat = fstat(fd, path)?;
+    let me = rustix::process::geteuid().as_raw();
+    if stat.uid != me {
+        return Err(Error::ForeignOwner {
+            path: path.to_owned(),
+            uid: stat.uid,
+            expected: me,
+        });
+    }
     let mut buf = [0u8; HEADER_LEN];
     let got = pread_all(fd, &mut buf, path)?;
     if got > INITIALISED_OFFSET + 4 && buf[INITIALISED_OFFSET..INITIALISED_OFFSET + 4] != [0; 4] {

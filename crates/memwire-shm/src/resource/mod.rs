@@ -1,7 +1,8 @@
 //! Named, shared buffers that no crash can leak.
 //!
 //! A resource is a file `/dev/shm/memwire.<uid>.<namespace>.<name>`: one page of header (see
-//! `header.rs` for the layout), then the payload. Processes of one user share it by name.
+//! `header.rs` for the layout), then the payload. Processes of one user share it by name; a file
+//! under the name that belongs to another user is refused ([`Error::ForeignOwner`]), never used.
 //!
 //! # Liveness without counters
 //! A reference count in shared memory is wrong the moment a holder is killed. Instead, every
