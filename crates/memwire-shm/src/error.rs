@@ -25,7 +25,8 @@ pub enum Error {
         reason: &'static str,
     },
 
-    /// A namespace (from `MEMWIRE_NAMESPACE`) breaks the naming rules.
+    /// A namespace (from `MEMWIRE_NAMESPACE`) breaks the naming rules (those of a name, without
+    /// `.`).
     #[error("invalid namespace {namespace:?}: {reason}")]
     InvalidNamespace {
         /// The rejected namespace.
@@ -72,6 +73,14 @@ pub enum Error {
         found: u64,
     },
 
+    /// A path under memwire's prefix is not a regular file (a FIFO, a socket, ...): memwire
+    /// will not touch it.
+    #[error("{} is not a regular file", path.display())]
+    NotRegularFile {
+        /// The path.
+        path: PathBuf,
+    },
+
     /// The file was written by an incompatible version of memwire.
     #[error("{} has layout version {found}, this memwire reads version {expected}", path.display())]
     LayoutVersion {
@@ -80,6 +89,17 @@ pub enum Error {
         /// The version in the file.
         found: u32,
         /// The version this build understands.
+        expected: u32,
+    },
+
+    /// The file belongs to another user, who may read and write it: memwire will not use it.
+    #[error("{} belongs to uid {uid}, not to this user (uid {expected}): not used", path.display())]
+    ForeignOwner {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// Our effective uid, which owns every file memwire creates.
         expected: u32,
     },
 

@@ -1,8 +1,9 @@
 //! Names, namespaces and the places memwire keeps things.
 //!
 //! - A **name** is 1..=200 bytes of `[A-Za-z0-9._-]`, and not `.` or `..`.
-//! - A **namespace** follows the same rules; it comes from `MEMWIRE_NAMESPACE` (default
-//!   `default`), so that tests and separate deployments never see each other's objects.
+//! - A **namespace** follows the same rules but holds no `.`: the first `.` after the uid ends
+//!   it, so one file name means one namespace and one name. It comes from `MEMWIRE_NAMESPACE`
+//!   (default `default`), so that tests and separate deployments never see each other's objects.
 //! - A named shared-memory object lives at `/dev/shm/memwire.<uid>.<namespace>.<name>`.
 //! - The **runtime directory** is `$MEMWIRE_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/memwire`, else
 //!   `/tmp/memwire-<uid>`; it is created mode 0700 and refused if another user owns it.
@@ -101,10 +102,24 @@ impl Namespace {
     /// The namespace used when `MEMWIRE_NAMESPACE` is unset.
     pub const DEFAULT: &'static str = "default";
 
-    /// Validates `namespace`.
+    /// Validates `namespace`: the rules of a [`Name`], without `.` (which separates the
+    /// namespace from the name in a file name, so `a.b` + `c` and `a` + `b.c` would be one file).
+    ///
+    /// ```
+    /// # use memwire_shm::Namespace;
+    /// assert!(Namespace::new("tests-1").is_ok());
+    /// assert!(Namespace::new("a.b").is_err());
+    /// ```
     pub fn new(namespace: impl AsRef<[u8]>) -> Result<Self> {
         let bytes = namespace.as_ref();
-        match check(bytes, MAX_NAMESPACE_LEN) {
+        let checked = check(bytes, MAX_NAMESPACE_LEN).and_then(|()| {
+            if bytes.contains(&b'.') {
+                Err("must not contain `.` (it ends the namespace in file names)")
+            } else {
+                Ok(())
+            }
+        });
+        match checked {
             Ok(()) => Ok(Self(String::from_utf8_lossy(bytes).into_owned())),
             Err(reason) => Err(Error::InvalidNamespace {
                 namespace: String::from_utf8_lossy(bytes).into_owned(),
@@ -292,6 +307,19 @@ mod tests {
         assert!(prepare_runtime_dir(file, uid).is_err());
     }
 
+    #[test]
+    fn a_path_names_one_namespace_and_name() {
+        // Both pairs would be `memwire.<uid>.a.b.c` if a namespace could hold a dot: `gc` of
+        // namespace `a` would then take namespace `a.b`'s resources for its own.
+        let paths: Vec<_> = [("a.b", "c"), ("a", "b.c")]
+            .into_iter()
+            .filter_map(|(ns, name)| {
+                Some(Namespace::new(ns).ok()?.shm_path(&Name::new(name).ok()?))
+            })
+            .collect();
+        assert!(paths.len() < 2 || paths[0] != paths[1], "{paths:?}");
+    }
+
     proptest! {
         #[test]
         fn validation_never_panics_and_is_exact(bytes in proptest::collection::vec(any::<u8>(), 0..260)) {
@@ -304,6 +332,18 @@ mod tests {
             prop_assert_eq!(got.is_ok(), expect_ok);
             if let Ok(name) = got {
                 prop_assert_eq!(name.as_str().as_bytes(), &bytes[..]);
+            }
+        }
+
+        #[test]
+        fn every_path_parses_back_to_its_namespace_and_name(
+            ns in "[A-Za-z0-9._-]{1,12}",
+            name in "[A-Za-z0-9._-]{1,12}",
+        ) {
+            if let (Ok(ns), Ok(name)) = (Namespace::new(&ns), Name::new(&name)) {
+                let path = ns.shm_path(&name);
+                let parsed = parse_shm_file_name(path.file_name().unwrap_or_default());
+                prop_assert_eq!(parsed, Some((ns, name)));
             }
         }
     }

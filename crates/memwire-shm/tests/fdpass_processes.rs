@@ -3,32 +3,27 @@
 //! The test binary re-executes itself as the child: with `MEMWIRE_TEST_ROLE` set, `main` runs
 //! that role and exits instead of running the trials. A child that shares a socket pair with
 //! the parent inherits its end (close-on-exec cleared while the parent spawns, under a lock so
-//! no other trial's child inherits it too) and finds its number in `MEMWIRE_TEST_SOCKET_FD`.
+//! no other trial's child inherits it too) and finds its number in `MEMWIRE_TEST_FD`
+//! (`tests/support` holds this plumbing).
 //! Every child is killed and reaped when its trial ends, pass or fail.
 
+mod support;
+
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use libtest_mimic::{Arguments, Trial};
 use memwire_shm::Error;
 use memwire_shm::fdpass::{
     self, MAX_FDS_PER_MESSAGE, PeerCredentials, peer_credentials, recv_with_fds, send_with_fds,
 };
 use rustix::fs::MemfdFlags;
-use rustix::io::{Errno, FdFlags};
+use rustix::io::Errno;
+use support::{Guard, command, inherited_fd, spawn, trial, wait_until};
 
-const ROLE_ENV: &str = "MEMWIRE_TEST_ROLE";
-const SOCKET_FD_ENV: &str = "MEMWIRE_TEST_SOCKET_FD";
 const SOCKET_PATH_ENV: &str = "MEMWIRE_TEST_SOCKET_PATH";
-
-/// Held while spawning: a socket end is inheritable only while this lock is held.
-static SPAWN_LOCK: Mutex<()> = Mutex::new(());
 
 /// What the child writes through the memfd it receives: 3 pages of a non-repeating-looking
 /// sequence, so a short or misplaced write shows.
@@ -39,111 +34,49 @@ fn pattern() -> Vec<u8> {
 }
 
 fn main() {
-    if let Ok(role) = std::env::var(ROLE_ENV) {
-        let result = match role.as_str() {
-            "write_pattern" => child_write_pattern(),
-            "write_pattern_async" => child_write_pattern_async(),
-            "connect" => child_connect(),
-            "hold" => child_hold(),
-            "count_fds" => child_count_fds(),
-            other => Err(anyhow::anyhow!("unknown role {other:?}")),
-        };
-        if let Err(err) = result {
-            eprintln!("child role {role}: {err:#}");
-            std::process::exit(1);
-        }
-        std::process::exit(0);
-    }
+    support::main(
+        roles,
+        vec![
+            trial("memfd_round_trip_through_a_child", memfd_round_trip),
+            trial(
+                "tokio_memfd_round_trip_through_a_child",
+                tokio_memfd_round_trip,
+            ),
+            trial(
+                "peer_credentials_name_the_connecting_child",
+                peer_credentials_of_connecting_child,
+            ),
+            trial(
+                "killed_child_gives_eof_and_epipe",
+                killed_child_gives_eof_and_epipe,
+            ),
+            trial(
+                "truncated_control_leaks_no_fd_in_a_child",
+                truncated_control_leaks_no_fd,
+            ),
+        ],
+    )
+}
 
-    let mut args = Arguments::from_args();
-    // Cross-process trials run at most two at a time on this 2-CPU machine.
-    args.test_threads = Some(args.test_threads.map_or(2, |n| n.clamp(1, 2)));
-    let trial = |name: &'static str, test: fn() -> Result<()>| {
-        Trial::test(name, move || test().map_err(|e| format!("{e:#}").into()))
-    };
-    let trials = vec![
-        trial("memfd_round_trip_through_a_child", memfd_round_trip),
-        trial(
-            "tokio_memfd_round_trip_through_a_child",
-            tokio_memfd_round_trip,
-        ),
-        trial(
-            "peer_credentials_name_the_connecting_child",
-            peer_credentials_of_connecting_child,
-        ),
-        trial(
-            "killed_child_gives_eof_and_epipe",
-            killed_child_gives_eof_and_epipe,
-        ),
-        trial(
-            "truncated_control_leaks_no_fd_in_a_child",
-            truncated_control_leaks_no_fd,
-        ),
-    ];
-    libtest_mimic::run(&args, trials).exit();
+fn roles(role: &str) -> Result<()> {
+    match role {
+        "write_pattern" => child_write_pattern(),
+        "write_pattern_async" => child_write_pattern_async(),
+        "connect" => child_connect(),
+        "hold" => child_hold(),
+        "count_fds" => child_count_fds(),
+        other => bail!("unknown role {other:?}"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Parent side
 
-/// A child process that is killed and reaped when dropped, unless [`Guard::wait`] reaped it.
-struct Guard(Option<Child>);
-
-impl Guard {
-    fn child(&mut self) -> &mut Child {
-        self.0.as_mut().expect("child not yet reaped")
-    }
-
-    fn id(&self) -> u32 {
-        self.0.as_ref().expect("child not yet reaped").id()
-    }
-
-    /// Waits for the child to exit and fails unless it succeeded.
-    fn wait_success(mut self) -> Result<()> {
-        let status = self.wait()?;
-        ensure!(status.success(), "child failed: {status}");
-        Ok(())
-    }
-
-    fn wait(&mut self) -> Result<ExitStatus> {
-        let mut child = self.0.take().context("child already reaped")?;
-        Ok(child.wait()?)
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Spawns this test binary in `role`, letting it inherit `socket` if given.
-fn spawn(role: &str, socket: Option<&OwnedFd>, envs: &[(&str, String)]) -> Result<Guard> {
-    let _lock = SPAWN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let mut command = Command::new(std::env::current_exe()?);
-    command.env(ROLE_ENV, role).stdin(Stdio::null());
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    if let Some(socket) = socket {
-        rustix::io::fcntl_setfd(socket, FdFlags::empty())?;
-        command.env(SOCKET_FD_ENV, socket.as_raw_fd().to_string());
-    }
-    let spawned = command.spawn();
-    if let Some(socket) = socket {
-        rustix::io::fcntl_setfd(socket, FdFlags::CLOEXEC)?;
-    }
-    Ok(Guard(Some(spawned.context("spawn child")?)))
-}
-
 /// A socket pair whose second end goes to a child in `role`: returns our end and the child.
 fn spawn_with_pair(role: &str) -> Result<(UnixStream, Guard)> {
     let (ours, theirs) = UnixStream::pair()?;
     let theirs = OwnedFd::from(theirs);
-    let child = spawn(role, Some(&theirs), &[])?;
+    let child = spawn(command(role)?, Some(&theirs))?;
     // Closing our copy of the child's end lets us see EOF when the child exits.
     drop(theirs);
     Ok((ours, child))
@@ -207,11 +140,9 @@ fn peer_credentials_of_connecting_child() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("bootstrap.sock");
     let listener = UnixListener::bind(&path)?;
-    let mut child = spawn(
-        "connect",
-        None,
-        &[(SOCKET_PATH_ENV, path.display().to_string())],
-    )?;
+    let mut cmd = command("connect")?;
+    cmd.env(SOCKET_PATH_ENV, &path);
+    let mut child = spawn(cmd, None)?;
     let socket = accept_from(&listener, &mut child)?;
 
     let cred = peer_credentials(&socket)?;
@@ -235,21 +166,23 @@ fn peer_credentials_of_connecting_child() -> Result<()> {
 /// Accepts one connection, failing instead of hanging if the child exits without connecting.
 fn accept_from(listener: &UnixListener, child: &mut Guard) -> Result<UnixStream> {
     listener.set_nonblocking(true)?;
-    loop {
-        match listener.accept() {
-            Ok((socket, _)) => {
-                socket.set_nonblocking(false)?;
-                return Ok(socket);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if let Some(status) = child.child().try_wait()? {
-                    bail!("child exited before connecting: {status}");
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => return Err(e.into()),
+    let mut accepted = None;
+    wait_until("the child to connect", || match listener.accept() {
+        Ok((socket, _)) => {
+            accepted = Some(socket);
+            Ok(true)
         }
-    }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            if let Some(status) = child.child().try_wait()? {
+                bail!("child exited before connecting: {status}");
+            }
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    })?;
+    let socket = accepted.context("accepted no connection")?;
+    socket.set_nonblocking(false)?;
+    Ok(socket)
 }
 
 fn killed_child_gives_eof_and_epipe() -> Result<()> {
@@ -281,26 +214,15 @@ fn killed_child_gives_eof_and_epipe() -> Result<()> {
 }
 
 fn truncated_control_leaks_no_fd() -> Result<()> {
-    spawn("count_fds", None, &[])?.wait_success()
+    spawn(command("count_fds")?, None)?.wait_success()
 }
 
 // ---------------------------------------------------------------------------------------------
 // Child roles
 
 /// The socket end our parent left open for us.
-#[allow(unsafe_code)]
 fn inherited_socket() -> Result<OwnedFd> {
-    let raw: i32 = std::env::var(SOCKET_FD_ENV)?.parse()?;
-    let link = std::fs::read_link(format!("/proc/self/fd/{raw}"))
-        .with_context(|| format!("fd {raw} not inherited"))?;
-    ensure!(
-        link.to_string_lossy().starts_with("socket:"),
-        "fd {raw} is {link:?}, not a socket"
-    );
-    // SAFETY: `raw` is open (checked above) and is the socket our parent cleared
-    // close-on-exec on for us; nothing else in this process knows its number, so this is
-    // its only owner.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    inherited_fd("socket:")
 }
 
 fn child_write_pattern() -> Result<()> {

@@ -12,32 +12,26 @@
 //! elsewhere), hence the `unsafe` below, each block with its contract.
 #![allow(unsafe_code)]
 
+mod support;
+
 use std::ffi::c_void;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::process::Stdio;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use libtest_mimic::{Arguments, Trial};
 use memwire_shm::futex::{self, WaitOutcome};
 use memwire_shm::{Error, ProcessHandle, ProcessId};
 use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
-use rustix::io::{FdFlags, fcntl_setfd};
 use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
+use support::{DEADLINE, command, inherited_fd, spawn, trial, wait_until};
 
-/// Selects the child role; unset in the parent.
-const ROLE_ENV: &str = "MEMWIRE_TEST_ROLE";
-/// The inherited memfd's number, in the child.
-const FD_ENV: &str = "MEMWIRE_TEST_FD";
 /// The parent thread the `futex-waker` child waits to see asleep.
 const TID_ENV: &str = "MEMWIRE_TEST_TID";
 
-/// Generous bound on every wait: only a broken primitive (or a machine stalled for this long)
-/// reaches it, and then the test fails instead of hanging.
-const DEADLINE: Duration = Duration::from_secs(30);
 /// Size of the shared memfd: one page holds the futex word.
 const PAGE: usize = 4096;
 
@@ -45,19 +39,7 @@ const PAGE: usize = 4096;
 const SLEEPING: u32 = 1;
 const RELEASED: u32 = 2;
 
-fn main() -> ExitCode {
-    if let Ok(role) = std::env::var(ROLE_ENV) {
-        return match run_role(&role) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("child role {role:?} failed: {e:?}");
-                ExitCode::from(3)
-            }
-        };
-    }
-    let mut args = Arguments::from_args();
-    // The machine has two cores: at most two cross-process tests at a time.
-    args.test_threads = Some(args.test_threads.map_or(2, |n| n.clamp(1, 2)));
+fn main() {
     #[allow(unused_mut)] // without the tokio feature nothing is pushed below
     let mut trials = vec![
         trial(
@@ -86,11 +68,7 @@ fn main() -> ExitCode {
         "pidfd_exited_resolves_for_sigkilled_tokio_child",
         pidfd_exited_resolves_for_sigkilled_tokio_child,
     ));
-    libtest_mimic::run(&args, trials).exit_code()
-}
-
-fn trial(name: &'static str, test: fn() -> Result<()>) -> Trial {
-    Trial::test(name, move || test().map_err(|e| format!("{e:?}").into()))
+    support::main(run_role, trials)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -111,17 +89,22 @@ fn run_role(role: &str) -> Result<()> {
 /// Announces `SLEEPING`, sleeps on the word until it is `RELEASED`; fails unless a wait
 /// actually slept and was woken.
 fn futex_waiter() -> Result<()> {
-    let page = SharedPage::map(inherited_fd()?.as_fd())?;
-    let word = page.word();
+    let page = SharedPage::map(inherited_memfd()?.as_fd())?;
+    sleep_until_released(page.word(), "")
+}
+
+/// Announces `SLEEPING` on `word` and sleeps on it until the other process stores `RELEASED`;
+/// fails unless a wait actually slept and was woken. `by` names the waker in the timeout error.
+fn sleep_until_released(word: &AtomicU32, by: &str) -> Result<()> {
     word.store(SLEEPING, Ordering::Release);
     let start = Instant::now();
     let mut woken = 0;
-    // Pairs with the parent's Release store of RELEASED.
+    // Pairs with the other process's Release store of RELEASED.
     while word.load(Ordering::Acquire) != RELEASED {
         let left = DEADLINE.saturating_sub(start.elapsed());
         match futex::wait(word, SLEEPING, Some(left))? {
             WaitOutcome::Woken => woken += 1,
-            WaitOutcome::TimedOut => bail!("not woken within {DEADLINE:?}"),
+            WaitOutcome::TimedOut => bail!("not woken{by} within {DEADLINE:?}"),
             WaitOutcome::ValueChanged | WaitOutcome::Interrupted => {}
         }
     }
@@ -131,7 +114,7 @@ fn futex_waiter() -> Result<()> {
 
 /// Waits for the parent to announce `SLEEPING` and to be asleep, then releases and wakes it.
 fn futex_waker() -> Result<()> {
-    let page = SharedPage::map(inherited_fd()?.as_fd())?;
+    let page = SharedPage::map(inherited_memfd()?.as_fd())?;
     let word = page.word();
     let tid: u32 = std::env::var(TID_ENV)?.parse()?;
     let parent = std::os::unix::process::parent_id();
@@ -148,12 +131,9 @@ fn futex_waker() -> Result<()> {
     Ok(())
 }
 
-/// The memfd the parent left open across `exec`, by the number in `FD_ENV`.
-fn inherited_fd() -> Result<OwnedFd> {
-    let raw: RawFd = std::env::var(FD_ENV)?.parse()?;
-    // SAFETY: the parent cleared FD_CLOEXEC on this memfd and passed its number; nothing else
-    // in this freshly exec'd process owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+/// The memfd the parent left open across `exec`.
+fn inherited_memfd() -> Result<OwnedFd> {
+    inherited_fd("/memfd:")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -163,7 +143,7 @@ fn inherited_fd() -> Result<OwnedFd> {
 fn futex_parent_wakes_child() -> Result<()> {
     let fd = shared_memfd()?;
     let page = SharedPage::map(fd.as_fd())?;
-    let mut child = Reaper::spawn("futex-waiter", &[(FD_ENV, fd.as_raw_fd().to_string())])?;
+    let mut child = spawn(command("futex-waiter")?, Some(&fd))?;
     let pid = child.id();
     wait_until("the child to announce its sleep", || {
         Ok(page.word().load(Ordering::Acquire) == SLEEPING)
@@ -183,35 +163,18 @@ fn futex_child_wakes_parent() -> Result<()> {
     let fd = shared_memfd()?;
     let page = SharedPage::map(fd.as_fd())?;
     let tid = rustix::thread::gettid().as_raw_nonzero().get();
-    let mut child = Reaper::spawn(
-        "futex-waker",
-        &[
-            (FD_ENV, fd.as_raw_fd().to_string()),
-            (TID_ENV, tid.to_string()),
-        ],
-    )?;
-    let word = page.word();
-    word.store(SLEEPING, Ordering::Release);
-    let start = Instant::now();
-    let mut woken = 0;
-    // Pairs with the child's Release store of RELEASED.
-    while word.load(Ordering::Acquire) != RELEASED {
-        let left = DEADLINE.saturating_sub(start.elapsed());
-        match futex::wait(word, SLEEPING, Some(left))? {
-            WaitOutcome::Woken => woken += 1,
-            WaitOutcome::TimedOut => bail!("not woken by the child within {DEADLINE:?}"),
-            WaitOutcome::ValueChanged | WaitOutcome::Interrupted => {}
-        }
-    }
-    ensure!(woken > 0, "released without ever sleeping in futex_wait");
+    let mut cmd = command("futex-waker")?;
+    cmd.env(TID_ENV, tid.to_string());
+    let mut child = spawn(cmd, Some(&fd))?;
+    sleep_until_released(page.word(), " by the child")?;
     let status = child.wait_exit()?;
     ensure!(status.success(), "child: {status}");
     Ok(())
 }
 
 fn pidfd_reports_sigkilled_child() -> Result<()> {
-    let mut child = Reaper::spawn("sleep", &[])?;
-    let handle = ProcessHandle::from_child(&child.child)?;
+    let mut child = spawn(command("sleep")?, None)?;
+    let handle = ProcessHandle::from_child(child.child())?;
     ensure!(handle.pid() == child.id());
     ensure!(handle.is_alive(), "a sleeping child reported dead");
     ensure!(
@@ -242,7 +205,7 @@ fn pidfd_exited_resolves_for_sigkilled_tokio_child() -> Result<()> {
         .build()?;
     rt.block_on(async {
         let mut child = tokio::process::Command::new(std::env::current_exe()?)
-            .env(ROLE_ENV, "sleep")
+            .env(support::ROLE_ENV, "sleep")
             .stdin(Stdio::null())
             // Killed if this test bails out early.
             .kill_on_drop(true)
@@ -272,8 +235,8 @@ fn pidfd_exited_resolves_for_sigkilled_tokio_child() -> Result<()> {
 }
 
 fn reaped_child_is_no_such_process() -> Result<()> {
-    let mut child = Reaper::spawn("sleep", &[])?;
-    let handle = ProcessHandle::from_child(&child.child)?;
+    let mut child = spawn(command("sleep")?, None)?;
+    let handle = ProcessHandle::from_child(child.child())?;
     let id = handle.id();
     ensure!(id.is_alive());
     handle.kill()?;
@@ -287,7 +250,7 @@ fn reaped_child_is_no_such_process() -> Result<()> {
     );
     ensure!(
         matches!(
-            ProcessHandle::from_child(&child.child),
+            ProcessHandle::from_child(child.child()),
             Err(Error::NoSuchProcess { .. })
         ),
         "from_child found a reaped child"
@@ -306,8 +269,8 @@ fn reaped_child_is_no_such_process() -> Result<()> {
 }
 
 fn wrong_start_time_is_not_alive() -> Result<()> {
-    let child = Reaper::spawn("sleep", &[])?;
-    let id = ProcessHandle::from_child(&child.child)?.id();
+    let mut child = spawn(command("sleep")?, None)?;
+    let id = ProcessHandle::from_child(child.child())?.id();
     ensure!(id == ProcessId::of(child.id())?);
     let impostor = ProcessId {
         start_time: id.start_time + 1,
@@ -330,63 +293,6 @@ fn wrong_start_time_is_not_alive() -> Result<()> {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// A child of this test that is killed and reaped when dropped, so no test leaves one behind.
-struct Reaper {
-    child: Child,
-}
-
-impl Reaper {
-    /// Re-executes this binary in `role`.
-    fn spawn(role: &str, env: &[(&str, String)]) -> Result<Self> {
-        let child = Command::new(std::env::current_exe()?)
-            .env(ROLE_ENV, role)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .spawn()
-            .with_context(|| format!("spawning the {role:?} child"))?;
-        Ok(Self { child })
-    }
-
-    fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Reaps the child, which must exit within `DEADLINE` (or is killed and the test fails).
-    fn wait_exit(&mut self) -> Result<ExitStatus> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if start.elapsed() > DEADLINE {
-                bail!("child {} did not exit within {DEADLINE:?}", self.id());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        // Both succeed harmlessly on a child already reaped.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Polls `done` every millisecond until it holds; fails after `DEADLINE`.
-fn wait_until(what: &str, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
-    let start = Instant::now();
-    while !done()? {
-        ensure!(
-            start.elapsed() < DEADLINE,
-            "gave up waiting for {what} after {DEADLINE:?}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    Ok(())
-}
-
 /// The scheduler state (`R`, `S`, `D`, ...) of thread `tid` of process `pid`.
 fn thread_state(pid: u32, tid: u32) -> Result<u8> {
     let path = format!("/proc/{pid}/task/{tid}/stat");
@@ -401,12 +307,10 @@ fn thread_state(pid: u32, tid: u32) -> Result<u8> {
         .with_context(|| format!("{path} ends after the command name"))
 }
 
-/// A one-page memfd, left open across `exec` for a child to inherit.
+/// A one-page memfd for a child to inherit (through [`support::spawn`]).
 fn shared_memfd() -> Result<OwnedFd> {
     let fd = memfd_create("memwire-test-futex", MemfdFlags::CLOEXEC)?;
     ftruncate(&fd, PAGE as u64)?;
-    // Other tests' children inherit it too while it is open: harmless, they never look at it.
-    fcntl_setfd(&fd, FdFlags::empty())?;
     Ok(fd)
 }
 

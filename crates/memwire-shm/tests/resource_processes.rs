@@ -32,6 +32,7 @@ fn main() {
                 "an_exclusive_lock_is_not_a_holder",
                 exclusive_lock_is_not_a_holder,
             ),
+            trial("a_file_of_another_user_is_never_used", file_of_another_user),
         ],
     )
 }
@@ -340,5 +341,39 @@ fn exclusive_lock_is_not_a_holder() -> Result<()> {
     wait_until("gc to remove the orphan", || {
         Ok(gc(&scope, Duration::ZERO, false)?.removed.len() == 1)
     })?;
+    Ok(())
+}
+
+/// Another user can plant a file under our name in `/dev/shm` (world-writable, sticky) and
+/// leave it readable and writable by all: using it would share our data with that user.
+/// Making a file of another user takes root; without it there is nothing to check.
+fn file_of_another_user() -> Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: only root can make a file of another user");
+        return Ok(());
+    }
+    let ns = unique_namespace("other-user");
+    let path = {
+        let planted = opts(&ns).create("planted", 4096)?;
+        planted.path().to_owned()
+    };
+    // 65534 is `nobody`: not us, since we run as root.
+    let nobody = (
+        rustix::process::Uid::from_raw(65534),
+        rustix::process::Gid::from_raw(65534),
+    );
+    rustix::fs::chown(&path, Some(nobody.0), Some(nobody.1))?;
+    rustix::fs::chmod(&path, rustix::fs::Mode::from_raw_mode(0o666))?;
+    let opened = opts(&ns).open("planted");
+    let created = opts(&ns).open_or_create("planted", 4096);
+    std::fs::remove_file(&path)?;
+    ensure!(
+        matches!(opened, Err(Error::ForeignOwner { uid: 65534, .. })),
+        "open: {opened:?}"
+    );
+    ensure!(
+        matches!(created, Err(Error::ForeignOwner { uid: 65534, .. })),
+        "open_or_create: {created:?}"
+    );
     Ok(())
 }

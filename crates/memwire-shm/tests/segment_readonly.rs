@@ -7,7 +7,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::process::Stdio;
 use std::sync::atomic::Ordering;
 
@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail, ensure};
 use memwire_shm::{Access, Error, Mapping, MemfdSegment, Segment};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
-use support::{FD_ENV, command, spawn, trial};
+use support::{command, inherited_fd, spawn, trial};
 
 const LEN: u64 = 8192;
 
@@ -27,21 +27,6 @@ fn main() {
             sealed_memfd,
         )],
     )
-}
-
-/// The fd this child inherited.
-fn inherited() -> Result<BorrowedFd<'static>> {
-    let raw: i32 = std::env::var(FD_ENV)?.parse()?;
-    ensure!(
-        std::fs::read_link(format!("/proc/self/fd/{raw}"))?
-            .to_string_lossy()
-            .starts_with("/memfd:"),
-        "fd {raw} is not the memfd"
-    );
-    #[allow(unsafe_code)]
-    // SAFETY: `raw` was inherited from the parent and is open (checked above); it stays open
-    // for the life of this child process, which never closes it.
-    Ok(unsafe { BorrowedFd::borrow_raw(raw) })
 }
 
 fn expect_eperm<T: std::fmt::Debug>(what: &str, got: memwire_shm::Result<T>) -> Result<()> {
@@ -56,7 +41,8 @@ fn expect_eperm<T: std::fmt::Debug>(what: &str, got: memwire_shm::Result<T>) -> 
 
 fn roles(role: &str) -> Result<()> {
     ensure!(role == "try_writes", "unknown role {role:?}");
-    let fd = inherited()?;
+    let inherited = inherited_fd("/memfd:")?;
+    let fd = inherited.as_fd();
     // 1. A writable mapping of the fd we were handed.
     expect_eperm(
         "mmap read-write",

@@ -75,7 +75,10 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>, path: &Path) -> Result<FileStat> {
     })
 }
 
-/// Reads a copy of the header and decodes it.
+/// Reads a copy of the header and decodes it, after checking that the file is ours.
+///
+/// `/dev/shm` is writable by every user: another one can plant a file under our name, readable
+/// and writable by all. Such a file is [`Error::ForeignOwner`], never used.
 ///
 /// A creator may be writing the header while we copy it, and a copy reads the fields before
 /// the initialised flag in no promised order. So when a first copy shows the flag set, a second
@@ -83,6 +86,19 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>, path: &Path) -> Result<FileStat> {
 /// the flag.
 pub(crate) fn peek(fd: BorrowedFd<'_>, path: &Path) -> Result<(Peek, FileStat)> {
     let stat = fstat(fd, path)?;
+    if !stat.regular {
+        return Err(Error::NotRegularFile {
+            path: path.to_owned(),
+        });
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if stat.uid != me {
+        return Err(Error::ForeignOwner {
+            path: path.to_owned(),
+            uid: stat.uid,
+            expected: me,
+        });
+    }
     let mut buf = [0u8; HEADER_LEN];
     let got = pread_all(fd, &mut buf, path)?;
     if got > INITIALISED_OFFSET + 4 && buf[INITIALISED_OFFSET..INITIALISED_OFFSET + 4] != [0; 4] {
@@ -104,19 +120,6 @@ fn pread_all(fd: BorrowedFd<'_>, buf: &mut [u8], path: &Path) -> Result<usize> {
         }
     }
     Ok(got)
-}
-
-/// [`peek`], refusing anything but a regular file of this user: memwire never acts on a file
-/// another user planted under its prefix.
-pub(crate) fn peek_ours(fd: BorrowedFd<'_>, path: &Path) -> Result<(Peek, FileStat)> {
-    let (peek, stat) = peek(fd, path)?;
-    if !stat.regular || stat.uid != rustix::process::getuid().as_raw() {
-        return Err(Error::CorruptHeader {
-            path: path.to_owned(),
-            reason: "not a regular file of this user".into(),
-        });
-    }
-    Ok((peek, stat))
 }
 
 /// Whether `path` still names the file open as `fd` (it was not removed or replaced).

@@ -259,7 +259,7 @@ fn collect_one(path: &Path, max_age: Duration, dry_run: bool) -> Result<Verdict>
     let Some(fd) = file::open_rw(path)? else {
         return Ok(Verdict::Gone);
     };
-    let (peek, _) = file::peek_ours(fd.as_fd(), path)?;
+    let (peek, _) = file::peek(fd.as_fd(), path)?;
     let header = match peek {
         Peek::Ready(header) => header,
         Peek::Uninitialised if dry_run => return Ok(Verdict::Kept),

@@ -1,7 +1,8 @@
 //! Named, shared buffers that no crash can leak.
 //!
 //! A resource is a file `/dev/shm/memwire.<uid>.<namespace>.<name>`: one page of header (see
-//! `header.rs` for the layout), then the payload. Processes of one user share it by name.
+//! `header.rs` for the layout), then the payload. Processes of one user share it by name; a file
+//! under the name that belongs to another user is refused ([`Error::ForeignOwner`]), never used.
 //!
 //! # Liveness without counters
 //! A reference count in shared memory is wrong the moment a holder is killed. Instead, every
@@ -152,8 +153,8 @@ impl ResourceOptions {
                 path,
             }),
             Some(fd) => {
-                // Refuse to remove a file that is not memwire's, or not this user's.
-                file::peek_ours(fd.as_fd(), &path)?;
+                // Refuse to remove a file that is not memwire's, or not this user's (`peek` checks).
+                file::peek(fd.as_fd(), &path)?;
                 file::unlink(&path)
             }
         }

@@ -3,7 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,6 +16,10 @@ use rustix::io::FdFlags;
 pub const ROLE_ENV: &str = "MEMWIRE_TEST_ROLE";
 /// Number of the fd a child inherited.
 pub const FD_ENV: &str = "MEMWIRE_TEST_FD";
+
+/// Generous bound on every wait: only a broken primitive (or a machine stalled for this long)
+/// reaches it, and then the test fails instead of hanging.
+pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Held while spawning: an fd is inheritable only while this lock is held, so no other
 /// trial's child inherits it too.
@@ -59,6 +63,19 @@ impl Guard {
     pub fn wait(&mut self) -> Result<ExitStatus> {
         let mut child = self.0.take().context("child already reaped")?;
         Ok(child.wait()?)
+    }
+
+    /// Reaps the child, which must exit within [`DEADLINE`] (else the test fails and the guard
+    /// kills it). Unlike [`Guard::wait`], the reaped child stays available through
+    /// [`Guard::child`].
+    pub fn wait_exit(&mut self) -> Result<ExitStatus> {
+        let child = self.child();
+        let mut status = None;
+        wait_until("the child to exit", || {
+            status = child.try_wait()?;
+            Ok(status.is_some())
+        })?;
+        status.context("child exited without a status")
     }
 
     /// Waits for exit and fails unless the child succeeded.
@@ -105,13 +122,13 @@ pub fn spawn(mut command: Command, fd: Option<&OwnedFd>) -> Result<Guard> {
     Ok(Guard(Some(spawned.context("spawn child")?)))
 }
 
-/// Polls `cond` every millisecond until it holds, failing after a generous deadline so a bug
-/// shows as a failure, never a hang. Not a timing assertion: the deadline only bounds a wait.
+/// Polls `cond` every millisecond until it holds, failing after [`DEADLINE`] so a bug shows as
+/// a failure, never a hang. Not a timing assertion: the deadline only bounds a wait.
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + DEADLINE;
     while !cond()? {
         if Instant::now() > deadline {
-            bail!("gave up waiting for {what}");
+            bail!("gave up waiting for {what} after {DEADLINE:?}");
         }
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -125,4 +142,21 @@ pub fn unique_namespace(test: &str) -> memwire_shm::Namespace {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     memwire_shm::Namespace::new(format!("t-{test}-{}-{n}", std::process::id()))
         .expect("test namespaces are valid")
+}
+
+/// In a child: the fd its parent let it inherit (number in [`FD_ENV`]), which must be open and
+/// its `/proc/self/fd` link start with `kind` (`"socket:"`, `"/memfd:"`).
+#[allow(unsafe_code)]
+pub fn inherited_fd(kind: &str) -> Result<OwnedFd> {
+    let raw: RawFd = std::env::var(FD_ENV).context("no inherited fd")?.parse()?;
+    let link = std::fs::read_link(format!("/proc/self/fd/{raw}"))
+        .with_context(|| format!("fd {raw} not inherited"))?;
+    ensure!(
+        link.to_string_lossy().starts_with(kind),
+        "fd {raw} is {link:?}, not {kind}"
+    );
+    // SAFETY: `raw` is open (checked above) and is the fd our parent cleared close-on-exec on
+    // for us; nothing else in this freshly exec'd process knows its number, so this is its
+    // only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
