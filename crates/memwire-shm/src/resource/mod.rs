@@ -155,13 +155,19 @@ impl ResourceOptions {
             Some(fd) => {
                 // Refuse to remove a file that is not memwire's, or not this user's (`peek` checks).
                 file::peek(fd.as_fd(), &path)?;
-                file::unlink(&path)
+                if file::still_linked(fd.as_fd(), &path)? {
+                    file::unlink(&path)?;
+                }
+                Ok(())
             }
         }
     }
 
     /// Opens `name`, creating it with `len` payload bytes if it does not exist. Of many
     /// processes racing here, exactly one creates; [`Resource::created`] tells which.
+    ///
+    /// `len` and the creator's options (TTL, removal, initial contents) apply only when this
+    /// call creates: an existing resource keeps its own, so check [`Resource::len`].
     pub fn open_or_create(&self, name: &str, len: u64) -> Result<Resource> {
         let (namespace, name, path) = self.resolve(name)?;
         check_len(&name, len, self.initial.len())?;
@@ -244,8 +250,11 @@ fn try_create(
             })))
         }
         Err(e) => {
-            // Never leave a half-made file behind under our name.
-            let _ = file::unlink(path);
+            // Never leave a half-made file behind under our name, and never remove one that
+            // is no longer ours (taken over while we were stalled, then recreated).
+            if file::still_linked(fd.as_fd(), path).unwrap_or(false) {
+                let _ = file::unlink(path);
+            }
             Err(e)
         }
     }
@@ -576,6 +585,12 @@ impl Resource {
     }
 
     fn release_inner(&mut self) -> Result<()> {
+        // A child forked without exec shares our open file, and with it our lock: its copy of
+        // this value must leave both, and our holder slot, alone. It only closes its fd.
+        if std::process::id() != self.me.pid {
+            self.slot = None;
+            return Ok(());
+        }
         if let Some(slot) = self.slot.take() {
             holders::release(&self.header_map, slot, self.me)?;
             // Drop our shared lock first, then ask for an exclusive one: of several holders
