@@ -130,18 +130,16 @@ impl Mapping {
     }
 
     /// Checks that `offset .. offset + len` lies inside the mapping.
+    #[inline]
     fn check(&self, offset: usize, len: usize) -> Result<()> {
         match offset.checked_add(len) {
             Some(end) if end <= self.len => Ok(()),
-            _ => Err(Error::OutOfBounds {
-                offset,
-                len,
-                size: self.len,
-            }),
+            _ => Err(out_of_bounds(offset, len, self.len)),
         }
     }
 
     /// Checks bounds and alignment of a `width`-byte atomic at `offset`.
+    #[inline]
     fn check_atomic(&self, offset: usize, width: usize) -> Result<()> {
         self.check(offset, width)?;
         if !offset.is_multiple_of(width) {
@@ -153,6 +151,7 @@ impl Mapping {
         Ok(())
     }
 
+    #[inline]
     fn check_writable(&self, offset: usize) -> Result<()> {
         match self.access {
             Access::ReadWrite => Ok(()),
@@ -162,6 +161,7 @@ impl Mapping {
 
     /// The `AtomicU32` at `offset`, after bounds and alignment checks. Private: on a read-only
     /// mapping a store through it would fault, so public callers get [`Mapping::atomic_u32`].
+    #[inline]
     fn word32(&self, offset: usize) -> Result<&AtomicU32> {
         self.check_atomic(offset, 4)?;
         // SAFETY: `offset + 4 <= len` and `offset` is 4-aligned (checked), the mapping lives
@@ -170,6 +170,7 @@ impl Mapping {
         Ok(unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() })
     }
 
+    #[inline]
     fn word64(&self, offset: usize) -> Result<&AtomicU64> {
         self.check_atomic(offset, 8)?;
         // SAFETY: as in `word32`, with an 8-byte width and alignment.
@@ -178,34 +179,40 @@ impl Mapping {
 
     /// The `AtomicU32` at `offset` of a writable mapping, for code that touches one word many
     /// times (ring indices) and wants the checks done once.
+    #[inline]
     pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32> {
         self.check_writable(offset)?;
         self.word32(offset)
     }
 
     /// The `AtomicU64` at `offset` of a writable mapping; see [`Mapping::atomic_u32`].
+    #[inline]
     pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64> {
         self.check_writable(offset)?;
         self.word64(offset)
     }
 
     /// Atomic load of the `u32` at `offset`.
+    #[inline]
     pub fn load_u32(&self, offset: usize, order: Ordering) -> Result<u32> {
         Ok(self.word32(offset)?.load(order))
     }
 
     /// Atomic load of the `u64` at `offset`.
+    #[inline]
     pub fn load_u64(&self, offset: usize, order: Ordering) -> Result<u64> {
         Ok(self.word64(offset)?.load(order))
     }
 
     /// Atomic store of a `u32` at `offset`.
+    #[inline]
     pub fn store_u32(&self, offset: usize, value: u32, order: Ordering) -> Result<()> {
         self.atomic_u32(offset)?.store(value, order);
         Ok(())
     }
 
     /// Atomic store of a `u64` at `offset`.
+    #[inline]
     pub fn store_u64(&self, offset: usize, value: u64, order: Ordering) -> Result<()> {
         self.atomic_u64(offset)?.store(value, order);
         Ok(())
@@ -213,6 +220,7 @@ impl Mapping {
 
     /// Atomic compare-exchange of the `u32` at `offset`. The outer `Result` reports a bad
     /// offset; the inner one is `AtomicU32::compare_exchange`'s.
+    #[inline]
     pub fn compare_exchange_u32(
         &self,
         offset: usize,
@@ -228,6 +236,7 @@ impl Mapping {
 
     /// Atomic compare-exchange of the `u64` at `offset`; see
     /// [`Mapping::compare_exchange_u32`].
+    #[inline]
     pub fn compare_exchange_u64(
         &self,
         offset: usize,
@@ -242,11 +251,13 @@ impl Mapping {
     }
 
     /// Atomic wrapping add to the `u32` at `offset`; returns the previous value.
+    #[inline]
     pub fn fetch_add_u32(&self, offset: usize, value: u32, order: Ordering) -> Result<u32> {
         Ok(self.atomic_u32(offset)?.fetch_add(value, order))
     }
 
     /// Atomic wrapping add to the `u64` at `offset`; returns the previous value.
+    #[inline]
     pub fn fetch_add_u64(&self, offset: usize, value: u64, order: Ordering) -> Result<u64> {
         Ok(self.atomic_u64(offset)?.fetch_add(value, order))
     }
@@ -271,6 +282,7 @@ impl Mapping {
 
     /// Copies `buf.len()` bytes at `offset` out of the mapping. Bytes another process writes
     /// meanwhile may arrive torn: validate the copy, not the mapping.
+    #[inline]
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         self.check(offset, buf.len())?;
         // SAFETY: the source range is inside the live mapping (checked) and the destination is
@@ -294,6 +306,7 @@ impl Mapping {
     }
 
     /// Copies `data` into the mapping at `offset`.
+    #[inline]
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check_writable(offset)?;
         self.check(offset, data.len())?;
@@ -313,6 +326,13 @@ impl Mapping {
         unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(offset), byte, len) };
         Ok(())
     }
+}
+
+/// Error paths stay out of line so the checks inline to a compare and a branch.
+#[cold]
+#[inline(never)]
+fn out_of_bounds(offset: usize, len: usize, size: usize) -> Error {
+    Error::OutOfBounds { offset, len, size }
 }
 
 impl Drop for Mapping {
