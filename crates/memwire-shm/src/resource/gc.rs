@@ -14,9 +14,9 @@ use std::time::Duration;
 use rustix::fs::FlockOperation;
 
 use super::file;
+use super::header::now_ns;
 use super::header::{Header, Peek};
 use super::holders;
-use super::now_ns;
 use crate::error::{Error, Result};
 use crate::name::{Name, Namespace, SHM_DIR, parse_shm_file_name};
 

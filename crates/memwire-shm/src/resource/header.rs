@@ -53,6 +53,17 @@ pub(crate) const HOLDERS_OFFSET: usize = 128;
 /// Flag bit: the last holder to leave removes the name.
 pub(crate) const FLAG_REMOVE_WHEN_UNUSED: u32 = 1;
 
+/// Nanoseconds of `CLOCK_BOOTTIME`: shared by every process of the machine, never stepped by
+/// clock changes, and counting suspended time, so ages and TTLs neither jump nor stall.
+/// `/dev/shm` does not survive a reboot, so boot-relative times are all a resource needs.
+pub(crate) fn now_ns() -> u64 {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    u64::try_from(ts.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0))
+}
+
 /// A decoded, validated copy of a resource header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Header {
