@@ -7,26 +7,19 @@
 //! Every wait is bounded by a generous deadline so a broken primitive fails the test instead of
 //! hanging it, every child is killed and reaped when its test ends (pass or fail), and nothing
 //! asserts on timing: how long a detection took is only logged.
-//!
-//! This file maps the memfd itself with `mmap` (the crate's safe mapping view is written
-//! elsewhere), hence the `unsafe` below, each block with its contract.
-#![allow(unsafe_code)]
 
 mod support;
 
-use std::ffi::c_void;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use memwire_shm::futex::{self, WaitOutcome};
-use memwire_shm::{Error, ProcessHandle, ProcessId};
+use memwire_shm::{Access, Error, Mapping, ProcessHandle, ProcessId};
 use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
-use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
 use support::{DEADLINE, command, inherited_fd, spawn, trial, wait_until};
 
 /// The parent thread the `futex-waker` child waits to see asleep.
@@ -314,45 +307,18 @@ fn shared_memfd() -> Result<OwnedFd> {
     Ok(fd)
 }
 
-/// A shared, writable mapping of the first page of a memfd.
-struct SharedPage {
-    /// Start of a `PAGE`-byte `MAP_SHARED` read-write mapping, unmapped on drop.
-    ptr: NonNull<c_void>,
-}
+/// A shared, writable mapping of the first page of a memfd, through the crate's safe view.
+struct SharedPage(Mapping);
 
 impl SharedPage {
     fn map(fd: BorrowedFd<'_>) -> Result<Self> {
-        // SAFETY: a null hint lets the kernel pick an unused range, so the new mapping replaces
-        // nothing; `fd` is a memfd at least `PAGE` bytes long, which no process truncates while
-        // the tests run.
-        let ptr = unsafe {
-            mmap(
-                std::ptr::null_mut(),
-                PAGE,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-                fd,
-                0,
-            )?
-        };
-        Ok(Self {
-            ptr: NonNull::new(ptr).context("mmap returned null")?,
-        })
+        Ok(Self(Mapping::map(fd, 0, PAGE, Access::ReadWrite)?))
     }
 
     /// The futex word at offset 0.
     fn word(&self) -> &AtomicU32 {
-        // SAFETY: the mapping is page-aligned (so aligned for `AtomicU32`), `PAGE` bytes long,
-        // readable and writable, and outlives the returned reference (tied to `&self`). Other
-        // processes touch the word only through atomic operations.
-        unsafe { self.ptr.cast::<AtomicU32>().as_ref() }
-    }
-}
-
-impl Drop for SharedPage {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` and `PAGE` are the mapping made in `map`; no reference from `word`
-        // outlives `self`.
-        let _ = unsafe { munmap(self.ptr.as_ptr(), PAGE) };
+        self.0
+            .atomic_u32(0)
+            .expect("offset 0 of a writable page is an aligned word")
     }
 }
