@@ -24,7 +24,12 @@ use memwire::shm::resource::Scope;
 
 /// Shared-memory IPC for processes on one machine.
 #[derive(Debug, Parser)]
-#[command(name = "memwire", version, about, propagate_version = true)]
+#[command(
+    name = "memwire",
+    version,
+    about = "memwire: shared-memory IPC between processes on one machine",
+    propagate_version = true
+)]
 pub(crate) struct Cli {
     /// Namespace to work in (overrides MEMWIRE_NAMESPACE; default `default`).
     #[arg(long, global = true, value_name = "NS")]
