@@ -1,0 +1,14 @@
+//! memwire-transport: zero-copy links between processes over shared memory.
+//!
+//! A **host** creates one sealed memfd segment per link (per peer); a **guest** maps it. Each
+//! link carries one SPSC descriptor ring per direction, a return ring per direction for freed
+//! slots, and slot pools by size class owned by each direction's sender.
+//!
+//! | module | what it holds |
+//! | --- | --- |
+//! | `sync` | the atomics facade (std, or loom under `cfg(memwire_loom)`) |
+//! | `ring` | the SPSC ring algorithm and its sleep/wake handshake, generic over memory |
+//! | `descriptor` | the 64-byte descriptor and the return entry: encode, copy out, validate |
+#![deny(unsafe_code)]
+
+mod sync;
