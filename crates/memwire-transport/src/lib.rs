@@ -17,6 +17,8 @@ mod config;
 mod error;
 // Used by the link, which lands next.
 #[cfg_attr(not(test), allow(dead_code))]
+mod layout;
+#[cfg_attr(not(test), allow(dead_code))]
 mod pool;
 mod sync;
 
