@@ -318,6 +318,38 @@ impl Mapping {
         Ok(())
     }
 
+    /// The bytes at `offset .. offset + len` as a slice, for zero-copy reads of a region the
+    /// caller's protocol says nobody writes while the slice lives (a received message's slot).
+    ///
+    /// # Safety
+    /// While the returned slice lives, no code in this process may write the range (through
+    /// this mapping, another mapping of the same file, or [`Mapping::bytes_mut`]). Another
+    /// process that writes the range anyway breaks its own protocol: the reader may then see
+    /// torn bytes, which it must tolerate (validate what it reads, as with any input).
+    pub unsafe fn bytes(&self, offset: usize, len: usize) -> Result<&[u8]> {
+        self.check(offset, len)?;
+        // SAFETY: in bounds of the live mapping (checked); the caller guarantees no writer in
+        // this process for the slice's lifetime, which is tied to `&self`.
+        Ok(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) })
+    }
+
+    /// The bytes at `offset .. offset + len` as a mutable slice, for zero-copy writes into a
+    /// region this process owns exclusively (a loaned slot).
+    ///
+    /// # Safety
+    /// While the returned slice lives, no other reference in this process may point into the
+    /// range (no second `bytes_mut` or `bytes` of an overlapping range, no `read`/`write` of it),
+    /// and the caller's protocol gives this process the range alone. Writes by another process
+    /// that breaks the protocol only garble the bytes being written.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn bytes_mut(&self, offset: usize, len: usize) -> Result<&mut [u8]> {
+        self.check_writable(offset)?;
+        self.check(offset, len)?;
+        // SAFETY: in bounds of the live, writable mapping (checked); the caller guarantees
+        // this is the only reference into the range for the slice's lifetime (tied to `&self`).
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset), len) })
+    }
+
     /// Sets `len` bytes at `offset` to `byte`.
     pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<()> {
         self.check_writable(offset)?;
@@ -426,6 +458,28 @@ mod tests {
             ro.futex_wait(66, 0, None),
             Err(Error::Misaligned { .. })
         ));
+    }
+
+    #[test]
+    fn zero_copy_slices_are_checked_too() {
+        let fd = memfd(4096);
+        let rw = Mapping::map(fd.as_fd(), 0, 4096, Access::ReadWrite).unwrap();
+        let ro = Mapping::map(fd.as_fd(), 0, 4096, Access::ReadOnly).unwrap();
+        // SAFETY: the only reference into bytes 10..15 of this test's own mapping.
+        let w = unsafe { rw.bytes_mut(10, 5) }.unwrap();
+        w.copy_from_slice(b"abcde");
+        // SAFETY: nothing writes bytes 10..15 while `r` lives.
+        let r = unsafe { ro.bytes(10, 5) }.unwrap();
+        assert_eq!(r, b"abcde");
+        // SAFETY: every call below fails its checks before making a slice.
+        unsafe {
+            assert!(matches!(ro.bytes_mut(0, 1), Err(Error::ReadOnly { .. })));
+            assert!(matches!(rw.bytes(4090, 7), Err(Error::OutOfBounds { .. })));
+            assert!(matches!(
+                rw.bytes_mut(usize::MAX, 2),
+                Err(Error::OutOfBounds { .. })
+            ));
+        }
     }
 
     #[test]
