@@ -15,9 +15,11 @@
 //!      8     4  payload[0..4]        generation             reserved = 0
 //!     12     4  payload[4..8]        len <= slot_size       reserved = 0
 //!     16     8  payload[8..16]       reserved = 0           seq
-//!     24     8  payload[16..24]      reserved = 0           largest slot < len <= max_memfd_len
+//!     24     8  payload[16..24]      reserved = 0           largest < len <= max_memfd_len
 //!     32    32  payload[24..56]      reserved = 0           reserved = 0
 //! ```
+//!
+//! (`largest` is the largest slot size or `inline_max`, whichever is larger.)
 //!
 //! All integers are little-endian. Kind 0 is never valid, so a zeroed entry (a ring the sender
 //! never wrote, or a torn publish) is refused rather than read as an empty message.
