@@ -9,17 +9,24 @@
 //! | [`LinkConfig`] | ring depth, size classes, inline threshold; [`WaitStrategy`] |
 //! | `pool` | the sender's private slot pools: alloc, send, return, reclaim |
 //! | `sync` | the atomics facade (std, or loom under `cfg(memwire_loom)`) |
-//! | `ring` | the SPSC ring algorithm and its sleep/wake handshake, generic over memory |
-//! | `descriptor` | the 64-byte descriptor and the return entry: encode, copy out, validate |
+//! | `limits` | the receiver's view of the sender's pool: what a descriptor may name |
+//! | `descriptor` | the 64-byte descriptor: layout, encode, decode and validate |
+//! | `return_entry` | the 8-byte entry that gives a slot back to its sender |
+//! | `fuzzing` | thin entry points for the fuzz targets in `fuzz/`; not an API |
 #![deny(unsafe_code)]
 
 mod config;
+mod descriptor;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 // Used by the link, which lands next.
 #[cfg_attr(not(test), allow(dead_code))]
 mod layout;
+mod limits;
 #[cfg_attr(not(test), allow(dead_code))]
 mod pool;
+mod return_entry;
 mod sync;
 
 pub use config::{

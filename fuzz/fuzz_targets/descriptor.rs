@@ -1,0 +1,30 @@
+//! A ring's descriptors are written by the untrusted peer. This target decodes arbitrary bytes
+//! (the first 64, zero-padded) against a few pool configurations: decoding may refuse them but
+//! never panic, and an accepted descriptor must re-encode to exactly the bytes it came from.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use memwire_transport::fuzzing::{self, Config};
+
+/// A typical pool, one with a single huge class and no inline bytes, and one with no classes
+/// and memfds disabled.
+const CONFIGS: [Config<'static>; 3] = [
+    (
+        56,
+        &[(256, 1024), (4096, 256), (65536, 16), (1 << 20, 4)],
+        1 << 32,
+    ),
+    (0, &[(u32::MAX, 1 << 24)], u64::MAX),
+    (8, &[], 0),
+];
+
+fuzz_target!(|data: &[u8]| {
+    let mut raw = [0u8; 64];
+    let n = data.len().min(raw.len());
+    raw[..n].copy_from_slice(&data[..n]);
+    for config in CONFIGS {
+        if let Some(again) = fuzzing::descriptor(&raw, config) {
+            assert_eq!(again, raw, "an accepted descriptor re-encodes exactly");
+        }
+    }
+});
