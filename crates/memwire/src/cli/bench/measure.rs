@@ -4,8 +4,9 @@
 //! hdrhistogram, within a time budget. Sink phase (cases that stream): spawn a fresh peer,
 //! wait until it reads, send messages back to back for a time budget, and divide the count the
 //! peer acknowledges by the time until its acknowledgement. [`Session`] holds one phase's
-//! peer, so a later strategy can interleave two cases chunk by chunk (the issue asks that of
-//! `block` against `floor-futex`) by alternating `round_trips` calls on two sessions.
+//! segment and peer; two cases can be interleaved chunk by chunk (the issue asks that of
+//! `block` against `floor-futex`, so both see the same machine load) by nesting one session's
+//! `run` inside the other's and alternating chunks of round trips on the two endpoints.
 
 use std::fmt;
 use std::process::{Child, ExitStatus};
