@@ -5,9 +5,11 @@
 //! | [`ls`] | `memwire ls` |
 //! | [`gc`] | `memwire gc` |
 //! | [`resource`] | `memwire resource create / put / cat / rm / info` |
+//! | [`bench`] | `memwire bench transport` (and its hidden peer, `memwire __bench-peer`) |
 //! | [`row`] | the rows `ls`, `gc` and `info` print, as tables or JSON |
 //! | [`units`] | sizes and durations on the command line and in tables |
 
+mod bench;
 mod gc;
 mod ls;
 mod resource;
@@ -48,6 +50,12 @@ enum Command {
     /// Create, fill, read and remove named resources.
     #[command(subcommand)]
     Resource(resource::Command),
+    /// Benchmarks to run on this machine: message passing between two processes.
+    #[command(subcommand)]
+    Bench(bench::Command),
+    /// The peer process `memwire bench` spawns (internal).
+    #[command(name = "__bench-peer", hide = true)]
+    BenchPeer(bench::PeerArgs),
 }
 
 impl Cli {
@@ -124,6 +132,8 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Ls(args) => ls::run(&cx, &args),
         Command::Gc(args) => gc::run(&cx, &args),
         Command::Resource(cmd) => resource::run(&cx, cmd),
+        Command::Bench(cmd) => bench::run(&cmd),
+        Command::BenchPeer(args) => bench::run_peer(&args),
     }
 }
 

@@ -1,0 +1,256 @@
+//! The harness: one run of a case at one size and payload mode, timed.
+//!
+//! Echo phase: spawn the peer, warm up, then time up to `iters` round trips one by one into an
+//! hdrhistogram, within a time budget. Sink phase (cases that stream): spawn a fresh peer,
+//! wait until it reads, send messages back to back for a time budget, and divide the count the
+//! peer acknowledges by the time until its acknowledgement. [`Session`] holds one phase's
+//! segment and peer; two cases can be interleaved chunk by chunk (the issue asks that of
+//! `block` against `floor-futex`, so both see the same machine load) by nesting one session's
+//! `run` inside the other's and alternating chunks of round trips on the two endpoints.
+
+use std::fmt;
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use hdrhistogram::Histogram;
+use memwire::shm::{Access, Mapping, MemfdSegment, Segment};
+
+use super::baseline::PEER_TIMEOUT;
+use super::case::{Case, Parent, Payload, Role, Run};
+use super::peer;
+
+/// How much each run may do.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Budget {
+    /// Round trips to time, at most.
+    pub(crate) iters: u64,
+    /// Time for the echo phase, warm-up included.
+    pub(crate) echo_time: Duration,
+    /// Time for the sink phase.
+    pub(crate) stream_time: Duration,
+}
+
+impl Budget {
+    /// Round trips before timing starts: a tenth of `iters`, at least 10, at most 10 000, and
+    /// at most a tenth of the echo time.
+    fn warmup(&self) -> u64 {
+        (self.iters / 10).clamp(10, 10_000)
+    }
+}
+
+/// What one run measured.
+pub(crate) struct Measured {
+    /// Round-trip times in nanoseconds.
+    pub(crate) rtt: Histogram<u64>,
+    /// Sum of the timed round trips, in nanoseconds.
+    pub(crate) total_ns: u128,
+    /// `(messages, time)` of the sink phase, for cases that stream.
+    pub(crate) stream: Option<(u64, Duration)>,
+    /// Wake syscalls per message (a round trip is two messages), where the case counts them.
+    pub(crate) wake_syscalls_per_msg: Option<f64>,
+}
+
+/// Runs `case` at `size` bytes in `payload` mode; the peer is pinned to `peer_cpu`.
+pub(crate) fn measure(
+    case: &'static dyn Case,
+    size: usize,
+    payload: Payload,
+    budget: &Budget,
+    peer_cpu: Option<usize>,
+) -> Result<Measured> {
+    let echo = Run {
+        size,
+        payload,
+        role: Role::Echo,
+    };
+    let mut rtt =
+        Histogram::new_with_bounds(1, 100_000_000_000, 3).context("creating a histogram")?;
+    let mut total_ns = 0;
+    let mut messages = 0;
+    let wakes = Session::start(case, &echo, peer_cpu)?.run(|endpoint| {
+        let start = Instant::now();
+        let warmup_end = start + budget.echo_time / 10;
+        for _ in 0..budget.warmup() {
+            endpoint.round_trip()?;
+            messages += 2;
+            if Instant::now() > warmup_end {
+                break;
+            }
+        }
+        let end = start + budget.echo_time;
+        for _ in 0..budget.iters {
+            let t0 = Instant::now();
+            endpoint.round_trip()?;
+            let t1 = Instant::now();
+            let ns = (t1 - t0).as_nanos();
+            rtt.saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
+            total_ns += ns;
+            messages += 2;
+            if t1 > end {
+                break;
+            }
+        }
+        ensure!(
+            endpoint.finish()?.is_none(),
+            "an echo peer acknowledged a count"
+        );
+        Ok(())
+    })?;
+    let stream = if case.streams() {
+        let sink = Run {
+            role: Role::Sink,
+            ..echo
+        };
+        let mut result = (0, Duration::ZERO);
+        Session::start(case, &sink, peer_cpu)?.run(|endpoint| {
+            endpoint.ready()?;
+            let start = Instant::now();
+            let mut sent = 0u64;
+            // At most ten times the round trips, so `--iters` bounds a quick test's streams too.
+            while sent < budget.iters.saturating_mul(10) {
+                endpoint.send()?;
+                sent += 1;
+                if sent.is_multiple_of(16) && start.elapsed() > budget.stream_time {
+                    break;
+                }
+            }
+            let counted = endpoint.finish()?.context("the sink peer sent no count")?;
+            let elapsed = start.elapsed();
+            ensure!(
+                counted == sent,
+                "sent {sent} messages, the peer counted {counted}"
+            );
+            result = (sent, elapsed);
+            Ok(())
+        })?;
+        Some(result)
+    } else {
+        None
+    };
+    Ok(Measured {
+        rtt,
+        total_ns,
+        stream,
+        wake_syscalls_per_msg: wakes.map(|w| w as f64 / messages.max(1) as f64),
+    })
+}
+
+/// One phase: the segment, the parent's endpoint and the peer process.
+struct Session {
+    what: String,
+    shm: Mapping,
+    segment: MemfdSegment,
+    case: &'static dyn Case,
+    run: Run,
+    peer_cpu: Option<usize>,
+}
+
+impl Session {
+    fn start(case: &'static dyn Case, run: &Run, peer_cpu: Option<usize>) -> Result<Self> {
+        let segment = MemfdSegment::create("memwire-bench", case.segment_len(run.size))
+            .context("creating the benchmark segment")?;
+        let shm = segment.map(Access::ReadWrite)?;
+        Ok(Self {
+            what: format!(
+                "{} at {} B, {}, {}",
+                case.name(),
+                run.size,
+                run.payload.as_str(),
+                run.role.as_str()
+            ),
+            shm,
+            segment,
+            case,
+            run: *run,
+            peer_cpu,
+        })
+    }
+
+    /// Sets the case up, spawns its peer, runs `body` on the endpoint, and waits for the peer
+    /// to exit. Returns the endpoint's wake-syscall count.
+    fn run(self, body: impl FnOnce(&mut dyn Parent) -> Result<()>) -> Result<Option<u64>> {
+        let setup = self
+            .case
+            .parent(&self.shm, &self.run)
+            .map_err(|e| self.failed(e, None))?;
+        let mut endpoint = setup.endpoint;
+        let mut peer = match setup.peer {
+            Some(wiring) => Some(
+                peer::spawn(
+                    self.case.name(),
+                    &self.run,
+                    &self.segment,
+                    wiring,
+                    self.peer_cpu,
+                )
+                .map_err(|e| self.failed(e, None))?,
+            ),
+            None => None,
+        };
+        let outcome = body(endpoint.as_mut());
+        let status = match peer.as_mut() {
+            Some(child) if outcome.is_ok() => Some(reap(child)),
+            Some(child) => {
+                // The body failed: the peer may still be waiting for it.
+                let _ = child.kill();
+                Some(child.wait().context("waiting for the peer"))
+            }
+            None => None,
+        };
+        let status = status.transpose();
+        match (outcome, status) {
+            (Ok(()), Ok(None)) => Ok(endpoint.wake_syscalls()),
+            (Ok(()), Ok(Some(s))) if s.success() => Ok(endpoint.wake_syscalls()),
+            (Ok(()), Ok(Some(s))) => Err(self.failed(anyhow::anyhow!("the peer failed"), Some(s))),
+            (Err(e), Ok(s)) => Err(self.failed(e, s)),
+            (_, Err(e)) => Err(self.failed(e, None)),
+        }
+    }
+
+    fn failed(&self, cause: anyhow::Error, peer: Option<ExitStatus>) -> anyhow::Error {
+        anyhow::Error::new(RunFailed {
+            what: self.what.clone(),
+            peer,
+            cause,
+        })
+    }
+}
+
+/// Waits for a peer that was told to stop; kills it if it does not exit in time.
+fn reap(child: &mut Child) -> Result<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().context("waiting for the peer")? {
+            return Ok(status);
+        }
+        if start.elapsed() > PEER_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the peer did not exit within {PEER_TIMEOUT:?} of being told to stop");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A run that failed, with the peer's exit status. Its message carries the cause, but the
+/// chain is cut (no `source`): a broken pipe here is the peer's, and `main` must not take it
+/// for a closed stdout, which it ignores.
+#[derive(Debug)]
+struct RunFailed {
+    what: String,
+    peer: Option<ExitStatus>,
+    cause: anyhow::Error,
+}
+
+impl fmt::Display for RunFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "benchmark run {}: {:#}", self.what, self.cause)?;
+        if let Some(status) = self.peer {
+            write!(f, " (peer: {status})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RunFailed {}
