@@ -29,6 +29,12 @@ enum State {
     InFlight,
 }
 
+/// Generations start at 1 and skip 0 when they wrap: a zeroed return entry (a receiver that
+/// published without writing) then never matches a slot in flight.
+fn next_generation(g: u32) -> u32 {
+    g.checked_add(1).unwrap_or(1)
+}
+
 #[derive(Debug)]
 struct Class {
     size: u32,
@@ -89,7 +95,7 @@ impl Pool {
                 // Reversed so slot 0 is handed out first.
                 free: (0..c.count).rev().collect(),
                 state: vec![State::Free; c.count as usize],
-                generation: vec![0; c.count as usize],
+                generation: vec![1; c.count as usize],
             })
             .collect();
         Self { classes }
@@ -168,7 +174,7 @@ impl Pool {
                 expected: c.generation[i],
             });
         }
-        c.generation[i] = c.generation[i].wrapping_add(1);
+        c.generation[i] = next_generation(c.generation[i]);
         c.state[i] = State::Free;
         c.free.push(index);
         Ok(())
@@ -182,7 +188,7 @@ impl Pool {
             for i in 0..c.state.len() {
                 if c.state[i] == State::InFlight {
                     c.state[i] = State::Free;
-                    c.generation[i] = c.generation[i].wrapping_add(1);
+                    c.generation[i] = next_generation(c.generation[i]);
                     c.free.push(i as u32);
                     n += 1;
                 }
