@@ -1,0 +1,254 @@
+//! A ring inside a shared segment, reached through memwire-shm's bounds-checked `Mapping`.
+//!
+//! ```text
+//! base +   0  tail            u32, padded to 64 bytes   producer writes every push
+//! base +  64  head            u32, padded               consumer writes every pop
+//! base + 128  consumer_state  u32, padded               consumer sets when sleeping; futex word
+//! base + 192  producer_state  u32, padded               producer sets when sleeping; futex word
+//! base + 256  entry 0, entry 1, ... entry capacity-1    N bytes each, no padding
+//! ```
+//!
+//! Each word has a cache line to itself because the two processes write different words: were
+//! `tail` and `head` on one line, every push would take the line from the consumer's core and
+//! every pop take it back (false sharing), though neither side reads the other's index while the
+//! ring is neither full nor empty. The state words are read on every push and pop but written
+//! only around a sleep, so on lines of their own they stay cached on both sides while the
+//! pipeline is busy. 64 bytes is the line size of x86-64 and common aarch64 cores.
+//!
+//! The capacity is not stored here: both sides take it from the link's validated
+//! configuration, so a peer cannot change it. Every index and entry access is bounds-checked by
+//! the mapping view; `SegmentRing::new` checks the whole layout once, so those checks never fail
+//! afterwards.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+
+use memwire_shm::Mapping;
+
+use super::{MAX_CAPACITY, RingMemory, valid_capacity};
+
+/// Cache line size the layout pads to.
+const CACHE_LINE: usize = 64;
+const TAIL: usize = 0;
+const HEAD: usize = CACHE_LINE;
+const CONSUMER_STATE: usize = 2 * CACHE_LINE;
+const PRODUCER_STATE: usize = 3 * CACHE_LINE;
+const ENTRIES: usize = 4 * CACHE_LINE;
+
+/// Why a ring cannot be placed at an offset of a mapping.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LayoutError {
+    /// The capacity is not a power of two in `1 ..= MAX_CAPACITY`.
+    #[error("ring capacity {capacity} is not a power of two in 1..={MAX_CAPACITY}")]
+    Capacity {
+        /// The capacity asked for.
+        capacity: u32,
+    },
+    /// The base offset does not start a cache line.
+    #[error("ring base offset {base} is not a multiple of {CACHE_LINE}")]
+    Misaligned {
+        /// The base offset asked for.
+        base: usize,
+    },
+    /// The ring does not fit in the mapping.
+    #[error("ring at offset {base} needs {footprint} bytes, past the end of a {len}-byte mapping")]
+    OutOfBounds {
+        /// The base offset asked for.
+        base: usize,
+        /// `SegmentRing::footprint` of the ring.
+        footprint: usize,
+        /// The mapping's length.
+        len: usize,
+    },
+    /// The mapping refused access to a ring word (for example, it is read-only).
+    #[error("ring words are not accessible")]
+    Mapping(#[from] memwire_shm::Error),
+}
+
+/// A ring at `base` in a shared mapping; clones share it.
+#[derive(Clone, Debug)]
+pub(crate) struct SegmentRing<const N: usize> {
+    mapping: Arc<Mapping>,
+    /// Offset of `tail` in the mapping; a multiple of `CACHE_LINE`, and
+    /// `base + footprint(capacity, N) <= mapping.len()` (checked in `new`).
+    base: usize,
+    /// A power of two in `1 ..= MAX_CAPACITY`.
+    capacity: u32,
+}
+
+impl<const N: usize> SegmentRing<N> {
+    /// Bytes a ring of `capacity` entries of `entry_size` bytes occupies: four cache lines of
+    /// words, then the entries. Saturates instead of overflowing (`new` then refuses it).
+    pub(crate) const fn footprint(capacity: u32, entry_size: usize) -> usize {
+        ENTRIES.saturating_add((capacity as usize).saturating_mul(entry_size))
+    }
+
+    /// Places a ring of `capacity` entries at `base` in `mapping`, after checking the layout
+    /// fits, is aligned and is writable. Does not initialise it: a fresh segment is zeroed,
+    /// which is an empty ring with both sides awake.
+    pub(crate) fn new(
+        mapping: Arc<Mapping>,
+        base: usize,
+        capacity: u32,
+    ) -> Result<Self, LayoutError> {
+        if !valid_capacity(capacity) {
+            return Err(LayoutError::Capacity { capacity });
+        }
+        if !base.is_multiple_of(CACHE_LINE) {
+            return Err(LayoutError::Misaligned { base });
+        }
+        let footprint = Self::footprint(capacity, N);
+        if base
+            .checked_add(footprint)
+            .is_none_or(|end| end > mapping.len())
+        {
+            return Err(LayoutError::OutOfBounds {
+                base,
+                footprint,
+                len: mapping.len(),
+            });
+        }
+        for word in [TAIL, HEAD, CONSUMER_STATE, PRODUCER_STATE] {
+            mapping.atomic_u32(base + word)?;
+        }
+        Ok(Self {
+            mapping,
+            base,
+            capacity,
+        })
+    }
+
+    /// The mapping the ring lives in, for `futex_wait` / `futex_wake` on the state words.
+    pub(crate) fn mapping(&self) -> &Arc<Mapping> {
+        &self.mapping
+    }
+
+    /// Offset in the mapping of `consumer_state`: the word a consumer sleeping with
+    /// `WaitKind::Futex` waits on, and its producer wakes.
+    pub(crate) fn consumer_state_offset(&self) -> usize {
+        self.base + CONSUMER_STATE
+    }
+
+    /// Offset in the mapping of `producer_state`, the futex word of a producer waiting for space.
+    pub(crate) fn producer_state_offset(&self) -> usize {
+        self.base + PRODUCER_STATE
+    }
+
+    #[inline]
+    fn word(&self, offset: usize) -> &AtomicU32 {
+        // Cannot fail: `new` checked the word is in bounds, aligned and writable, and a
+        // mapping never changes its length or access.
+        self.mapping
+            .atomic_u32(self.base + offset)
+            .expect("ring word checked in SegmentRing::new")
+    }
+
+    #[inline]
+    fn entry_offset(&self, index: u32) -> usize {
+        debug_assert!(index < self.capacity);
+        self.base + ENTRIES + index as usize * N
+    }
+}
+
+impl<const N: usize> RingMemory<N> for SegmentRing<N> {
+    #[inline]
+    fn tail(&self) -> &AtomicU32 {
+        self.word(TAIL)
+    }
+
+    #[inline]
+    fn head(&self) -> &AtomicU32 {
+        self.word(HEAD)
+    }
+
+    #[inline]
+    fn consumer_state(&self) -> &AtomicU32 {
+        self.word(CONSUMER_STATE)
+    }
+
+    #[inline]
+    fn producer_state(&self) -> &AtomicU32 {
+        self.word(PRODUCER_STATE)
+    }
+
+    #[inline]
+    fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    #[inline]
+    fn write_entry(&self, index: u32, entry: &[u8; N]) {
+        // Cannot fail: `new` checked every slot below `capacity` lies in the writable mapping,
+        // and the ring masks the index.
+        self.mapping
+            .write(self.entry_offset(index), entry)
+            .expect("ring slot checked in SegmentRing::new");
+    }
+
+    #[inline]
+    fn read_entry(&self, index: u32) -> [u8; N] {
+        let mut entry = [0; N];
+        // Cannot fail: as in `write_entry`.
+        self.mapping
+            .read(self.entry_offset(index), &mut entry)
+            .expect("ring slot checked in SegmentRing::new");
+        entry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memwire_shm::{Access, MemfdSegment, Segment};
+
+    fn mapping(len: u64, access: Access) -> Arc<Mapping> {
+        let segment = MemfdSegment::create("ring-layout-test", len).unwrap();
+        Arc::new(segment.map(access).unwrap())
+    }
+
+    #[test]
+    fn footprint_is_four_lines_then_the_entries() {
+        assert_eq!(SegmentRing::<64>::footprint(8, 64), 256 + 512);
+        assert_eq!(SegmentRing::<8>::footprint(1, 8), 264);
+        assert_eq!(
+            SegmentRing::<8>::footprint(MAX_CAPACITY, usize::MAX),
+            usize::MAX
+        );
+    }
+
+    #[test]
+    fn new_checks_the_layout_once() {
+        let map = mapping(4096, Access::ReadWrite);
+        let ring = SegmentRing::<64>::new(map.clone(), 1024, 8).unwrap();
+        assert_eq!(ring.consumer_state_offset(), 1024 + 128);
+        assert_eq!(ring.producer_state_offset(), 1024 + 192);
+        // Exactly fits: 4096 - 768.
+        SegmentRing::<64>::new(map.clone(), 4096 - 768, 8).unwrap();
+        assert!(matches!(
+            SegmentRing::<64>::new(map.clone(), 4096 - 704, 8),
+            Err(LayoutError::OutOfBounds {
+                footprint: 768,
+                len: 4096,
+                ..
+            })
+        ));
+        assert!(matches!(
+            SegmentRing::<64>::new(map.clone(), usize::MAX - 63, 8),
+            Err(LayoutError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            SegmentRing::<64>::new(map.clone(), 32, 8),
+            Err(LayoutError::Misaligned { base: 32 })
+        ));
+        for capacity in [0, 3, 12, MAX_CAPACITY + 1, u32::MAX] {
+            assert!(matches!(
+                SegmentRing::<64>::new(map.clone(), 0, capacity),
+                Err(LayoutError::Capacity { .. })
+            ));
+        }
+        assert!(matches!(
+            SegmentRing::<64>::new(mapping(4096, Access::ReadOnly), 0, 8),
+            Err(LayoutError::Mapping(memwire_shm::Error::ReadOnly { .. }))
+        ));
+    }
+}
