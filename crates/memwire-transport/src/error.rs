@@ -76,6 +76,28 @@ pub enum Error {
         /// The link's `max_large`.
         max: u64,
     },
+    /// `MEMWIRE_TICKET` is missing or malformed, or names an fd that is not ours.
+    #[error("bad MEMWIRE_TICKET: {0}")]
+    BadTicket(String),
+    /// The host turned this guest away.
+    #[error("host refused the connection: {0:?}")]
+    Refused(crate::bootstrap::RefuseReason),
+    /// Another live host already serves this name.
+    #[error("a host named {name:?} is already running (socket {})", path.display())]
+    HostExists {
+        /// The name.
+        name: String,
+        /// Its bootstrap socket.
+        path: std::path::PathBuf,
+    },
+    /// No host serves this name.
+    #[error("no host named {name:?} (no socket at {})", path.display())]
+    NoHost {
+        /// The name.
+        name: String,
+        /// Where its socket would be.
+        path: std::path::PathBuf,
+    },
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),

@@ -38,6 +38,17 @@ const HEADER_LEN: usize = 64 + MAX_CLASSES * 8;
 /// producer's and the consumer's writes never share a line.
 pub(crate) const RING_CONTROL: usize = 4 * 64;
 
+/// Offset of the consumer's sleep word of the ring at `base` (the ring's third cache line;
+/// `SegmentRing::consumer_state_offset` agrees, see the test below).
+pub(crate) fn consumer_state(base: usize) -> usize {
+    base + 2 * 64
+}
+
+/// Offset of the producer's sleep word of the ring at `base` (its fourth cache line).
+pub(crate) fn producer_state(base: usize) -> usize {
+    base + 3 * 64
+}
+
 /// A descriptor's size.
 pub(crate) const DESCRIPTOR_BYTES: usize = 64;
 /// A return entry's size.
@@ -228,6 +239,19 @@ mod tests {
                 host: me,
                 epoch: 7
             }
+        );
+    }
+
+    #[test]
+    fn sleep_words_agree_with_the_ring() {
+        let seg = MemfdSegment::create("words", 1 << 16).unwrap();
+        let map = std::sync::Arc::new(seg.map(Access::ReadWrite).unwrap());
+        let ring = crate::ring::SegmentRing::<64>::new(map, 4096, 4).unwrap();
+        assert_eq!(ring.consumer_state_offset(), consumer_state(4096));
+        assert_eq!(ring.producer_state_offset(), producer_state(4096));
+        assert_eq!(
+            crate::ring::SegmentRing::<64>::footprint(4, 64),
+            RING_CONTROL + 4 * 64
         );
     }
 

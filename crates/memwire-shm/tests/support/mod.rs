@@ -49,6 +49,11 @@ pub fn main(roles: fn(&str) -> Result<()>, trials: Vec<Trial>) -> ! {
 pub struct Guard(Option<Child>);
 
 impl Guard {
+    /// Guards a child spawned elsewhere.
+    pub fn from_child(child: Child) -> Self {
+        Self(Some(child))
+    }
+
     /// The child.
     pub fn child(&mut self) -> &mut Child {
         self.0.as_mut().expect("child not yet reaped")

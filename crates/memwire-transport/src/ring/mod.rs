@@ -249,6 +249,7 @@ impl<M: RingMemory<N>, const N: usize> Producer<M, N> {
     }
 
     /// The memory this ring lives in (for the caller's futex or offsets).
+    #[cfg(test)]
     pub(crate) fn memory(&self) -> &M {
         &self.mem
     }
@@ -276,6 +277,7 @@ impl<M: RingMemory<N>, const N: usize> Producer<M, N> {
     }
 
     /// Whether the consumer has taken every entry (loads the consumer's head).
+    #[cfg(test)]
     pub(crate) fn is_empty(&mut self) -> Result<bool, RingError> {
         Ok(self.len()? == 0)
     }
@@ -363,11 +365,13 @@ impl<M: RingMemory<N>, const N: usize> Consumer<M, N> {
     }
 
     /// The memory this ring lives in (for the caller's futex or offsets).
+    #[cfg(test)]
     pub(crate) fn memory(&self) -> &M {
         &self.mem
     }
 
     /// Number of entries the ring holds.
+    #[cfg(test)]
     pub(crate) fn capacity(&self) -> u32 {
         self.capacity
     }
@@ -384,12 +388,14 @@ impl<M: RingMemory<N>, const N: usize> Consumer<M, N> {
     }
 
     /// Entries waiting now (loads the producer's tail).
+    #[cfg(test)]
     pub(crate) fn len(&mut self) -> Result<u32, RingError> {
         let tail = self.load_tail()?;
         Ok(tail.wrapping_sub(self.head))
     }
 
     /// Whether no entry waits (loads the producer's tail).
+    #[cfg(test)]
     pub(crate) fn is_empty(&mut self) -> Result<bool, RingError> {
         Ok(self.len()? == 0)
     }

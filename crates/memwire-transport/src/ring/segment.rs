@@ -119,6 +119,7 @@ impl<const N: usize> SegmentRing<N> {
     }
 
     /// The mapping the ring lives in, for `futex_wait` / `futex_wake` on the state words.
+    #[cfg(test)]
     pub(crate) fn mapping(&self) -> &Arc<Mapping> {
         &self.mapping
     }

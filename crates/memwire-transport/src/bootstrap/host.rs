@@ -1,0 +1,235 @@
+//! The host side: bind a name, accept walk-in guests, spawn children.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use memwire_shm::{Access, MemfdSegment, Name, ProcessHandle, ProcessId, Segment};
+
+use super::hello::{Hello, RefuseReason};
+use super::{TICKET_ENV, inherit, socket_path};
+use crate::config::{LinkConfig, WaitStrategy};
+use crate::error::{ConfigError, Error, Result};
+use crate::layout::{Layout, write_header};
+use crate::link::{Link, LinkParts, PeerSlot, Side};
+
+/// How a host shapes its links.
+#[derive(Clone, Debug, Default)]
+pub struct HostConfig {
+    /// Most guests attached at once (default 64).
+    pub max_peers: Option<usize>,
+    /// The shape of every link.
+    pub link: LinkConfig,
+    /// How the host's side of each link waits.
+    pub wait: WaitStrategy,
+}
+
+/// A peer entry, as [`Host::peers`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Index in the peer table.
+    pub index: usize,
+    /// The guest.
+    pub peer: ProcessId,
+}
+
+/// The host's table of peers: an entry is taken while a guest is attached and freed when the
+/// guest dies or its link is dropped, whichever comes first.
+#[derive(Debug)]
+pub(crate) struct PeerTable {
+    entries: Vec<Option<ProcessId>>,
+}
+
+impl PeerTable {
+    fn take(table: &Arc<Mutex<Self>>, peer: ProcessId) -> Option<PeerSlot> {
+        let mut t = table.lock().unwrap_or_else(PoisonError::into_inner);
+        let index = t.entries.iter().position(Option::is_none)?;
+        t.entries[index] = Some(peer);
+        Some(PeerSlot {
+            table: Arc::clone(table),
+            index,
+        })
+    }
+
+    /// Frees entry `index`; called once, by the owning [`PeerSlot`].
+    pub(crate) fn free(&mut self, index: usize) {
+        if let Some(e) = self.entries.get_mut(index) {
+            *e = None;
+        }
+    }
+}
+
+/// A transport host: it creates one segment per guest and hands each guest its [`Link`].
+#[derive(Debug)]
+pub struct Host {
+    name: Name,
+    path: PathBuf,
+    listener: UnixListener,
+    config: HostConfig,
+    me: ProcessId,
+    peers: Arc<Mutex<PeerTable>>,
+    epoch: AtomicU64,
+}
+
+impl Host {
+    /// Listens as `name`. A socket left by a dead host is replaced; a live host of the same
+    /// name is [`Error::HostExists`].
+    pub fn bind(name: &str, config: HostConfig) -> Result<Self> {
+        let name = Name::new(name)?;
+        config.link.validate()?;
+        let max_peers = config.max_peers.unwrap_or(64);
+        if !(1..=1024).contains(&max_peers) {
+            return Err(ConfigError::MaxPeers(max_peers).into());
+        }
+        let path = socket_path(&name)?;
+        let listener = match UnixListener::bind(&path) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                if UnixStream::connect(&path).is_ok() {
+                    return Err(Error::HostExists {
+                        name: name.to_string(),
+                        path,
+                    });
+                }
+                // Nobody answers: the socket of a host that died. Replace it.
+                let _ = std::fs::remove_file(&path);
+                UnixListener::bind(&path).map_err(|e| Error::Io {
+                    op: "bind the host socket",
+                    source: e,
+                })?
+            }
+            Err(e) => {
+                return Err(Error::Io {
+                    op: "bind the host socket",
+                    source: e,
+                });
+            }
+        };
+        Ok(Self {
+            name,
+            path,
+            listener,
+            config,
+            me: ProcessId::current()?,
+            peers: Arc::new(Mutex::new(PeerTable {
+                entries: vec![None; max_peers],
+            })),
+            epoch: AtomicU64::new(1),
+        })
+    }
+
+    /// The name guests connect to.
+    #[must_use]
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
+    /// The bootstrap socket.
+    #[must_use]
+    pub fn socket_path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Waits for the next walk-in guest and returns its link. A guest the host must refuse
+    /// (peer table full) is told so and the wait goes on.
+    pub fn accept(&self) -> Result<Link> {
+        loop {
+            let (stream, _) = self.listener.accept().map_err(|e| Error::Io {
+                op: "accept a guest",
+                source: e,
+            })?;
+            let creds = memwire_shm::peer_credentials(&stream)?;
+            let peer = match ProcessHandle::open(creds.pid) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(pid = creds.pid, error = %e, "guest left before it was welcomed");
+                    continue;
+                }
+            };
+            match self.welcome(stream, peer)? {
+                Some(link) => return Ok(link),
+                None => continue,
+            }
+        }
+    }
+
+    /// Spawns `command` as a guest: the child inherits its end of a socket pair, named with
+    /// the host's identity in `MEMWIRE_TICKET`, and calls [`crate::Guest::from_env`].
+    pub fn spawn(&self, command: &mut Command) -> Result<(Child, Link)> {
+        let (ours, theirs) = UnixStream::pair().map_err(|e| Error::Io {
+            op: "socketpair",
+            source: e,
+        })?;
+        let raw = theirs.as_raw_fd();
+        command.env(
+            TICKET_ENV,
+            format!("memwire1:fd={raw}:host={}:start={}", self.me.pid, self.me.start_time),
+        );
+        inherit::inherit_in_child(command, raw);
+        let child = command.spawn().map_err(|e| Error::Io {
+            op: "spawn the guest",
+            source: e,
+        })?;
+        drop(theirs);
+        let peer = ProcessHandle::from_child(&child)?;
+        match self.welcome(ours, peer)? {
+            Some(link) => Ok((child, link)),
+            None => Err(Error::Refused(RefuseReason::PeerTableFull)),
+        }
+    }
+
+    /// Live peer entries.
+    #[must_use]
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let t = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        t.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(index, e)| e.map(|peer| PeerInfo { index, peer }))
+            .collect()
+    }
+
+    /// Gives `stream`'s guest a peer entry and a fresh segment; `None` if it was refused.
+    fn welcome(&self, stream: UnixStream, peer: ProcessHandle) -> Result<Option<Link>> {
+        let Some(slot) = PeerTable::take(&self.peers, peer.id()) else {
+            let frame = Hello::Refuse(RefuseReason::PeerTableFull).encode();
+            let _ = memwire_shm::send_with_fds(&stream, &frame, &[]);
+            tracing::warn!(host = %self.name, guest = peer.pid(), "peer table full: guest refused");
+            return Ok(None);
+        };
+        let config = &self.config.link;
+        let layout = Layout::new(config);
+        let segment = MemfdSegment::create("memwire-link", layout.len as u64)?;
+        let map = segment.map(Access::ReadWrite)?;
+        let epoch = self.epoch.fetch_add(1, Ordering::Relaxed);
+        write_header(&map, config, self.me, epoch)?;
+        let frame = Hello::Welcome {
+            peer: slot.index as u32,
+            host: self.me,
+            segment_len: layout.len as u64,
+            epoch,
+        }
+        .encode();
+        memwire_shm::send_with_fds(&stream, &frame, &[segment.as_fd()])?;
+        Link::new(LinkParts {
+            map: Arc::new(map),
+            config: config.clone(),
+            layout,
+            side: Side::Host,
+            control: stream,
+            peer,
+            wait: self.config.wait,
+            slot: Some(slot),
+        })
+        .map(Some)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

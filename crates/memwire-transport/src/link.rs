@@ -1,0 +1,293 @@
+//! A link: one peer's two directions, split into a [`Tx`] and an [`Rx`] that can live on
+//! different threads, plus what both halves share (the mapping, the peer, the control socket,
+//! the counters, whether the peer is gone).
+//!
+//! # Disconnect
+//! The peer's death is seen at once through its pidfd, by the process-wide watcher thread
+//! (`watch.rs`), which marks the link gone and wakes every thread of ours sleeping on it: each
+//! returns [`Error::PeerGone`]. A peer that breaks the protocol is treated the same way, with
+//! [`Error::ProtocolViolation`]. The sender's slots in flight at a dead peer come back to its
+//! pool on the next call on the [`Tx`]; memory of received messages stays valid until they are
+//! dropped (the mapping lives as long as any of them).
+
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use memwire_shm::{Mapping, ProcessHandle, ProcessId};
+
+use crate::bootstrap::host::PeerTable;
+use crate::config::{LinkConfig, WaitStrategy};
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::ring::WaitKind;
+use crate::rx::Rx;
+use crate::tx::Tx;
+
+/// Which end of the link this process is: the host sends on direction 0, the guest on 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Host,
+    Guest,
+}
+
+impl Side {
+    pub(crate) fn sends_on(self) -> usize {
+        match self {
+            Self::Host => 0,
+            Self::Guest => 1,
+        }
+    }
+}
+
+/// A host's peer-table entry, freed when dropped.
+#[derive(Debug)]
+pub(crate) struct PeerSlot {
+    pub(crate) table: Arc<Mutex<PeerTable>>,
+    pub(crate) index: usize,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        self.table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .free(self.index);
+    }
+}
+
+/// Everything bootstrap hands to [`Link::new`].
+#[derive(Debug)]
+pub(crate) struct LinkParts {
+    pub(crate) map: Arc<Mapping>,
+    pub(crate) config: LinkConfig,
+    pub(crate) layout: Layout,
+    pub(crate) side: Side,
+    pub(crate) control: UnixStream,
+    pub(crate) peer: ProcessHandle,
+    pub(crate) wait: WaitStrategy,
+    pub(crate) slot: Option<PeerSlot>,
+}
+
+/// Counters of one link, both halves.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) messages_sent: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    pub(crate) messages_received: AtomicU64,
+    pub(crate) bytes_received: AtomicU64,
+    pub(crate) wake_syscalls: AtomicU64,
+    pub(crate) sleeps: AtomicU64,
+}
+
+impl Counters {
+    /// Relaxed: counters are statistics, read when the caller asks, ordered by nothing.
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of a link's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages this end sent.
+    pub messages_sent: u64,
+    /// Payload bytes this end sent.
+    pub bytes_sent: u64,
+    /// Messages this end received.
+    pub messages_received: u64,
+    /// Payload bytes this end received.
+    pub bytes_received: u64,
+    /// Wake syscalls this end made (a `FUTEX_WAKE` for a peer that declared it sleeps).
+    pub wake_syscalls: u64,
+    /// Times a thread of this end went to sleep waiting.
+    pub sleeps: u64,
+}
+
+/// What both halves of a link (and every message) share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) map: Arc<Mapping>,
+    pub(crate) peer: ProcessHandle,
+    /// The control socket, non-blocking: large messages' memfds travel on it.
+    pub(crate) control: UnixStream,
+    gone: AtomicBool,
+    violation: Mutex<Option<String>>,
+    slot: Mutex<Option<PeerSlot>>,
+    pub(crate) counters: Counters,
+    /// Offsets of the state words our threads sleep on, for the watcher to wake.
+    pub(crate) sleep_words: Vec<usize>,
+}
+
+impl Shared {
+    /// Whether the peer is gone or was cut off.
+    pub(crate) fn is_gone(&self) -> bool {
+        // Acquire: pairs with the Release store in `mark_gone`.
+        self.gone.load(Ordering::Acquire)
+    }
+
+    /// The error every call returns once the link is gone.
+    pub(crate) fn gone_error(&self) -> Error {
+        let pid = self.peer.pid();
+        match &*self.violation.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(what) => Error::ProtocolViolation {
+                pid,
+                what: what.clone(),
+            },
+            None => Error::PeerGone { pid },
+        }
+    }
+
+    /// Marks the link gone, frees the host's peer entry, and wakes our sleepers.
+    pub(crate) fn mark_gone(&self) {
+        // The peer entry goes first, so whoever sees the link gone sees the entry free.
+        drop(self.slot.lock().unwrap_or_else(PoisonError::into_inner).take());
+        // Release: pairs with the Acquire load in `is_gone`.
+        if self.gone.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for &word in &self.sleep_words {
+            // A sleeper waits while its word holds its wait kind: change the word, then wake.
+            let _ = self.map.store_u32(word, 0, Ordering::SeqCst);
+            let _ = self.map.futex_wake(word, u32::MAX);
+        }
+        // Unblocks a peer of ours still reading the socket, and tells it we are done.
+        let _ = self.control.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// The peer broke the protocol: the link is cut off; returns the error to report.
+    pub(crate) fn violate(&self, what: impl std::fmt::Display) -> Error {
+        {
+            let mut v = self.violation.lock().unwrap_or_else(PoisonError::into_inner);
+            if v.is_none() {
+                *v = Some(what.to_string());
+            }
+        }
+        tracing::warn!(peer = self.peer.pid(), %what, "protocol violation: link closed");
+        self.mark_gone();
+        self.gone_error()
+    }
+
+    /// Makes the one wake syscall a sleeping peer asked for.
+    pub(crate) fn wake(&self, kind: Option<WaitKind>, word: usize) {
+        if let Some(WaitKind::Futex) = kind {
+            let _ = self.map.futex_wake(word, 1);
+            Counters::add(&self.counters.wake_syscalls, 1);
+        }
+        // `Doorbell` sleepers (tokio) are not supported yet by this end; a peer declaring it
+        // anyway gets no wake-up and only slows itself.
+    }
+}
+
+/// One peer's link. [`Link::split`] it to send and receive from different threads.
+#[derive(Debug)]
+pub struct Link {
+    tx: Tx,
+    rx: Rx,
+}
+
+impl Link {
+    pub(crate) fn new(parts: LinkParts) -> Result<Self> {
+        let LinkParts {
+            map,
+            config,
+            layout,
+            side,
+            control,
+            peer,
+            wait,
+            slot,
+        } = parts;
+        control.set_nonblocking(true).map_err(|e| Error::Io {
+            op: "make the control socket non-blocking",
+            source: e,
+        })?;
+        let send = &layout.directions[side.sends_on()];
+        let recv = &layout.directions[1 - side.sends_on()];
+        // The words our own threads sleep on: the data ring we read (consumer), the data ring
+        // we write (producer waiting for space), the return ring we read (waiting for slots).
+        let sleep_words = vec![
+            crate::layout::consumer_state(recv.data_ring),
+            crate::layout::producer_state(send.data_ring),
+            crate::layout::consumer_state(send.return_ring),
+        ];
+        let shared = Arc::new(Shared {
+            map,
+            peer,
+            control,
+            gone: AtomicBool::new(false),
+            violation: Mutex::new(None),
+            slot: Mutex::new(slot),
+            counters: Counters::default(),
+            sleep_words,
+        });
+        let tx = Tx::new(Arc::clone(&shared), &config, send, wait)?;
+        let rx = Rx::new(Arc::clone(&shared), &config, recv, wait)?;
+        crate::watch::watch(&shared)?;
+        Ok(Self { tx, rx })
+    }
+
+    /// The two halves; both are `Send`.
+    #[must_use]
+    pub fn split(self) -> (Tx, Rx) {
+        (self.tx, self.rx)
+    }
+
+    /// The sending half.
+    pub fn tx(&mut self) -> &mut Tx {
+        &mut self.tx
+    }
+
+    /// The receiving half.
+    pub fn rx(&mut self) -> &mut Rx {
+        &mut self.rx
+    }
+
+    /// The process at the other end.
+    #[must_use]
+    pub fn peer(&self) -> ProcessId {
+        self.tx.peer()
+    }
+
+    /// A snapshot of the link's counters.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.tx.stats()
+    }
+}
+
+/// Reads the counters.
+pub(crate) fn stats(c: &Counters) -> Stats {
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    Stats {
+        messages_sent: get(&c.messages_sent),
+        bytes_sent: get(&c.bytes_sent),
+        messages_received: get(&c.messages_received),
+        bytes_received: get(&c.bytes_received),
+        wake_syscalls: get(&c.wake_syscalls),
+        sleeps: get(&c.sleeps),
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Our end is done: tell the peer (its watcher sees the socket close) and let our
+        // watcher forget this link.
+        let _ = self.control.shutdown(std::net::Shutdown::Both);
+        crate::watch::poke();
+    }
+}
+
+/// A sender's pool, as a receiver may trust it (what descriptors and returns may name).
+pub(crate) fn limits(config: &LinkConfig) -> Result<crate::limits::Limits> {
+    let classes: Vec<_> = config
+        .classes
+        .iter()
+        .map(|c| crate::limits::SizeClass {
+            slot_size: c.size,
+            slot_count: c.count,
+        })
+        .collect();
+    crate::limits::Limits::new(config.inline_max, &classes, config.max_large)
+        .map_err(|e| Error::BadSegment(e.to_string()))
+}

@@ -1,0 +1,123 @@
+//! A loan: memory to write a message into, published by [`Loan::commit`].
+//!
+//! # Safety
+//! [`Loan::as_mut_slice`] hands out `&mut [u8]` into the shared segment (or a large message's
+//! own memfd), the zero-copy path. It is sound because:
+//! - a slot is lent only while the sender's private pool records it `Loaned`, which no other
+//!   loan can then get, and no descriptor naming it has been published, so no reader of ours
+//!   (this process) holds a reference into it;
+//! - the slice borrows the loan mutably, so there is one at a time, and the loan borrows the
+//!   `Tx`, which keeps the mapping alive;
+//! - a large message's memfd is fresh and private until committed.
+//!
+//! A hostile receiver can write into our slots anyway; it then garbles only the message it is
+//! about to receive.
+
+use memwire_shm::{MemfdSegment, Mapping};
+
+use crate::descriptor::{Descriptor, INLINE_MAX};
+use crate::error::Result;
+use crate::pool::SlotRef;
+use crate::tx::Tx;
+
+/// Where a loan's bytes are.
+#[derive(Debug)]
+pub(crate) enum Body {
+    Inline([u8; INLINE_MAX]),
+    Slot(SlotRef),
+    Large(MemfdSegment, Mapping),
+}
+
+/// Writable memory for one message. Write it through [`Loan::as_mut_slice`], then
+/// [`Loan::commit`]; a loan dropped without committing sends nothing and frees its slot.
+#[derive(Debug)]
+#[must_use = "a loan sends nothing until committed"]
+pub struct Loan<'tx> {
+    tx: &'tx mut Tx,
+    body: Option<Body>,
+    len: usize,
+}
+
+impl<'tx> Loan<'tx> {
+    pub(crate) fn new(tx: &'tx mut Tx, body: Body, len: usize) -> Self {
+        Self {
+            tx,
+            body: Some(body),
+            len,
+        }
+    }
+
+    /// The message length.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the message is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The message's bytes, to write in place. A slot's bytes start as whatever the slot
+    /// held before (they are not cleared: clearing would cost what zero copy saves).
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        let len = self.len;
+        match self.body.as_mut() {
+            Some(Body::Inline(bytes)) => &mut bytes[..len],
+            Some(Body::Slot(slot)) => {
+                let (offset, _) = self.tx.pool.place(*slot);
+                // SAFETY: see the module doc: the slot is `Loaned` to this loan alone, and
+                // `place` gave its in-bounds offset (the pool was built from the validated
+                // layout); `len` fits the slot (`alloc` picked a class of at least `len`).
+                let bytes = unsafe { self.tx.map().bytes_mut(offset, len) };
+                bytes.expect("a loaned slot lies inside the validated, writable layout")
+            }
+            Some(Body::Large(_, map)) => {
+                // SAFETY: the memfd is fresh and private to this loan until committed; its
+                // mapping is exactly `len` bytes.
+                let bytes = unsafe { map.bytes_mut(0, len) };
+                bytes.expect("a large loan's own mapping is `len` bytes, writable")
+            }
+            None => &mut [],
+        }
+    }
+
+    /// Publishes the message. Never waits: the loan already made sure of room in the ring.
+    pub fn commit(mut self) -> Result<()> {
+        let len = self.len;
+        let descriptor = match self.body.take() {
+            Some(Body::Inline(bytes)) => Descriptor::Inline {
+                len: len as u8,
+                bytes,
+            },
+            Some(Body::Slot(slot)) => {
+                self.tx.pool.mark_sent(slot);
+                Descriptor::Slot {
+                    class: slot.class,
+                    index: slot.index,
+                    generation: slot.generation,
+                    len: len as u32,
+                }
+            }
+            Some(Body::Large(segment, map)) => {
+                drop(map);
+                let seq = self.tx.send_large(&segment)?;
+                Descriptor::Memfd {
+                    seq,
+                    len: len as u64,
+                }
+            }
+            None => return Ok(()),
+        };
+        self.tx.publish(&descriptor, len)
+    }
+}
+
+impl Drop for Loan<'_> {
+    fn drop(&mut self) {
+        if let Some(Body::Slot(slot)) = self.body.take() {
+            self.tx.pool.cancel(slot);
+        }
+    }
+}

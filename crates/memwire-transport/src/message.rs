@@ -1,0 +1,153 @@
+//! A received message: borrowed, zero-copy bytes; dropping it gives the slot back.
+//!
+//! # Safety
+//! [`Message::as_slice`] hands out `&[u8]` into the sender's slot (or a large message's
+//! memfd). The protocol gives a published slot to the receiver alone until it is returned,
+//! which happens only when this message drops, so no code in this process writes it meanwhile.
+//! A hostile sender can still write the slot: the reader then sees changing bytes, as with any
+//! input from an untrusted peer — validate a copy if the peer is not trusted. Every offset and
+//! length was checked against the validated layout before the message was made.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use memwire_shm::Mapping;
+
+use crate::descriptor::INLINE_MAX;
+use crate::link::Shared;
+use crate::return_entry::ReturnEntry;
+use crate::ring::{Producer, PushError, SegmentRing};
+
+/// The return ring of the direction we receive on, shared by the messages that will give
+/// their slots back through it (from any thread).
+#[derive(Debug)]
+pub(crate) struct Returns {
+    pub(crate) ring: Mutex<Producer<SegmentRing<8>, 8>>,
+    /// The sender sleeps on this word waiting for slots.
+    pub(crate) consumer_word: usize,
+}
+
+#[derive(Debug)]
+enum Body {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_MAX],
+    },
+    Slot {
+        shared: Arc<Shared>,
+        returns: Arc<Returns>,
+        entry: ReturnEntry,
+        offset: usize,
+        len: usize,
+    },
+    Large(Mapping),
+}
+
+/// A received message. Its bytes stay where the sender wrote them; dropping it returns the
+/// slot to the sender.
+#[derive(Debug)]
+pub struct Message {
+    body: Body,
+}
+
+impl Message {
+    pub(crate) fn inline(len: u8, bytes: [u8; INLINE_MAX]) -> Self {
+        Self {
+            body: Body::Inline { len, bytes },
+        }
+    }
+
+    pub(crate) fn slot(shared: Arc<Shared>, returns: Arc<Returns>, entry: ReturnEntry, offset: usize, len: usize) -> Self {
+        Self {
+            body: Body::Slot {
+                shared,
+                returns,
+                entry,
+                offset,
+                len,
+            },
+        }
+    }
+
+    pub(crate) fn large(map: Mapping) -> Self {
+        Self {
+            body: Body::Large(map),
+        }
+    }
+
+    /// Length in bytes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match &self.body {
+            Body::Inline { len, .. } => usize::from(*len),
+            Body::Slot { len, .. } => *len,
+            Body::Large(map) => map.len(),
+        }
+    }
+
+    /// Whether the message is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes, in place.
+    #[must_use]
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.body {
+            Body::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Body::Slot {
+                shared,
+                offset,
+                len,
+                ..
+            } => {
+                // SAFETY: see the module doc: the slot is ours until this message drops, and
+                // `offset .. offset + len` was checked against the validated layout.
+                let bytes = unsafe { shared.map.bytes(*offset, *len) };
+                bytes.expect("a received slot lies inside the validated layout")
+            }
+            Body::Large(map) => {
+                // SAFETY: the memfd's mapping is read-only and exactly the message; nobody in
+                // this process can write it.
+                let bytes = unsafe { map.bytes(0, map.len()) };
+                bytes.expect("a large message's mapping is its own length")
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Message {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl Drop for Message {
+    fn drop(&mut self) {
+        let Body::Slot {
+            shared,
+            returns,
+            entry,
+            ..
+        } = &self.body
+        else {
+            return;
+        };
+        if shared.is_gone() {
+            return; // Nobody left to give it back to.
+        }
+        let pushed = returns
+            .ring
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .try_push(&entry.encode());
+        match pushed {
+            Ok(p) => shared.wake(p.wake, returns.consumer_word),
+            // The return ring holds every slot the sender has: full means it lied.
+            Err(PushError::Full) => drop(shared.violate("return ring full")),
+            Err(PushError::Corrupt(e)) => drop(shared.violate(e)),
+        }
+    }
+}

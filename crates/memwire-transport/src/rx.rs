@@ -1,0 +1,157 @@
+//! The receiving half: descriptors in, validated, turned into [`Message`]s.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use memwire_shm::ProcessId;
+
+use crate::config::{LinkConfig, WaitStrategy};
+use crate::descriptor::Descriptor;
+use crate::error::{Error, Result};
+use crate::layout::Direction;
+use crate::limits::Limits;
+use crate::link::{Counters, Shared, Stats, stats};
+use crate::message::{Message, Returns};
+use crate::return_entry::ReturnEntry;
+use crate::ring::{Consumer, Producer, SegmentRing, WaitKind};
+use crate::wait::Waiter;
+
+/// The receiving half of a [`crate::Link`]. Owning it is the right to receive: one per link.
+#[derive(Debug)]
+pub struct Rx {
+    shared: Arc<Shared>,
+    data: Consumer<SegmentRing<64>, 64>,
+    returns: Arc<Returns>,
+    /// The sender's pool as we may trust it: what a descriptor may name.
+    limits: Limits,
+    /// `(offset of slot 0, slot size)` of each of the sender's classes.
+    pools: Vec<(usize, usize)>,
+    wait: WaitStrategy,
+    next_seq: u64,
+    data_consumer_word: usize,
+    data_producer_word: usize,
+}
+
+impl Rx {
+    pub(crate) fn new(shared: Arc<Shared>, config: &LinkConfig, dir: &Direction, wait: WaitStrategy) -> Result<Self> {
+        let data_ring = SegmentRing::new(Arc::clone(&shared.map), dir.data_ring, config.ring_depth).map_err(|e| Error::BadSegment(e.to_string()))?;
+        let return_ring = SegmentRing::new(Arc::clone(&shared.map), dir.return_ring, dir.return_depth).map_err(|e| Error::BadSegment(e.to_string()))?;
+        let returns_consumer_word = return_ring.consumer_state_offset();
+        Ok(Self {
+            data_consumer_word: data_ring.consumer_state_offset(),
+            data_producer_word: data_ring.producer_state_offset(),
+            data: Consumer::new(data_ring).map_err(|e| shared.violate(e))?,
+            returns: Arc::new(Returns {
+                ring: Mutex::new(Producer::new(return_ring).map_err(|e| shared.violate(e))?),
+                consumer_word: returns_consumer_word,
+            }),
+            limits: crate::link::limits(config)?,
+            pools: config
+                .classes
+                .iter()
+                .zip(&dir.pools)
+                .map(|(c, &base)| (base, c.size as usize))
+                .collect(),
+            wait,
+            next_seq: 0,
+            shared,
+        })
+    }
+
+    /// The next message, waiting for it per the link's strategy. Messages already sent are
+    /// delivered before a dead peer's [`Error::PeerGone`].
+    pub fn recv(&mut self) -> Result<Message> {
+        self.recv_within(None)
+    }
+
+    /// The next message if one is there, else [`Error::WouldBlock`].
+    pub fn try_recv(&mut self) -> Result<Message> {
+        self.recv_within(Some(Duration::ZERO))
+    }
+
+    /// The next message, or [`Error::Timeout`] after `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message> {
+        self.recv_within(Some(timeout))
+    }
+
+    /// A snapshot of the link's counters.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        stats(&self.shared.counters)
+    }
+
+    /// The process at the other end.
+    #[must_use]
+    pub fn peer(&self) -> ProcessId {
+        self.shared.peer.id()
+    }
+
+    fn recv_within(&mut self, timeout: Option<Duration>) -> Result<Message> {
+        let mut waiter = Waiter::new(self.wait, timeout);
+        loop {
+            match self.data.try_pop() {
+                Ok(Some(popped)) => {
+                    self.shared.wake(popped.wake, self.data_producer_word);
+                    return self.accept(&popped.entry);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(self.shared.violate(e)),
+            }
+            if self.shared.is_gone() {
+                return Err(self.shared.gone_error());
+            }
+            waiter.check_deadline()?;
+            if waiter.spin() {
+                continue;
+            }
+            let declared = self
+                .data
+                .prepare_sleep(WaitKind::Futex)
+                .map_err(|e| self.shared.violate(e))?;
+            if declared && !self.shared.is_gone() {
+                waiter.sleep(&self.shared, self.data_consumer_word)?;
+            }
+            self.data.cancel_sleep();
+        }
+    }
+
+    /// Validates a descriptor copied out of the ring and makes it a message.
+    fn accept(&mut self, raw: &[u8; 64]) -> Result<Message> {
+        let descriptor = Descriptor::decode(raw, &self.limits).map_err(|e| self.shared.violate(e))?;
+        let message = match descriptor {
+            Descriptor::Inline { len, bytes } => Message::inline(len, bytes),
+            Descriptor::Slot {
+                class,
+                index,
+                generation,
+                len,
+            } => {
+                // `decode` checked class < classes, index < count and len <= slot size.
+                let (base, size) = self.pools[usize::from(class)];
+                Message::slot(
+                    Arc::clone(&self.shared),
+                    Arc::clone(&self.returns),
+                    ReturnEntry {
+                        class,
+                        index,
+                        generation,
+                    },
+                    base + index as usize * size,
+                    len as usize,
+                )
+            }
+            Descriptor::Memfd { seq, len } => {
+                if seq != self.next_seq {
+                    return Err(self
+                        .shared
+                        .violate(format!("large message {seq} out of order, expected {}", self.next_seq)));
+                }
+                self.next_seq += 1;
+                Message::large(crate::control::recv_large(&self.shared, seq, len)?)
+            }
+        };
+        Counters::add(&self.shared.counters.messages_received, 1);
+        Counters::add(&self.shared.counters.bytes_received, message.len() as u64);
+        Ok(message)
+    }
+}

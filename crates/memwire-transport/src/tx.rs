@@ -1,0 +1,203 @@
+//! The sending half: loans, commits, backpressure, and the slots the receiver gives back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use memwire_shm::{Access, MemfdSegment, Mapping, ProcessId, Segment};
+
+use crate::config::{LinkConfig, WaitStrategy};
+use crate::descriptor::{Descriptor, INLINE_MAX};
+use crate::error::{Error, Result};
+use crate::layout::Direction;
+use crate::limits::Limits;
+use crate::link::{Counters, Shared, Stats, stats};
+use crate::loan::{Body, Loan};
+use crate::pool::{ClassUsage, Pool};
+use crate::return_entry::ReturnEntry;
+use crate::ring::{Consumer, Producer, PushError, SegmentRing, WaitKind};
+use crate::wait::Waiter;
+
+/// The sending half of a [`crate::Link`]. Owning it is the right to send: one per link.
+#[derive(Debug)]
+pub struct Tx {
+    pub(crate) shared: Arc<Shared>,
+    data: Producer<SegmentRing<64>, 64>,
+    returns: Consumer<SegmentRing<8>, 8>,
+    pub(crate) pool: Pool,
+    /// Our own pool as the receiver sees it: what a return entry may name.
+    limits: Limits,
+    inline_max: usize,
+    max_large: u64,
+    wait: WaitStrategy,
+    /// Sequence number of the next large message (its memfd travels on the control socket).
+    next_seq: u64,
+    data_consumer_word: usize,
+    data_producer_word: usize,
+    returns_consumer_word: usize,
+}
+
+impl Tx {
+    pub(crate) fn new(shared: Arc<Shared>, config: &LinkConfig, dir: &Direction, wait: WaitStrategy) -> Result<Self> {
+        let data_ring = SegmentRing::new(Arc::clone(&shared.map), dir.data_ring, config.ring_depth)
+            .map_err(|e| Error::BadSegment(e.to_string()))?;
+        let return_ring = SegmentRing::new(Arc::clone(&shared.map), dir.return_ring, dir.return_depth)
+            .map_err(|e| Error::BadSegment(e.to_string()))?;
+        let data_consumer_word = data_ring.consumer_state_offset();
+        let data_producer_word = data_ring.producer_state_offset();
+        let returns_consumer_word = return_ring.consumer_state_offset();
+        Ok(Self {
+            data: Producer::new(data_ring).map_err(|e| shared.violate(e))?,
+            returns: Consumer::new(return_ring).map_err(|e| shared.violate(e))?,
+            pool: Pool::new(config, &dir.pools),
+            limits: crate::link::limits(config)?,
+            inline_max: usize::from(config.inline_max).min(INLINE_MAX),
+            max_large: config.max_large,
+            wait,
+            next_seq: 0,
+            data_consumer_word,
+            data_producer_word,
+            returns_consumer_word,
+            shared,
+        })
+    }
+
+    /// Writable memory for a message of `len` bytes: inline in the descriptor when small, a
+    /// slot of the smallest fitting class otherwise, its own sealed memfd when larger than
+    /// every class. Waits (per the link's strategy) for a free slot and for room in the ring,
+    /// so that [`Loan::commit`] never waits.
+    pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
+        self.loan_within(len, None)
+    }
+
+    /// [`Tx::loan`], or [`Error::WouldBlock`] at once when it would wait.
+    pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>> {
+        self.loan_within(len, Some(Duration::ZERO))
+    }
+
+    /// [`Tx::loan`], or [`Error::Timeout`] after `timeout`.
+    pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>> {
+        self.loan_within(len, Some(timeout))
+    }
+
+    /// Copies `data` into a loan and commits it.
+    pub fn send(&mut self, data: &[u8]) -> Result<()> {
+        let mut loan = self.loan(data.len())?;
+        loan.as_mut_slice().copy_from_slice(data);
+        loan.commit()
+    }
+
+    /// Free and total slots of each class of this end's pool (slots at a dead peer count as
+    /// free: they come back the moment its death is seen).
+    pub fn usage(&mut self) -> Result<Vec<ClassUsage>> {
+        self.collect_returns()?;
+        Ok(self.pool.usage())
+    }
+
+    /// A snapshot of the link's counters.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        stats(&self.shared.counters)
+    }
+
+    /// The process at the other end.
+    #[must_use]
+    pub fn peer(&self) -> ProcessId {
+        self.shared.peer.id()
+    }
+
+    fn loan_within(&mut self, len: usize, timeout: Option<Duration>) -> Result<Loan<'_>> {
+        if len as u64 > self.max_large {
+            return Err(Error::TooLarge {
+                len: len as u64,
+                max: self.max_large,
+            });
+        }
+        let mut waiter = Waiter::new(self.wait, timeout);
+        let body = loop {
+            self.collect_returns()?;
+            if self.shared.is_gone() {
+                return Err(self.shared.gone_error());
+            }
+            let room = self.data.len().map_err(|e| self.shared.violate(e))? < self.data.capacity();
+            if room {
+                if len <= self.inline_max {
+                    break Body::Inline([0; INLINE_MAX]);
+                }
+                if !self.pool.fits(len) {
+                    let segment = MemfdSegment::create("memwire-large", len as u64)?;
+                    let map = segment.map(Access::ReadWrite)?;
+                    break Body::Large(segment, map);
+                }
+                if let Some(slot) = self.pool.alloc(len) {
+                    break Body::Slot(slot);
+                }
+            }
+            waiter.check_deadline()?;
+            if waiter.spin() {
+                continue;
+            }
+            // Sleep on what we lack: a returned slot, or room in the ring.
+            let (declared, word) = if room {
+                let d = self.returns.prepare_sleep(WaitKind::Futex);
+                (d.map_err(|e| self.shared.violate(e))?, self.returns_consumer_word)
+            } else {
+                let d = self.data.prepare_sleep(WaitKind::Futex);
+                (d.map_err(|e| self.shared.violate(e))?, self.data_producer_word)
+            };
+            if declared && !self.shared.is_gone() {
+                waiter.sleep(&self.shared, word)?;
+            }
+            self.returns.cancel_sleep();
+            self.data.cancel_sleep();
+        };
+        Ok(Loan::new(self, body, len))
+    }
+
+    /// Takes back every slot the receiver returned; with the peer gone, every slot in flight.
+    fn collect_returns(&mut self) -> Result<()> {
+        if self.shared.is_gone() {
+            self.pool.reclaim_in_flight();
+            return Ok(());
+        }
+        loop {
+            let popped = match self.returns.try_pop() {
+                Ok(Some(p)) => p,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(self.shared.violate(e)),
+            };
+            let entry = ReturnEntry::decode(popped.entry, &self.limits)
+                .map_err(|e| self.shared.violate(e))?;
+            self.pool
+                .give_back(entry.class, entry.index, entry.generation)
+                .map_err(|e| self.shared.violate(e))?;
+        }
+    }
+
+    /// Publishes a descriptor. The loan checked there is room, and only we push, so this
+    /// never waits.
+    pub(crate) fn publish(&mut self, descriptor: &Descriptor, len: usize) -> Result<()> {
+        match self.data.try_push(&descriptor.encode()) {
+            Ok(pushed) => {
+                self.shared.wake(pushed.wake, self.data_consumer_word);
+                Counters::add(&self.shared.counters.messages_sent, 1);
+                Counters::add(&self.shared.counters.bytes_sent, len as u64);
+                Ok(())
+            }
+            Err(PushError::Full) => Err(self.shared.violate("ring full although a loan saw room")),
+            Err(PushError::Corrupt(e)) => Err(self.shared.violate(e)),
+        }
+    }
+
+    /// Sends a large message's memfd on the control socket; returns its sequence number.
+    pub(crate) fn send_large(&mut self, segment: &MemfdSegment) -> Result<u64> {
+        let seq = self.next_seq;
+        crate::control::send_large(&self.shared, seq, segment)?;
+        self.next_seq += 1;
+        Ok(seq)
+    }
+
+    /// The mapping every slot lives in.
+    pub(crate) fn map(&self) -> &Mapping {
+        &self.shared.map
+    }
+}

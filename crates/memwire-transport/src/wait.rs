@@ -1,0 +1,79 @@
+//! Waiting: spin, then sleep on a futex, per the link's [`WaitStrategy`].
+//!
+//! Spinning yields the CPU every [`YIELD_EVERY`] turns: on a 2-vCPU machine two spinners that
+//! share a CPU would otherwise pass one message per scheduler slice.
+
+use std::time::{Duration, Instant};
+
+use crate::config::WaitStrategy;
+use crate::error::{Error, Result};
+use crate::link::{Counters, Shared};
+use crate::ring::WaitKind;
+
+/// Spins between yields: long enough that a busy peer answers within it (a round trip is
+/// ~0.35 µs here, see BENCHMARKS.md), short enough that a peer on our CPU soon gets to run.
+const YIELD_EVERY: u32 = 256;
+
+/// One wait: when to stop spinning and when to give up.
+pub(crate) struct Waiter {
+    start: Instant,
+    spins: u32,
+    strategy: WaitStrategy,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+}
+
+impl Waiter {
+    /// `timeout: None` waits forever; `Some(ZERO)` does not wait at all.
+    pub(crate) fn new(strategy: WaitStrategy, timeout: Option<Duration>) -> Self {
+        let start = Instant::now();
+        Self {
+            start,
+            spins: 0,
+            strategy,
+            deadline: timeout.and_then(|t| start.checked_add(t)),
+            timeout,
+        }
+    }
+
+    /// Fails with `WouldBlock` (no wait asked) or `Timeout` once the deadline has passed.
+    pub(crate) fn check_deadline(&self) -> Result<()> {
+        match (self.timeout, self.deadline) {
+            (Some(t), _) if t.is_zero() => Err(Error::WouldBlock),
+            (Some(t), Some(d)) if Instant::now() >= d => Err(Error::Timeout(t)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Spins once more if the strategy says so; `false` means: sleep now.
+    pub(crate) fn spin(&mut self) -> bool {
+        let spinning = match self.strategy {
+            WaitStrategy::Spin => true,
+            WaitStrategy::SpinThenBlock { spin } => self.start.elapsed() < spin,
+            WaitStrategy::Block => false,
+        };
+        if spinning {
+            self.spins = self.spins.wrapping_add(1);
+            if self.spins.is_multiple_of(YIELD_EVERY) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        spinning
+    }
+
+    /// Sleeps on the state word at `word` (already declared with `prepare_sleep`) until woken,
+    /// the deadline, or the link going away.
+    pub(crate) fn sleep(&self, shared: &Shared, word: usize) -> Result<()> {
+        let remaining = self
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        Counters::add(&shared.counters.sleeps, 1);
+        shared
+            .map
+            .futex_wait(word, WaitKind::Futex.word(), remaining)
+            .map_err(Error::from)?;
+        Ok(())
+    }
+}

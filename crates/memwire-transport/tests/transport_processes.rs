@@ -1,0 +1,442 @@
+//! Links between real processes: a host spawns or accepts guests (this test binary, re-run
+//! with a role), messages of every size cross both ways, peers are killed or hostile.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../memwire-shm/tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use memwire_shm::{Access, MemfdSegment, Segment};
+use memwire_transport::{Error, Guest, Host, HostConfig, Link, WaitStrategy};
+use support::{command, spawn, trial, unique_namespace, wait_until};
+
+const HOST_ENV: &str = "MEMWIRE_TEST_HOST";
+
+fn main() {
+    // Every trial and child shares one runtime dir of its own, so hosts are found by name.
+    if std::env::var_os("MEMWIRE_RUNTIME_DIR").is_none() {
+        let dir =
+            std::env::temp_dir().join(format!("memwire-transport-test-{}", std::process::id()));
+        // SAFETY: single-threaded here: `main` runs before any trial thread starts.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("MEMWIRE_RUNTIME_DIR", &dir)
+        };
+    }
+    support::main(
+        roles,
+        vec![
+            trial("spawned_guest_echoes_every_size", spawned_echo),
+            trial("four_walk_in_guests_at_once", four_guests),
+            trial("host_death_is_peer_gone_for_the_guest", host_death),
+            trial("killed_guests_give_every_slot_back", killed_guests),
+            trial("spinning_processes_make_no_wake_syscalls", no_wake_syscalls),
+            trial(
+                "a_scribbling_guest_is_cut_off_and_the_host_survives",
+                scribbler,
+            ),
+            trial("many_messages_both_ways_with_checksums", both_ways),
+        ],
+    )
+}
+
+/// Echoes every message back until the link closes; prints its wake syscalls at the end.
+fn echo(mut link: Link) -> Result<()> {
+    loop {
+        let msg = match link.rx().recv() {
+            Ok(m) => m,
+            Err(Error::PeerGone { .. }) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let mut loan = link.tx().loan(msg.len())?;
+        loan.as_mut_slice().copy_from_slice(&msg);
+        drop(msg);
+        loan.commit()?;
+    }
+    println!("wakes {}", link.stats().wake_syscalls);
+    Ok(())
+}
+
+fn roles(role: &str) -> Result<()> {
+    let host_name = || std::env::var(HOST_ENV).context("no host name");
+    match role {
+        "echo" => echo(Guest::from_env()?),
+        "echo_spin" => echo(Guest::from_env_with(WaitStrategy::Spin)?),
+        "connect_echo" => echo(Guest::connect(&host_name()?)?),
+        // A host in a child: serves echo to every guest until killed.
+        "host" => {
+            let host = Host::bind(&host_name()?, HostConfig::default())?;
+            println!("ready");
+            std::io::stdout().flush()?;
+            loop {
+                let link = host.accept()?;
+                std::thread::spawn(move || echo(link));
+            }
+        }
+        // Sends and receives as fast as it can, holding some messages, until killed.
+        "flood" => {
+            let (mut tx, mut rx) = Guest::from_env()?.split();
+            let mut held = Vec::new();
+            let mut n = 0u64;
+            loop {
+                n += 1;
+                let len = (n * 7919 % 70_000) as usize;
+                match tx.try_loan(len) {
+                    Ok(mut loan) => {
+                        loan.as_mut_slice().fill(n as u8);
+                        loan.commit()?;
+                    }
+                    Err(Error::WouldBlock) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                match rx.try_recv() {
+                    Ok(m) if held.len() < 64 => held.push(m),
+                    Ok(_) => held.clear(),
+                    Err(Error::WouldBlock) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        // A hostile guest: takes the segment by hand and scribbles over its rings.
+        "scribble" => {
+            let stream = std::os::unix::net::UnixStream::connect(
+                memwire_shm::name::runtime_dir()?
+                    .join("transport")
+                    .join(format!("{}.sock", host_name()?)),
+            )?;
+            let mut frame = [0u8; 64];
+            let got = memwire_shm::recv_with_fds(&stream, &mut frame, 1)?;
+            let fd = got.fds.into_iter().next().context("no segment fd")?;
+            let seg = MemfdSegment::from_fd(fd, 0)?;
+            let map = seg.map(Access::ReadWrite)?;
+            // Garbage everywhere after the header page: rings, indices and slots of both
+            // directions, the way a buggy or hostile peer would leave them.
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            let mut off = 4096;
+            while off + 8 <= map.len() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                map.store_u64(off, x, Ordering::Relaxed)?;
+                off += 8;
+            }
+            println!("scribbled");
+            std::io::stdout().flush()?;
+            std::thread::sleep(Duration::from_secs(60));
+            Ok(())
+        }
+        other => bail!("unknown role {other:?}"),
+    }
+}
+
+fn host(test: &str, wait: WaitStrategy) -> Result<Host> {
+    let ns = unique_namespace(test);
+    Ok(Host::bind(
+        ns.as_str(),
+        HostConfig {
+            wait,
+            ..HostConfig::default()
+        },
+    )?)
+}
+
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    (0..len as u64)
+        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 7) as u8)
+        .collect()
+}
+
+fn check_echo(link: &mut Link, len: usize, seed: u64) -> Result<()> {
+    let data = pattern(len, seed);
+    link.tx().send(&data)?;
+    let back = link
+        .rx()
+        .recv_timeout(Duration::from_secs(30))
+        .with_context(|| format!("echo of {len} bytes"))?;
+    ensure!(
+        back.as_slice() == data.as_slice(),
+        "echo of {len} bytes differs"
+    );
+    Ok(())
+}
+
+fn spawned_echo() -> Result<()> {
+    let host = host("echo", WaitStrategy::default())?;
+    let (mut child, mut link) = host.spawn(&mut command("echo")?)?;
+    let sizes = [
+        0,
+        1,
+        55,
+        56,
+        57,
+        100,
+        256,
+        257,
+        4096,
+        5000,
+        65536,
+        70000,
+        1 << 20,
+        (1 << 20) + 1,
+        3 << 20,
+    ];
+    for (i, &len) in sizes.iter().enumerate() {
+        check_echo(&mut link, len, i as u64)?;
+    }
+    let usage = link.tx().usage()?;
+    ensure!(
+        usage.iter().all(|u| u.free == u.total),
+        "slots not returned: {usage:?}"
+    );
+    let stats = link.stats();
+    ensure!(
+        stats.messages_sent == sizes.len() as u64 && stats.messages_received == sizes.len() as u64,
+        "{stats:?}"
+    );
+    drop(link);
+    let status = child.wait()?;
+    ensure!(status.success(), "echo child: {status}");
+    Ok(())
+}
+
+fn four_guests() -> Result<()> {
+    let host = host("four", WaitStrategy::default())?;
+    let mut children = Vec::new();
+    for _ in 0..4 {
+        let mut cmd = command("connect_echo")?;
+        cmd.env(HOST_ENV, host.name().as_str());
+        children.push(spawn(cmd, None)?);
+    }
+    let mut links = (0..4)
+        .map(|_| host.accept())
+        .collect::<Result<Vec<_>, _>>()?;
+    ensure!(host.peers().len() == 4, "{:?}", host.peers());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = links
+            .iter_mut()
+            .enumerate()
+            .map(|(i, link)| {
+                s.spawn(move || -> Result<()> {
+                    for j in 0..500u64 {
+                        check_echo(link, (j as usize * 131 + i) % 9000, j + i as u64 * 1000)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles.into_iter().try_for_each(|h| h.join().unwrap())
+    })?;
+    drop(links);
+    for c in children {
+        c.wait_success()?;
+    }
+    wait_until("peer entries to be freed", || Ok(host.peers().is_empty()))?;
+    Ok(())
+}
+
+fn host_death() -> Result<()> {
+    let name = unique_namespace("host-death").as_str().to_owned();
+    let mut cmd = command("host")?;
+    cmd.env(HOST_ENV, &name).stdout(Stdio::piped());
+    let mut host = spawn(cmd, None)?;
+    let mut line = String::new();
+    BufReader::new(host.child().stdout.take().context("stdout")?).read_line(&mut line)?;
+    ensure!(line.trim() == "ready", "host said {line:?}");
+    let mut link = Guest::connect(&name)?;
+    check_echo(&mut link, 100, 1)?;
+    let killed = Instant::now();
+    host.kill()?;
+    match link.rx().recv_timeout(Duration::from_secs(30)) {
+        Err(Error::PeerGone { .. }) => {}
+        other => bail!("recv after the host died gave {other:?}"),
+    }
+    eprintln!("host death seen after {:?}", killed.elapsed());
+    ensure!(matches!(link.tx().send(b"x"), Err(Error::PeerGone { .. })));
+    Ok(())
+}
+
+fn killed_guests() -> Result<()> {
+    let runs: usize = if std::env::var_os("MEMWIRE_STRESS").is_some() {
+        2000
+    } else {
+        200
+    };
+    let host = host("killed", WaitStrategy::default())?;
+    let mut seed = u64::from(std::process::id());
+    for run in 0..runs {
+        let (child, mut link) = host.spawn(&mut command("flood")?)?;
+        let guard = support::Guard::from_child(child);
+        // Fill the guest with messages it holds, and take some of its own.
+        let deadline = Instant::now()
+            + Duration::from_micros(
+                200 + {
+                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    (seed >> 33) % 5000
+                },
+            );
+        let mut held = Vec::new();
+        while Instant::now() < deadline {
+            match link.tx().try_loan(5000) {
+                Ok(l) => l.commit()?,
+                Err(Error::WouldBlock) => {}
+                Err(e) => return Err(e).context(format!("run {run}")),
+            }
+            match link.rx().try_recv() {
+                Ok(m) => held.push(m),
+                Err(Error::WouldBlock) => {}
+                Err(e) => return Err(e).context(format!("run {run}")),
+            }
+        }
+        guard.kill()?;
+        loop {
+            match link.rx().recv_timeout(Duration::from_secs(30)) {
+                Ok(m) => held.push(m),
+                Err(Error::PeerGone { .. }) => break,
+                Err(e) => return Err(e).context(format!("run {run}: after the kill")),
+            }
+        }
+        let usage = link.tx().usage()?;
+        ensure!(
+            usage.iter().all(|u| u.free == u.total),
+            "run {run}: {usage:?}"
+        );
+        drop(held);
+        drop(link);
+        ensure!(host.peers().is_empty(), "run {run}: {:?}", host.peers());
+    }
+    // The host still serves.
+    let (mut child, mut link) = host.spawn(&mut command("echo")?)?;
+    check_echo(&mut link, 4000, 9)?;
+    drop(link);
+    ensure!(child.wait()?.success());
+    Ok(())
+}
+
+fn no_wake_syscalls() -> Result<()> {
+    const MESSAGES: u64 = 100_000;
+    let host = host("spin", WaitStrategy::Spin)?;
+    let mut cmd = command("echo_spin")?;
+    cmd.stdout(Stdio::piped());
+    let (mut child, mut link) = host.spawn(&mut cmd)?;
+    for i in 0..MESSAGES {
+        let len = (i % 300) as usize;
+        let mut loan = link.tx().loan(len)?;
+        loan.as_mut_slice().fill(i as u8);
+        loan.commit()?;
+        let back = link.rx().recv()?;
+        ensure!(
+            back.len() == len && back.iter().all(|&b| b == i as u8),
+            "message {i}"
+        );
+    }
+    let stats = link.stats();
+    drop(link);
+    let mut out = String::new();
+    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut out)?;
+    ensure!(child.wait()?.success());
+    eprintln!("host {stats:?}; guest {}", out.trim());
+    ensure!(stats.messages_sent == MESSAGES && stats.messages_received == MESSAGES);
+    ensure!(stats.wake_syscalls == 0 && stats.sleeps == 0, "{stats:?}");
+    ensure!(out.trim() == "wakes 0", "guest: {out:?}");
+    Ok(())
+}
+
+fn scribbler() -> Result<()> {
+    let host = host("scribble", WaitStrategy::default())?;
+    let mut cmd = command("scribble")?;
+    cmd.env(HOST_ENV, host.name().as_str())
+        .stdout(Stdio::piped());
+    let mut bad = spawn(cmd, None)?;
+    let mut link = host.accept()?;
+    let mut line = String::new();
+    BufReader::new(bad.child().stdout.take().context("stdout")?).read_line(&mut line)?;
+    ensure!(line.trim() == "scribbled");
+    let mut violation = None;
+    for _ in 0..1000 {
+        match link.rx().recv_timeout(Duration::from_secs(5)) {
+            Ok(_) => {}
+            Err(e @ Error::ProtocolViolation { .. }) => {
+                violation = Some(e);
+                break;
+            }
+            Err(e) => bail!("expected a protocol violation, got {e}"),
+        }
+    }
+    let violation = violation.context("garbage was accepted 1000 times")?;
+    eprintln!("{violation}");
+    ensure!(matches!(
+        link.tx().send(b"x"),
+        Err(Error::ProtocolViolation { .. })
+    ));
+    drop(link);
+    drop(bad);
+    // The host carries on.
+    let (mut child, mut link) = host.spawn(&mut command("echo")?)?;
+    check_echo(&mut link, 300, 3)?;
+    drop(link);
+    ensure!(child.wait()?.success());
+    Ok(())
+}
+
+fn both_ways() -> Result<()> {
+    let (small, large) = (200_000u64, 2_000u64);
+    let host = host("both-ways", WaitStrategy::default())?;
+    let (mut child, link) = host.spawn(&mut command("echo")?)?;
+    let (mut tx, mut rx) = link.split();
+    let lens: Vec<usize> = (0..small + large)
+        .map(|i| {
+            if i % ((small + large) / large) == 0 {
+                // 4 KiB .. 2 MiB; every tenth above 1 MiB.
+                if i % 10 == 0 {
+                    (1 << 20) + 1 + (i as usize * 7919) % ((1 << 20) - 1)
+                } else {
+                    4096 + (i as usize * 104_729) % ((1 << 20) - 4096)
+                }
+            } else {
+                (i as usize * 31) % 4097
+            }
+        })
+        .collect();
+    let sender = {
+        let lens = lens.clone();
+        std::thread::spawn(move || -> Result<()> {
+            for (i, &len) in lens.iter().enumerate() {
+                let mut loan = tx.loan(len)?;
+                let buf = loan.as_mut_slice();
+                for (j, b) in buf.iter_mut().enumerate() {
+                    *b = (i as u8).wrapping_add(j as u8);
+                }
+                loan.commit()?;
+            }
+            Ok(())
+        })
+    };
+    for (i, &len) in lens.iter().enumerate() {
+        let m = rx
+            .recv_timeout(Duration::from_secs(60))
+            .with_context(|| format!("message {i}"))?;
+        ensure!(
+            m.len() == len,
+            "message {i}: {} bytes, expected {len}",
+            m.len()
+        );
+        ensure!(
+            m.iter()
+                .enumerate()
+                .all(|(j, &b)| b == (i as u8).wrapping_add(j as u8)),
+            "message {i} of {len} bytes corrupt"
+        );
+    }
+    sender.join().unwrap()?;
+    let over_1m = lens.iter().filter(|&&l| l > 1 << 20).count();
+    eprintln!("{} messages, {over_1m} above 1 MiB", lens.len());
+    drop(rx);
+    ensure!(child.wait()?.success());
+    Ok(())
+}
