@@ -55,7 +55,10 @@ link_layer! {
     mod wait;
     mod watch;
 
-    pub use bootstrap::{Guest, Host, HostConfig, PeerInfo, RefuseReason, TICKET_ENV};
+    pub use bootstrap::{
+        Guest, Host, HostConfig, HostState, HostStatus, PeerInfo, PeerStatus, RefuseReason,
+        TICKET_ENV, list_hosts,
+    };
     pub use config::{
         INLINE_CAPACITY, LinkConfig, MAX_CLASSES, MAX_SLOTS_PER_CLASS, SizeClass, WaitStrategy,
     };

@@ -11,7 +11,7 @@
 //! dropped (the mapping lives as long as any of them).
 
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use memwire_shm::{Mapping, ProcessHandle, ProcessId};
@@ -115,6 +115,10 @@ pub(crate) struct Shared {
     violation: Mutex<Option<String>>,
     slot: Mutex<Option<PeerSlot>>,
     pub(crate) counters: Counters,
+    /// Slots of our sending pool loaned or in flight, as the `Tx` last saw it (for status).
+    pub(crate) slots_out: AtomicU32,
+    /// Slots of our sending pool in all.
+    pub(crate) slots_total: u32,
     /// Offsets of the state words our threads sleep on, for the watcher to wake.
     pub(crate) sleep_words: Vec<usize>,
 }
@@ -219,12 +223,19 @@ impl Link {
             violation: Mutex::new(None),
             slot: Mutex::new(slot),
             counters: Counters::default(),
+            slots_out: AtomicU32::new(0),
+            slots_total: u32::try_from(config.total_slots()).unwrap_or(u32::MAX),
             sleep_words,
         });
         let tx = Tx::new(Arc::clone(&shared), &config, send, wait)?;
         let rx = Rx::new(Arc::clone(&shared), &config, recv, wait)?;
         crate::watch::watch(&shared)?;
         Ok(Self { tx, rx })
+    }
+
+    /// What the host's status report needs of this link.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.tx.shared
     }
 
     /// The two halves; both are `Send`.

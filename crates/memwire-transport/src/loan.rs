@@ -118,6 +118,7 @@ impl Drop for Loan<'_> {
     fn drop(&mut self) {
         if let Some(Body::Slot(slot)) = self.body.take() {
             self.tx.pool.cancel(slot);
+            self.tx.publish_usage();
         }
     }
 }

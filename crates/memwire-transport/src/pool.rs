@@ -80,6 +80,8 @@ pub struct ClassUsage {
 #[derive(Debug)]
 pub(crate) struct Pool {
     classes: Vec<Class>,
+    /// Slots not free (loaned or in flight): `sum(total - free)`, kept as it changes.
+    out: u32,
 }
 
 impl Pool {
@@ -98,7 +100,12 @@ impl Pool {
                 generation: vec![1; c.count as usize],
             })
             .collect();
-        Self { classes }
+        Self { classes, out: 0 }
+    }
+
+    /// Slots loaned or in flight.
+    pub(crate) fn out(&self) -> u32 {
+        self.out
     }
 
     /// Lends a slot of the smallest class that fits `len` and has one free (a larger class
@@ -111,6 +118,7 @@ impl Pool {
             .find(|(_, c)| c.size as usize >= len && !c.free.is_empty())?;
         let index = c.free.pop()?;
         c.state[index as usize] = State::Loaned;
+        self.out += 1;
         Some(SlotRef {
             class: class as u8,
             index,
@@ -139,6 +147,7 @@ impl Pool {
         debug_assert_eq!(c.state[slot.index as usize], State::Loaned);
         c.state[slot.index as usize] = State::Free;
         c.free.push(slot.index);
+        self.out -= 1;
     }
 
     /// The slot's descriptor is published: it belongs to the receiver until returned.
@@ -177,6 +186,7 @@ impl Pool {
         c.generation[i] = next_generation(c.generation[i]);
         c.state[i] = State::Free;
         c.free.push(index);
+        self.out -= 1;
         Ok(())
     }
 
@@ -194,6 +204,7 @@ impl Pool {
                 }
             }
         }
+        self.out -= n as u32;
         n
     }
 
@@ -236,6 +247,7 @@ mod tests {
         let c = p.alloc(1).unwrap();
         assert_eq!((c.class, c.index), (1, 0));
         assert_eq!(p.alloc(1), None);
+        assert_eq!(p.out(), 3);
         assert!(p.fits(256) && !p.fits(257));
         p.cancel(c);
         assert_eq!(p.alloc(200).unwrap(), c);
@@ -284,6 +296,7 @@ mod tests {
         }
         assert!(p.usage().iter().all(|u| u.free == 0));
         assert_eq!(p.reclaim_in_flight(), 3);
+        assert_eq!(p.out(), 0);
         assert!(p.usage().iter().all(|u| u.free == u.total));
         // A ghost's late return is refused.
         assert!(p.give_back(0, sent[0].index, sent[0].generation).is_err());

@@ -129,6 +129,7 @@ impl Tx {
                     break Body::Large(segment, map);
                 }
                 if let Some(slot) = self.pool.alloc(len) {
+                    self.publish_usage();
                     break Body::Slot(slot);
                 }
             }
@@ -153,16 +154,31 @@ impl Tx {
         Ok(Loan::new(self, body, len))
     }
 
+    /// Records the pool's usage where the host's status report reads it. Relaxed: a
+    /// statistic, ordered by nothing.
+    pub(crate) fn publish_usage(&self) {
+        self.shared
+            .slots_out
+            .store(self.pool.out(), std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Takes back every slot the receiver returned; with the peer gone, every slot in flight.
     fn collect_returns(&mut self) -> Result<()> {
         if self.shared.is_gone() {
             self.pool.reclaim_in_flight();
+            self.publish_usage();
             return Ok(());
         }
+        let mut any = false;
         loop {
             let popped = match self.returns.try_pop() {
                 Ok(Some(p)) => p,
-                Ok(None) => return Ok(()),
+                Ok(None) => {
+                    if any {
+                        self.publish_usage();
+                    }
+                    return Ok(());
+                }
                 Err(e) => return Err(self.shared.violate(e)),
             };
             let entry = ReturnEntry::decode(popped.entry, &self.limits)
@@ -170,6 +186,7 @@ impl Tx {
             self.pool
                 .give_back(entry.class, entry.index, entry.generation)
                 .map_err(|e| self.shared.violate(e))?;
+            any = true;
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use memwire_shm::{Access, MemfdSegment, Name, ProcessHandle, ProcessId, Segment};
 
-use super::hello::{FRAME, Hello};
+use super::hello::{FRAME, Hello, Request};
 use super::{TICKET_ENV, inherit, socket_path};
 use crate::config::WaitStrategy;
 use crate::error::{Error, Result};
@@ -86,6 +86,10 @@ fn parse_ticket(ticket: &str) -> Result<(i32, ProcessId)> {
 
 /// Reads the welcome frame and the segment fd, and checks everything before mapping.
 fn handshake(stream: UnixStream, expected_host: Option<ProcessId>, wait: WaitStrategy) -> Result<Link> {
+    std::io::Write::write_all(&mut &stream, &Request::Join.encode()).map_err(|e| Error::Io {
+        op: "ask the host to join",
+        source: e,
+    })?;
     let mut frame = [0u8; FRAME];
     let got = memwire_shm::recv_with_fds(&stream, &mut frame, 1)?;
     let mut len = got.len;

@@ -2,6 +2,9 @@
 //! fd attached. Fixed 64-byte frames, little-endian; a guest decodes a copy and validates it.
 //!
 //! ```text
+//! Join / Status request (guest → host, first frame of every connection)
+//!  0  magic "MWJOIN01" (a guest that wants a link) or "MWSTAT01" (`memwire ls` asking)
+//!
 //! Welcome (host → guest, with 1 fd: the link's sealed memfd segment)
 //!  0  magic "MWHELLO1"    16  host pid u32         32  segment length u64
 //!  8  version u32         24  host start time u64  40  epoch u64
@@ -18,6 +21,40 @@ pub(crate) const FRAME: usize = 64;
 const WELCOME: u64 = u64::from_le_bytes(*b"MWHELLO1");
 const REFUSE: u64 = u64::from_le_bytes(*b"MWREFUSE");
 const VERSION: u32 = 1;
+const JOIN: u64 = u64::from_le_bytes(*b"MWJOIN01");
+const STATUS: u64 = u64::from_le_bytes(*b"MWSTAT01");
+
+/// The first frame a client sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// A guest asks for a link.
+    Join,
+    /// `memwire ls` asks for the host's status.
+    Status,
+}
+
+impl Request {
+    pub(crate) fn encode(self) -> [u8; FRAME] {
+        let mut b = [0u8; FRAME];
+        let magic = match self {
+            Self::Join => JOIN,
+            Self::Status => STATUS,
+        };
+        b[..8].copy_from_slice(&magic.to_le_bytes());
+        b
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Result<Self, HelloError> {
+        if b.len() != FRAME {
+            return Err(HelloError::Length(b.len()));
+        }
+        match u64_at(b, 0) {
+            JOIN => Ok(Self::Join),
+            STATUS => Ok(Self::Status),
+            other => Err(HelloError::Magic(other)),
+        }
+    }
+}
 
 /// Why a host turned a guest away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,6 +178,10 @@ mod tests {
         assert_eq!(Hello::decode(&r.encode()), Ok(r));
         assert_eq!(Hello::decode(&[0; 10]), Err(HelloError::Length(10)));
         assert_eq!(Hello::decode(&[0; 64]), Err(HelloError::Magic(0)));
+        for r in [Request::Join, Request::Status] {
+            assert_eq!(Request::decode(&r.encode()), Ok(r));
+        }
+        assert!(Request::decode(&Hello::decode(&w.encode()).unwrap().encode()).is_err());
     }
 
     proptest! {
@@ -148,6 +189,9 @@ mod tests {
         fn decode_never_panics_and_round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
             if let Ok(hello) = Hello::decode(&bytes) {
                 prop_assert_eq!(Hello::decode(&hello.encode()), Ok(hello));
+            }
+            if let Ok(request) = Request::decode(&bytes) {
+                prop_assert_eq!(Request::decode(&request.encode()), Ok(request));
             }
         }
     }

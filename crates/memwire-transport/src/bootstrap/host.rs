@@ -5,16 +5,18 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
 
 use memwire_shm::{Access, MemfdSegment, Name, ProcessHandle, ProcessId, Segment};
 
-use super::hello::{Hello, RefuseReason};
+use super::hello::{FRAME, Hello, RefuseReason, Request};
+use super::status::{self, PeerStatus};
 use super::{TICKET_ENV, inherit, socket_path};
 use crate::config::{LinkConfig, WaitStrategy};
 use crate::error::{ConfigError, Error, Result};
 use crate::layout::{Layout, write_header};
-use crate::link::{Link, LinkParts, PeerSlot, Side};
+use crate::link::{Link, LinkParts, PeerSlot, Shared, Side};
 
 /// How a host shapes its links.
 #[derive(Clone, Debug, Default)]
@@ -71,6 +73,8 @@ pub struct Host {
     config: HostConfig,
     me: ProcessId,
     peers: Arc<Mutex<PeerTable>>,
+    /// Every link made, for status reports; dropped links drop out.
+    links: Mutex<Vec<Weak<Shared>>>,
     epoch: AtomicU64,
 }
 
@@ -117,6 +121,7 @@ impl Host {
             peers: Arc::new(Mutex::new(PeerTable {
                 entries: vec![None; max_peers],
             })),
+            links: Mutex::new(Vec::new()),
             epoch: AtomicU64::new(1),
         })
     }
@@ -141,6 +146,14 @@ impl Host {
                 op: "accept a guest",
                 source: e,
             })?;
+            match read_request(&stream) {
+                Some(Request::Join) => {}
+                Some(Request::Status) => {
+                    self.answer_status(stream);
+                    continue;
+                }
+                None => continue, // Not a memwire client, or too slow to say what it wants.
+            }
             let creds = memwire_shm::peer_credentials(&stream)?;
             let peer = match ProcessHandle::open(creds.pid) {
                 Ok(p) => p,
@@ -175,6 +188,12 @@ impl Host {
         })?;
         drop(theirs);
         let peer = ProcessHandle::from_child(&child)?;
+        if read_request(&ours) != Some(Request::Join) {
+            return Err(Error::ProtocolViolation {
+                pid: peer.pid(),
+                what: "the spawned guest did not ask to join".into(),
+            });
+        }
         match self.welcome(ours, peer)? {
             Some(link) => Ok((child, link)),
             None => Err(Error::Refused(RefuseReason::PeerTableFull)),
@@ -190,6 +209,32 @@ impl Host {
             .enumerate()
             .filter_map(|(index, e)| e.map(|peer| PeerInfo { index, peer }))
             .collect()
+    }
+
+    /// Tells `memwire ls` who is attached.
+    fn answer_status(&self, mut stream: UnixStream) {
+        let peers: Vec<PeerStatus> = {
+            let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+            links.retain(|l| l.upgrade().is_some_and(|l| !l.is_gone()));
+            links
+                .iter()
+                .filter_map(Weak::upgrade)
+                .map(|l| {
+                    let stats = crate::link::stats(&l.counters);
+                    PeerStatus {
+                        pid: l.peer.pid(),
+                        slots_out: l.slots_out.load(Ordering::Relaxed),
+                        slots_total: l.slots_total,
+                        messages_sent: stats.messages_sent,
+                        messages_received: stats.messages_received,
+                    }
+                })
+                .collect()
+        };
+        let max = self.peers.lock().unwrap_or_else(PoisonError::into_inner).entries.len();
+        let reply = status::encode(self.me.pid, max, &peers);
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(300)));
+        let _ = std::io::Write::write_all(&mut stream, &reply);
     }
 
     /// Gives `stream`'s guest a peer entry and a fresh segment; `None` if it was refused.
@@ -214,7 +259,7 @@ impl Host {
         }
         .encode();
         memwire_shm::send_with_fds(&stream, &frame, &[segment.as_fd()])?;
-        Link::new(LinkParts {
+        let link = Link::new(LinkParts {
             map: Arc::new(map),
             config: config.clone(),
             layout,
@@ -223,8 +268,12 @@ impl Host {
             peer,
             wait: self.config.wait,
             slot: Some(slot),
-        })
-        .map(Some)
+        })?;
+        self.links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::downgrade(link.shared()));
+        Ok(Some(link))
     }
 }
 
@@ -232,4 +281,14 @@ impl Drop for Host {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Reads a client's first frame, giving it a second to send it.
+fn read_request(stream: &UnixStream) -> Option<Request> {
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    let mut frame = [0u8; FRAME];
+    let read = std::io::Read::read_exact(&mut &*stream, &mut frame);
+    stream.set_read_timeout(None).ok()?;
+    read.ok()?;
+    Request::decode(&frame).ok()
 }

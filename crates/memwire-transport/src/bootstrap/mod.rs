@@ -18,10 +18,12 @@ mod hello;
 pub(crate) mod host;
 #[allow(unsafe_code)]
 mod inherit;
+mod status;
 
 pub use guest::Guest;
 pub use hello::RefuseReason;
 pub use host::{Host, HostConfig, PeerInfo};
+pub use status::{HostState, HostStatus, PeerStatus, list_hosts};
 
 use std::path::PathBuf;
 
