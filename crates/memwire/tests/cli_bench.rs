@@ -1,4 +1,5 @@
-//! `memwire bench transport` end to end: a quick run of the baselines, and its JSON.
+//! `memwire bench transport` end to end: a quick run of the transport's cases and the
+//! baselines, and its JSON.
 //!
 //! No timing is asserted (tests assert behaviour, never timing): only that every case ran in
 //! two processes, reported the fields tools read, and that the numbers are sane.
@@ -8,8 +9,12 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-/// The baselines and the payload modes each is measured in.
+/// The cases and the payload modes each is measured in, in the order they run.
 const EXPECTED: &[(&str, &str)] = &[
+    ("spin", "untouched"),
+    ("spin", "touched"),
+    ("block", "untouched"),
+    ("block", "touched"),
     ("floor-spin", "untouched"),
     ("touch-floor", "touched"),
     ("floor-futex", "untouched"),
@@ -28,7 +33,7 @@ const NUMBERS: &[&str] = &[
 ];
 
 #[test]
-fn quick_run_writes_one_row_per_baseline_and_payload_mode() {
+fn quick_run_writes_one_row_per_case_and_payload_mode() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let out = Command::new(env!("CARGO_BIN_EXE_memwire"))
@@ -43,6 +48,8 @@ fn quick_run_writes_one_row_per_baseline_and_payload_mode() {
         ])
         .arg("--json")
         .arg(&json)
+        // The transport cases bind a host: its socket goes here, not in the user's runtime dir.
+        .env("MEMWIRE_RUNTIME_DIR", dir.path().join("run"))
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .output()
@@ -51,8 +58,8 @@ fn quick_run_writes_one_row_per_baseline_and_payload_mode() {
     assert!(out.status.success(), "memwire bench failed: {stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("floor-spin"),
-        "no table on stdout: {stdout}"
+        stdout.contains("floor-spin") && stdout.contains("targets"),
+        "no table and targets on stdout: {stdout}"
     );
 
     let rows: Vec<Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
@@ -62,7 +69,9 @@ fn quick_run_writes_one_row_per_baseline_and_payload_mode() {
         .collect();
     assert_eq!(got, EXPECTED);
     for r in &rows {
-        assert_eq!(r["suite"], "baseline", "{r}");
+        let transport = ["spin", "block"].contains(&r["case"].as_str().unwrap());
+        let suite = if transport { "transport" } else { "baseline" };
+        assert_eq!(r["suite"], suite, "{r}");
         assert_eq!(r["size"], 64, "{r}");
         for field in NUMBERS {
             let v = r[field]
@@ -90,6 +99,30 @@ fn quick_run_writes_one_row_per_baseline_and_payload_mode() {
         "floor-futex wakes/msg {futex}"
     );
     assert!(wakes("pipe").is_null());
+    // The transport counts its own: a spinning link never makes one; a blocking one makes at
+    // most one per message to a sleeper, plus its returns. Both ends' counts are included.
+    for r in rows.iter().filter(|r| r["suite"] == "transport") {
+        let w = r["wake_syscalls_per_msg"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no wake count: {r}"));
+        assert!(w.is_finite() && w >= 0.0, "{r}");
+        if r["case"] == "spin" {
+            assert_eq!(w, 0.0, "a spinning link made wake syscalls: {r}");
+        } else {
+            assert!(w <= 2.0, "{r}");
+            let ratio = r["x_floor_futex"].as_f64().unwrap_or_else(|| panic!("{r}"));
+            assert!(ratio.is_finite() && ratio > 0.0, "{r}");
+        }
+        assert_eq!(r["throughput_from"], "stream", "{r}");
+    }
+    assert!(
+        !dir.path().join("run/transport").exists()
+            || std::fs::read_dir(dir.path().join("run/transport"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "a host socket was left behind"
+    );
 }
 
 #[test]

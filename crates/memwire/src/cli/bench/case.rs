@@ -2,22 +2,29 @@
 //! harness in [`super::measure`].
 //!
 //! A case has two sides. The harness, in the `memwire bench` process, calls [`Case::parent`]
-//! to get the [`Parent`] endpoint it times, and spawns the peer (`memwire __bench-peer CASE`)
-//! as [`Wiring`] says; in the peer process, [`Case::peer`] runs until the parent says stop.
-//! Both sides see the same shared segment ([`Case::segment_len`] bytes, zeroed, mapped
-//! read-write) and the same [`Run`] (size, payload mode, role), so they need no handshake.
+//! to get the [`Parent`] endpoint it times, and the peer (`memwire __bench-peer CASE`) starts
+//! as [`Peer`] says: spawned by the harness, wired as [`Wiring`] says, or spawned by the case
+//! itself through the [`Launcher`] (a transport case lets `Host::spawn` start it, so the peer
+//! gets its link from the ticket). In the peer process, [`Case::peer`] runs until the parent
+//! says stop. Both sides see the same shared segment ([`Case::segment_len`] bytes, zeroed,
+//! mapped read-write) and the same [`Run`] (size, payload mode, role), so they need no
+//! handshake.
 
 use std::os::fd::OwnedFd;
+use std::process::Child;
 
 use anyhow::{Result, bail};
 use memwire::shm::Mapping;
 use serde::Serialize;
 
-/// Which table a case belongs to (JSON `suite`). memwire-transport's cases (`spin`, `block`)
-/// will add `Transport`.
+pub(crate) use super::peer::Launcher;
+
+/// Which table a case belongs to (JSON `suite`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Suite {
+    /// memwire-transport's links: `spin` and `block`.
+    Transport,
     /// What the transport is measured against: floors, sockets, pipes.
     Baseline,
 }
@@ -26,6 +33,7 @@ impl Suite {
     /// Its name in tables and JSON.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
+            Self::Transport => "transport",
             Self::Baseline => "baseline",
         }
     }
@@ -79,8 +87,7 @@ pub(crate) struct Run {
     pub(crate) role: Role,
 }
 
-/// A benchmark case. Adding a transport case (`spin`, `block`) is one new impl of this trait
-/// plus one line in [`all`].
+/// A benchmark case: one impl of this trait plus one line in [`all`].
 pub(crate) trait Case: Sync {
     /// The name in tables, JSON and on the peer's command line.
     fn name(&self) -> &'static str;
@@ -101,25 +108,44 @@ pub(crate) trait Case: Sync {
         false
     }
 
+    /// Whether it blocks (sleeps and wakes): then its round trips are timed in alternating
+    /// chunks with `floor-futex`'s, so the two see the same machine load, and its row also
+    /// reports the ratio to that interleaved futex floor.
+    fn blocks(&self) -> bool {
+        false
+    }
+
     /// Bytes of shared segment the case needs for `size`-byte messages.
     fn segment_len(&self, _size: usize) -> u64 {
         4096
     }
 
-    /// Parent side: the endpoint the harness times, and how to wire the peer. Called before
-    /// the peer is spawned, with the segment mapped and zeroed.
-    fn parent<'m>(&self, shm: &'m Mapping, run: &Run) -> Result<Setup<'m>>;
+    /// Parent side: the endpoint the harness times, and how the peer starts. Called with the
+    /// segment mapped and zeroed; a case that starts its peer itself does it through
+    /// `launcher` (the harness's command line, segment and CPU pinning included).
+    fn parent<'m>(&self, shm: &'m Mapping, run: &Run, launcher: &Launcher<'_>)
+    -> Result<Setup<'m>>;
 
     /// Peer side, in the spawned process: serve `run.role` until the parent says stop, then
-    /// return. Not called for a case whose [`Setup::peer`] is `None`.
+    /// return. Not called for a case whose [`Setup::peer`] is [`Peer::None`].
     fn peer(&self, shm: &Mapping, run: &Run) -> Result<()>;
 }
 
 /// What [`Case::parent`] gives the harness.
 pub(crate) struct Setup<'m> {
     pub(crate) endpoint: Box<dyn Parent + 'm>,
-    /// How to spawn the peer; `None` for a case that runs in one process (`touch-floor`).
-    pub(crate) peer: Option<Wiring>,
+    pub(crate) peer: Peer,
+}
+
+/// How a case's peer process starts.
+#[derive(Debug)]
+pub(crate) enum Peer {
+    /// There is none: the case runs in one process (`touch-floor`).
+    None,
+    /// The harness spawns it, wired so.
+    Wired(Wiring),
+    /// The case spawned it already, through [`Launcher::spawn`]; the harness reaps it.
+    Spawned(Child),
 }
 
 /// What the peer process inherits besides the segment.
@@ -165,7 +191,10 @@ pub(crate) trait Parent {
 /// Every case, in the order they run and print.
 pub(crate) fn all() -> &'static [&'static dyn Case] {
     use super::baseline::{FloorFutex, FloorSpin, Stream, TouchFloor};
+    use super::link::LinkCase;
     &[
+        &LinkCase::Spin,
+        &LinkCase::Block,
         &FloorSpin,
         &TouchFloor,
         &FloorFutex,

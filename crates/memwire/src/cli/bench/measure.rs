@@ -4,9 +4,10 @@
 //! hdrhistogram, within a time budget. Sink phase (cases that stream): spawn a fresh peer,
 //! wait until it reads, send messages back to back for a time budget, and divide the count the
 //! peer acknowledges by the time until its acknowledgement. [`Session`] holds one phase's
-//! segment and peer; two cases can be interleaved chunk by chunk (the issue asks that of
-//! `block` against `floor-futex`, so both see the same machine load) by nesting one session's
-//! `run` inside the other's and alternating chunks of round trips on the two endpoints.
+//! segment and peer. A case that [blocks](Case::blocks) is interleaved with `floor-futex`
+//! (the issue asks that of `block`, so both see the same machine load): one session's `run`
+//! nests inside the other's, and the echo phase alternates chunks of [`CHUNK`] round trips on
+//! the two endpoints.
 
 use std::fmt;
 use std::process::{Child, ExitStatus};
@@ -16,9 +17,13 @@ use anyhow::{Context as _, Result, bail, ensure};
 use hdrhistogram::Histogram;
 use memwire::shm::{Access, Mapping, MemfdSegment, Segment};
 
-use super::baseline::PEER_TIMEOUT;
-use super::case::{Case, Parent, Payload, Role, Run};
-use super::peer;
+use super::baseline::{FloorFutex, PEER_TIMEOUT};
+use super::case::{Case, Launcher, Parent, Payload, Peer, Role, Run};
+
+/// Round trips per chunk when two cases are interleaved: with futex round trips of ~25 µs, a
+/// chunk is a few milliseconds, far shorter than a change of machine load, and the clock
+/// reads between chunks are negligible.
+const CHUNK: u64 = 100;
 
 /// How much each run may do.
 #[derive(Clone, Copy, Debug)]
@@ -49,6 +54,69 @@ pub(crate) struct Measured {
     pub(crate) stream: Option<(u64, Duration)>,
     /// Wake syscalls per message (a round trip is two messages), where the case counts them.
     pub(crate) wake_syscalls_per_msg: Option<f64>,
+    /// For a case that blocks: the round-trip p50 of `floor-futex`, timed in the chunks
+    /// alternating with this case's.
+    pub(crate) floor_futex_p50_ns: Option<u64>,
+}
+
+/// Round trips of one echo phase.
+struct Echo {
+    rtt: Histogram<u64>,
+    total_ns: u128,
+    /// Messages both ways, warm-up included (a round trip is two).
+    messages: u64,
+}
+
+impl Echo {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            rtt: Histogram::new_with_bounds(1, 100_000_000_000, 3)
+                .context("creating a histogram")?,
+            total_ns: 0,
+            messages: 0,
+        })
+    }
+
+    /// Untimed round trips: [`Budget::warmup`] of them, or a tenth of the echo time.
+    fn warm_up(&mut self, endpoint: &mut dyn Parent, budget: &Budget) -> Result<()> {
+        let end = Instant::now() + budget.echo_time / 10;
+        for _ in 0..budget.warmup() {
+            endpoint.round_trip()?;
+            self.messages += 2;
+            if Instant::now() > end {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Times up to `n` round trips; stops early after the first that ends past `end`. Returns
+    /// whether it stopped early.
+    fn time(&mut self, endpoint: &mut dyn Parent, n: u64, end: Instant) -> Result<bool> {
+        for _ in 0..n {
+            let t0 = Instant::now();
+            endpoint.round_trip()?;
+            let t1 = Instant::now();
+            let ns = (t1 - t0).as_nanos();
+            self.rtt
+                .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
+            self.total_ns += ns;
+            self.messages += 2;
+            if t1 > end {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Tells an echo peer to stop.
+fn finish_echo(endpoint: &mut dyn Parent) -> Result<()> {
+    ensure!(
+        endpoint.finish()?.is_none(),
+        "an echo peer acknowledged a count"
+    );
+    Ok(())
 }
 
 /// Runs `case` at `size` bytes in `payload` mode; the peer is pinned to `peer_cpu`.
@@ -64,39 +132,41 @@ pub(crate) fn measure(
         payload,
         role: Role::Echo,
     };
-    let mut rtt =
-        Histogram::new_with_bounds(1, 100_000_000_000, 3).context("creating a histogram")?;
-    let mut total_ns = 0;
-    let mut messages = 0;
-    let wakes = Session::start(case, &echo, peer_cpu)?.run(|endpoint| {
-        let start = Instant::now();
-        let warmup_end = start + budget.echo_time / 10;
-        for _ in 0..budget.warmup() {
-            endpoint.round_trip()?;
-            messages += 2;
-            if Instant::now() > warmup_end {
-                break;
-            }
-        }
-        let end = start + budget.echo_time;
-        for _ in 0..budget.iters {
-            let t0 = Instant::now();
-            endpoint.round_trip()?;
-            let t1 = Instant::now();
-            let ns = (t1 - t0).as_nanos();
-            rtt.saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
-            total_ns += ns;
-            messages += 2;
-            if t1 > end {
-                break;
-            }
-        }
-        ensure!(
-            endpoint.finish()?.is_none(),
-            "an echo peer acknowledged a count"
-        );
-        Ok(())
-    })?;
+    let mut ours = Echo::new()?;
+    let mut floor = None;
+    let wakes = if case.blocks() {
+        let futex_run = Run {
+            payload: Payload::Untouched,
+            ..echo
+        };
+        let mut futex = Echo::new()?;
+        let wakes = Session::start(case, &echo, peer_cpu)?.run(|endpoint| {
+            Session::start(&FloorFutex, &futex_run, peer_cpu)?.run(|futex_endpoint| {
+                let end = Instant::now() + budget.echo_time;
+                ours.warm_up(endpoint, budget)?;
+                futex.warm_up(futex_endpoint, budget)?;
+                while ours.rtt.len() < budget.iters {
+                    let n = CHUNK.min(budget.iters - ours.rtt.len());
+                    let late = ours.time(endpoint, n, end)?;
+                    let late = futex.time(futex_endpoint, n, end)? || late;
+                    if late {
+                        break;
+                    }
+                }
+                finish_echo(futex_endpoint)
+            })?;
+            finish_echo(endpoint)
+        })?;
+        floor = Some(futex.rtt.value_at_quantile(0.5));
+        wakes
+    } else {
+        Session::start(case, &echo, peer_cpu)?.run(|endpoint| {
+            let end = Instant::now() + budget.echo_time;
+            ours.warm_up(endpoint, budget)?;
+            ours.time(endpoint, budget.iters, end)?;
+            finish_echo(endpoint)
+        })?
+    };
     let stream = if case.streams() {
         let sink = Run {
             role: Role::Sink,
@@ -129,10 +199,11 @@ pub(crate) fn measure(
         None
     };
     Ok(Measured {
-        rtt,
-        total_ns,
+        total_ns: ours.total_ns,
         stream,
-        wake_syscalls_per_msg: wakes.map(|w| w as f64 / messages.max(1) as f64),
+        wake_syscalls_per_msg: wakes.map(|w| w as f64 / ours.messages.max(1) as f64),
+        floor_futex_p50_ns: floor,
+        rtt: ours.rtt,
     })
 }
 
@@ -170,23 +241,25 @@ impl Session {
     /// Sets the case up, spawns its peer, runs `body` on the endpoint, and waits for the peer
     /// to exit. Returns the endpoint's wake-syscall count.
     fn run(self, body: impl FnOnce(&mut dyn Parent) -> Result<()>) -> Result<Option<u64>> {
+        let launcher = Launcher {
+            case: self.case.name(),
+            run: self.run,
+            segment: &self.segment,
+            cpu: self.peer_cpu,
+        };
         let setup = self
             .case
-            .parent(&self.shm, &self.run)
+            .parent(&self.shm, &self.run, &launcher)
             .map_err(|e| self.failed(e, None))?;
         let mut endpoint = setup.endpoint;
         let mut peer = match setup.peer {
-            Some(wiring) => Some(
-                peer::spawn(
-                    self.case.name(),
-                    &self.run,
-                    &self.segment,
-                    wiring,
-                    self.peer_cpu,
-                )
-                .map_err(|e| self.failed(e, None))?,
+            Peer::None => None,
+            Peer::Wired(wiring) => Some(
+                launcher
+                    .spawn_wired(wiring)
+                    .map_err(|e| self.failed(e, None))?,
             ),
-            None => None,
+            Peer::Spawned(child) => Some(child),
         };
         let outcome = body(endpoint.as_mut());
         let status = match peer.as_mut() {

@@ -9,17 +9,19 @@
 //! A case is one impl of [`case::Case`]: a name, a suite, the payload modes it applies to,
 //! and its two sides. [`Case::parent`](case::Case::parent) returns the [`case::Parent`]
 //! endpoint the harness times (`round_trip` in the echo role, `send` in the sink role,
-//! `finish`) plus how to wire the peer; [`Case::peer`](case::Case::peer) runs in the spawned
+//! `finish`) plus how the peer starts ([`case::Peer`]: wired by the harness, or spawned by the
+//! case through the [`case::Launcher`]); [`Case::peer`](case::Case::peer) runs in the spawned
 //! process until the parent says stop. Both sides get the same zeroed shared segment (a sealed
 //! memfd, mapped through the safe `Mapping` view) and the same [`case::Run`], so a case needs
-//! no handshake. To add memwire-transport's `spin` and `block` cases: write one impl each
-//! (set the link up in `parent`, hand the peer what it needs through [`case::Wiring`] or the
-//! segment, serve in `peer`), add `Suite::Transport`, and list them in [`case::all`].
+//! no handshake. The transport's own cases, `spin` and `block` ([`link`]), spawn their peer
+//! with `Host::spawn`, so it takes its link from the ticket; `block` is timed in alternating
+//! chunks with `floor-futex` ([`measure`]).
 //!
 //! | module | what |
 //! | --- | --- |
 //! | [`transport`] | the `bench transport` command: sizes × cases × payload modes |
 //! | [`case`] | the `Case` and `Parent` traits, the list of cases |
+//! | [`link`] | the transport's cases: `spin` and `block` over a memwire-transport link |
 //! | [`baseline`] | the baselines: floors, touch floor, Unix socket, pipe |
 //! | [`measure`] | one timed run: warm-up, round trips into a histogram, streaming |
 //! | [`peer`] | spawning the peer with the segment inherited, and the peer's side |
@@ -27,14 +29,17 @@
 //! | [`spin`] | bounded spin-then-yield waits |
 //! | [`touch`] | writing and checksumming payloads |
 //! | [`report`] | rows, the table and the JSON |
+//! | [`targets`] | the targets, checked against one run's rows |
 
 mod baseline;
 mod case;
+mod link;
 mod measure;
 mod peer;
 mod pin;
 mod report;
 mod spin;
+mod targets;
 mod touch;
 mod transport;
 

@@ -4,8 +4,11 @@
 //! --role ..`. The shared segment is inherited: the parent clears `FD_CLOEXEC` on a duplicate
 //! of the memfd right before the spawn and names its number in [`SEGMENT_FD_ENV`]; the peer
 //! reopens it through `/proc/self/fd/N` (which needs no `unsafe`) and checks its seals and
-//! size like any fd it is handed. The peer dies with the parent (`PR_SET_PDEATHSIG`), so an
-//! interrupted benchmark leaves no spinner behind.
+//! size like any fd it is handed. The peer pins itself to its CPU first thing, and dies with
+//! the parent (`PR_SET_PDEATHSIG`), so an interrupted benchmark leaves no spinner behind.
+//!
+//! [`Launcher::spawn`] builds that command and hands it to whoever starts it: the harness
+//! (`Command::spawn`), or a transport case (`Host::spawn`, which adds the link's ticket).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
@@ -39,42 +42,65 @@ pub(crate) struct PeerArgs {
     parent_pid: u32,
 }
 
-/// Spawns the peer of `case` for `run`, wired as `wiring` says.
-pub(crate) fn spawn(
-    case: &str,
-    run: &Run,
-    segment: &MemfdSegment,
-    wiring: Wiring,
-    cpu: Option<usize>,
-) -> Result<Child> {
-    let exe = std::env::current_exe().context("finding the memwire binary")?;
-    let mut cmd = Command::new(exe);
-    cmd.args(["__bench-peer", case, "--size", &run.size.to_string()])
-        .args(["--payload", run.payload.as_str()])
-        .args(["--role", run.role.as_str()])
+/// What it takes to start the peer of one run: the case, the run, the segment it inherits
+/// and the CPU it pins itself to.
+pub(crate) struct Launcher<'a> {
+    pub(crate) case: &'static str,
+    pub(crate) run: Run,
+    pub(crate) segment: &'a MemfdSegment,
+    pub(crate) cpu: Option<usize>,
+}
+
+impl Launcher<'_> {
+    /// Builds the peer's command, wired as `wiring` says and with the segment inherited, and
+    /// starts it with `start`: `Command::spawn`, or a transport host's `spawn`.
+    pub(crate) fn spawn<T>(
+        &self,
+        wiring: Wiring,
+        start: impl FnOnce(&mut Command) -> Result<T>,
+    ) -> Result<T> {
+        let exe = std::env::current_exe().context("finding the memwire binary")?;
+        let mut cmd = Command::new(exe);
+        cmd.args([
+            "__bench-peer",
+            self.case,
+            "--size",
+            &self.run.size.to_string(),
+        ])
+        .args(["--payload", self.run.payload.as_str()])
+        .args(["--role", self.run.role.as_str()])
         .args(["--parent-pid", &std::process::id().to_string()])
         .stdin(wiring.stdin.map_or_else(Stdio::null, Stdio::from))
         .stdout(wiring.stdout.map_or_else(Stdio::null, Stdio::from))
         .envs(wiring.env);
-    if let Some(cpu) = cpu {
-        cmd.args(["--cpu", &cpu.to_string()]);
+        if let Some(cpu) = self.cpu {
+            cmd.args(["--cpu", &cpu.to_string()]);
+        }
+        let segment_fd = self
+            .segment
+            .try_clone_fd()
+            .context("duplicating the segment fd")?;
+        cmd.env(SEGMENT_FD_ENV, segment_fd.as_raw_fd().to_string());
+        let mut inherited = wiring.inherit;
+        inherited.push(segment_fd);
+        // Cleared only now, and closed right after the spawn: this process spawns nothing else
+        // meanwhile, so no other child inherits them.
+        for fd in &inherited {
+            rustix::io::fcntl_setfd(fd, FdFlags::empty()).context("clearing FD_CLOEXEC")?;
+        }
+        let started = start(&mut cmd);
+        // `cmd` holds the peer's stdio ends: dropping it closes ours, so end-of-file can reach us.
+        drop(cmd);
+        drop(inherited);
+        started
     }
-    let segment_fd = segment
-        .try_clone_fd()
-        .context("duplicating the segment fd")?;
-    cmd.env(SEGMENT_FD_ENV, segment_fd.as_raw_fd().to_string());
-    let mut inherited = wiring.inherit;
-    inherited.push(segment_fd);
-    // Cleared only now, and closed right after the spawn: this process spawns nothing else
-    // meanwhile, so no other child inherits them.
-    for fd in &inherited {
-        rustix::io::fcntl_setfd(fd, FdFlags::empty()).context("clearing FD_CLOEXEC")?;
+
+    /// Spawns the peer the usual way, wired as `wiring` says.
+    pub(crate) fn spawn_wired(&self, wiring: Wiring) -> Result<Child> {
+        self.spawn(wiring, |cmd| {
+            cmd.spawn().context("spawning the benchmark peer")
+        })
     }
-    let child = cmd.spawn().context("spawning the benchmark peer")?;
-    // `cmd` holds the peer's stdio ends: dropping it closes ours, so end-of-file can reach us.
-    drop(cmd);
-    drop(inherited);
-    Ok(child)
 }
 
 /// Runs the peer side in this (spawned) process.

@@ -36,6 +36,11 @@ pub(crate) struct Row {
     pub(crate) wake_syscalls_per_msg: Option<f64>,
     /// `rtt_p50_ns` / the same run's `floor-spin` p50 at this size.
     pub(crate) x_floor: Option<f64>,
+    /// For a case that blocks: the p50 of `floor-futex` timed in chunks alternating with this
+    /// row's (not the `floor-futex` row, which was timed on its own).
+    pub(crate) floor_futex_p50_ns: Option<u64>,
+    /// `rtt_p50_ns` / `floor_futex_p50_ns`.
+    pub(crate) x_floor_futex: Option<f64>,
     pub(crate) machine: Machine,
 }
 
@@ -84,7 +89,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
     let mut table = Table::new();
     table.load_preset(presets::NOTHING).set_header(vec![
         "SUITE", "CASE", "SIZE", "PAYLOAD", "P50", "P99", "P99.9", "MAX", "ONE-WAY", "MSG/S",
-        "GB/S", "× FLOOR",
+        "GB/S", "× FLOOR", "× FUTEX",
     ]);
     for r in rows {
         let star = if r.throughput_from == "stream" {
@@ -107,9 +112,11 @@ pub(crate) fn table(rows: &[Row]) -> String {
                 .map_or_else(|| "-".to_owned(), |g| format!("{g:.2}")),
             r.x_floor
                 .map_or_else(|| "-".to_owned(), |x| format!("{x:.1}×")),
+            r.x_floor_futex
+                .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}×")),
         ]);
     }
-    for col in 4..12 {
+    for col in 4..13 {
         if let Some(c) = table.column_mut(col) {
             c.set_cell_alignment(CellAlignment::Right);
         }
@@ -119,7 +126,8 @@ pub(crate) fn table(rows: &[Row]) -> String {
         "\nP50..MAX: round-trip time. ONE-WAY: mean round trip / 2. MSG/S, GB/S: one way, \
          streamed; * = ping-pong only, 1 / ONE-WAY.\n× FLOOR: P50 / floor-spin P50 at the \
          same size, this run. The floors move no payload; touch-floor's round trip is two \
-         writes and two checksums in one process.\n",
+         writes and two checksums in one process.\n× FUTEX (block): P50 / the P50 of \
+         floor-futex timed in chunks alternating with that row's.\n",
     );
     if let Some(m) = rows.first().map(|r| &r.machine) {
         let pinning = match (m.parent_cpu, m.peer_cpu) {

@@ -11,6 +11,7 @@ use super::case::{self, Case, Payload};
 use super::measure::{Budget, Measured, measure};
 use super::pin;
 use super::report::{self, Machine, Row};
+use super::targets;
 use crate::cli::units::parse_size;
 
 /// Measure message passing between two processes.
@@ -34,6 +35,10 @@ pub(crate) struct Args {
     /// stops at its time budget.
     #[arg(long, value_name = "N")]
     iters: Option<u64>,
+    /// Only these cases, comma-separated (default: all: spin, block, floor-spin, touch-floor,
+    /// floor-futex, unix-socket, pipe). "× FLOOR" needs floor-spin in the run.
+    #[arg(long, value_delimiter = ',', value_name = "CASES")]
+    cases: Vec<String>,
 }
 
 impl Args {
@@ -65,13 +70,28 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         .iter()
         .map(|&s| usize::try_from(s).context("size too large for this machine"))
         .collect::<Result<_>>()?;
+    let cases: Vec<&'static dyn Case> = if args.cases.is_empty() {
+        case::all().to_vec()
+    } else {
+        let chosen = args
+            .cases
+            .iter()
+            .map(|name| case::by_name(name))
+            .collect::<Result<Vec<_>>>()?;
+        // In the usual order, whatever the order given.
+        case::all()
+            .iter()
+            .copied()
+            .filter(|c| chosen.iter().any(|k| k.name() == c.name()))
+            .collect()
+    };
     let budget = args.budget();
     let machine = Machine::detect(pin::place);
     let peer_cpu = machine.peer_cpu;
     let plan: Vec<(usize, &'static dyn Case, Payload)> = sizes
         .iter()
         .flat_map(|&size| {
-            case::all()
+            cases
                 .iter()
                 .flat_map(move |&c| c.payloads().iter().map(move |&p| (size, c, p)))
         })
@@ -124,6 +144,11 @@ fn row(case: &dyn Case, size: usize, payload: Payload, m: &Measured, machine: &M
         throughput_from,
         wake_syscalls_per_msg: m.wake_syscalls_per_msg,
         x_floor: None,
+        floor_futex_p50_ns: m.floor_futex_p50_ns,
+        x_floor_futex: m
+            .floor_futex_p50_ns
+            .filter(|&f| f > 0)
+            .map(|f| m.rtt.value_at_quantile(0.5) as f64 / f as f64),
         machine: machine.clone(),
     }
 }
@@ -154,6 +179,7 @@ fn output(args: &Args, rows: &[Row]) -> Result<()> {
         writeln!(out)?;
     } else {
         write!(out, "{}", report::table(rows))?;
+        write!(out, "{}", targets::section(&targets::check(rows)))?;
     }
     out.flush().context("writing to stdout")
 }

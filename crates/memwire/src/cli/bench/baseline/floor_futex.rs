@@ -16,7 +16,7 @@ use memwire::shm::Mapping;
 use memwire::shm::futex::{self, WaitOutcome};
 
 use super::PEER_TIMEOUT;
-use crate::cli::bench::case::{Case, Parent, Payload, Run, Setup, Suite, Wiring};
+use crate::cli::bench::case::{Case, Launcher, Parent, Payload, Peer, Run, Setup, Suite, Wiring};
 
 const SEQ: usize = 0;
 /// On its own cache line, so the exit report does not share a line with `seq`.
@@ -43,7 +43,12 @@ impl Case for FloorFutex {
         false
     }
 
-    fn parent<'m>(&self, shm: &'m Mapping, _run: &Run) -> Result<Setup<'m>> {
+    fn parent<'m>(
+        &self,
+        shm: &'m Mapping,
+        _run: &Run,
+        _launcher: &Launcher<'_>,
+    ) -> Result<Setup<'m>> {
         Ok(Setup {
             endpoint: Box::new(FutexParent {
                 shm,
@@ -51,7 +56,7 @@ impl Case for FloorFutex {
                 next: 1,
                 wakes: 0,
             }),
-            peer: Some(Wiring::default()),
+            peer: Peer::Wired(Wiring::default()),
         })
     }
 

@@ -11,7 +11,7 @@ use anyhow::Result;
 use memwire::shm::Mapping;
 
 use super::PEER_TIMEOUT;
-use crate::cli::bench::case::{Case, Parent, Payload, Run, Setup, Suite, Wiring};
+use crate::cli::bench::case::{Case, Launcher, Parent, Payload, Peer, Run, Setup, Suite, Wiring};
 use crate::cli::bench::spin::wait_for;
 
 const SEQ: usize = 0;
@@ -37,13 +37,18 @@ impl Case for FloorSpin {
         false
     }
 
-    fn parent<'m>(&self, shm: &'m Mapping, _run: &Run) -> Result<Setup<'m>> {
+    fn parent<'m>(
+        &self,
+        shm: &'m Mapping,
+        _run: &Run,
+        _launcher: &Launcher<'_>,
+    ) -> Result<Setup<'m>> {
         Ok(Setup {
             endpoint: Box::new(SpinParent {
                 seq: shm.atomic_u64(SEQ)?,
                 next: 1,
             }),
-            peer: Some(Wiring::default()),
+            peer: Peer::Wired(Wiring::default()),
         })
     }
 

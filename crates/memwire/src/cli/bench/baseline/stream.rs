@@ -19,7 +19,9 @@ use std::os::unix::net::UnixStream;
 use anyhow::{Context as _, Result, ensure};
 use memwire::shm::Mapping;
 
-use crate::cli::bench::case::{Case, Parent, Payload, Role, Run, Setup, Suite, Wiring};
+use crate::cli::bench::case::{
+    Case, Launcher, Parent, Payload, Peer, Role, Run, Setup, Suite, Wiring,
+};
 use crate::cli::bench::touch;
 
 /// A byte-stream baseline.
@@ -51,7 +53,12 @@ impl Case for Stream {
         true
     }
 
-    fn parent<'m>(&self, _shm: &'m Mapping, run: &Run) -> Result<Setup<'m>> {
+    fn parent<'m>(
+        &self,
+        _shm: &'m Mapping,
+        run: &Run,
+        _launcher: &Launcher<'_>,
+    ) -> Result<Setup<'m>> {
         let (tx, rx, wiring): (Tx, Box<dyn Read>, Wiring) = match self {
             Self::UnixSocket => {
                 let (ours, theirs) = UnixStream::pair().context("socketpair")?;
@@ -83,7 +90,7 @@ impl Case for Stream {
                 sink: run.role == Role::Sink,
                 k: 0,
             }),
-            peer: Some(wiring),
+            peer: Peer::Wired(wiring),
         })
     }
 

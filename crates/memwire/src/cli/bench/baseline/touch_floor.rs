@@ -6,7 +6,7 @@
 use anyhow::Result;
 use memwire::shm::Mapping;
 
-use crate::cli::bench::case::{Case, Parent, Payload, Run, Setup, Suite};
+use crate::cli::bench::case::{Case, Launcher, Parent, Payload, Peer, Run, Setup, Suite};
 use crate::cli::bench::touch;
 
 pub(crate) struct TouchFloor;
@@ -24,13 +24,18 @@ impl Case for TouchFloor {
         &[Payload::Touched]
     }
 
-    fn parent<'m>(&self, _shm: &'m Mapping, run: &Run) -> Result<Setup<'m>> {
+    fn parent<'m>(
+        &self,
+        _shm: &'m Mapping,
+        run: &Run,
+        _launcher: &Launcher<'_>,
+    ) -> Result<Setup<'m>> {
         Ok(Setup {
             endpoint: Box::new(TouchParent {
                 buf: vec![0; run.size],
                 k: 0,
             }),
-            peer: None,
+            peer: Peer::None,
         })
     }
 
