@@ -10,7 +10,7 @@
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use memwire_shm::{Access, MemfdSegment, Mapping};
+use memwire_shm::{Access, Mapping, MemfdSegment};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
@@ -36,7 +36,10 @@ pub(crate) fn send_large(shared: &Shared, seq: u64, segment: &MemfdSegment) -> R
                 if shared.is_gone() {
                     return Err(shared.gone_error());
                 }
-                let mut fds = [rustix::event::PollFd::new(&shared.control, rustix::event::PollFlags::OUT)];
+                let mut fds = [rustix::event::PollFd::new(
+                    &shared.control,
+                    rustix::event::PollFlags::OUT,
+                )];
                 let timeout = rustix::event::Timespec::try_from(Duration::from_millis(100)).ok();
                 let _ = rustix::event::poll(&mut fds, timeout.as_ref());
             }
@@ -73,7 +76,10 @@ pub(crate) fn recv_large(shared: &Shared, seq: u64, len: u64) -> Result<Mapping>
         return Err(shared.violate("large message without a memfd"));
     };
     let segment = MemfdSegment::from_fd(fd, len).map_err(|e| shared.violate(e))?;
-    let len = usize::try_from(len).map_err(|_| Error::TooLarge { len, max: usize::MAX as u64 })?;
+    let len = usize::try_from(len).map_err(|_| Error::TooLarge {
+        len,
+        max: usize::MAX as u64,
+    })?;
     if len == 0 {
         return Err(shared.violate("empty large message"));
     }

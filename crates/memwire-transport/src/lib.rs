@@ -27,46 +27,65 @@
 mod ring;
 mod sync;
 
-/// Items of the link layer: built normally, left out of the loom build (tokio's `cfg_*!`
-/// macros do the same).
-macro_rules! link_layer {
-    ($($item:item)*) => { $( #[cfg(not(memwire_loom))] $item )* };
-}
-
-link_layer! {
-    mod bootstrap;
-    mod config;
-    mod control;
-    mod descriptor;
-    mod error;
-    #[doc(hidden)]
-    pub mod fuzzing;
-    mod layout;
-    mod limits;
-    mod link;
-    #[allow(unsafe_code)]
-    mod loan;
-    #[allow(unsafe_code)]
-    mod message;
-    mod pool;
-    mod return_entry;
-    mod rx;
-    mod tx;
-    mod wait;
-    mod watch;
-
-    pub use bootstrap::{
-        Guest, Host, HostConfig, HostState, HostStatus, PeerInfo, PeerStatus, RefuseReason,
-        TICKET_ENV, list_hosts,
-    };
-    pub use config::{
-        INLINE_CAPACITY, LinkConfig, MAX_CLASSES, MAX_SLOTS_PER_CLASS, SizeClass, WaitStrategy,
-    };
-    pub use error::{ConfigError, Error, Result};
-    pub use link::{Link, Stats};
-    pub use loan::Loan;
-    pub use message::Message;
-    pub use pool::ClassUsage;
-    pub use rx::Rx;
-    pub use tx::Tx;
-}
+// The link layer is left out of the loom build (`cfg(memwire_loom)`): the loom models check
+// the ring alone, and the link's segment-backed ring cannot use loom's atomics.
+#[cfg(not(memwire_loom))]
+mod bootstrap;
+#[cfg(not(memwire_loom))]
+mod config;
+#[cfg(not(memwire_loom))]
+mod control;
+#[cfg(not(memwire_loom))]
+mod descriptor;
+#[cfg(not(memwire_loom))]
+mod error;
+#[cfg(not(memwire_loom))]
+#[doc(hidden)]
+pub mod fuzzing;
+#[cfg(not(memwire_loom))]
+mod layout;
+#[cfg(not(memwire_loom))]
+mod limits;
+#[cfg(not(memwire_loom))]
+mod link;
+#[cfg(not(memwire_loom))]
+#[allow(unsafe_code)]
+mod loan;
+#[cfg(not(memwire_loom))]
+#[allow(unsafe_code)]
+mod message;
+#[cfg(not(memwire_loom))]
+mod pool;
+#[cfg(not(memwire_loom))]
+mod return_entry;
+#[cfg(not(memwire_loom))]
+mod rx;
+#[cfg(not(memwire_loom))]
+mod tx;
+#[cfg(not(memwire_loom))]
+mod wait;
+#[cfg(not(memwire_loom))]
+mod watch;
+#[cfg(not(memwire_loom))]
+pub use bootstrap::{
+    Guest, Host, HostConfig, HostState, HostStatus, PeerInfo, PeerStatus, RefuseReason, TICKET_ENV,
+    list_hosts,
+};
+#[cfg(not(memwire_loom))]
+pub use config::{
+    INLINE_CAPACITY, LinkConfig, MAX_CLASSES, MAX_SLOTS_PER_CLASS, SizeClass, WaitStrategy,
+};
+#[cfg(not(memwire_loom))]
+pub use error::{ConfigError, Error, Result};
+#[cfg(not(memwire_loom))]
+pub use link::{Link, Stats};
+#[cfg(not(memwire_loom))]
+pub use loan::Loan;
+#[cfg(not(memwire_loom))]
+pub use message::Message;
+#[cfg(not(memwire_loom))]
+pub use pool::ClassUsage;
+#[cfg(not(memwire_loom))]
+pub use rx::Rx;
+#[cfg(not(memwire_loom))]
+pub use tx::Tx;

@@ -133,7 +133,11 @@ impl Shared {
     /// The error every call returns once the link is gone.
     pub(crate) fn gone_error(&self) -> Error {
         let pid = self.peer.pid();
-        match &*self.violation.lock().unwrap_or_else(PoisonError::into_inner) {
+        match &*self
+            .violation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
             Some(what) => Error::ProtocolViolation {
                 pid,
                 what: what.clone(),
@@ -145,7 +149,12 @@ impl Shared {
     /// Marks the link gone, frees the host's peer entry, and wakes our sleepers.
     pub(crate) fn mark_gone(&self) {
         // The peer entry goes first, so whoever sees the link gone sees the entry free.
-        drop(self.slot.lock().unwrap_or_else(PoisonError::into_inner).take());
+        drop(
+            self.slot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
         // Release: pairs with the Acquire load in `is_gone`.
         if self.gone.swap(true, Ordering::AcqRel) {
             return;
@@ -162,7 +171,10 @@ impl Shared {
     /// The peer broke the protocol: the link is cut off; returns the error to report.
     pub(crate) fn violate(&self, what: impl std::fmt::Display) -> Error {
         {
-            let mut v = self.violation.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut v = self
+                .violation
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if v.is_none() {
                 *v = Some(what.to_string());
             }

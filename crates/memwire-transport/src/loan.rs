@@ -13,7 +13,7 @@
 //! A hostile receiver can write into our slots anyway; it then garbles only the message it is
 //! about to receive.
 
-use memwire_shm::{MemfdSegment, Mapping};
+use memwire_shm::{Mapping, MemfdSegment};
 
 use crate::descriptor::{Descriptor, INLINE_MAX};
 use crate::error::Result;

@@ -56,7 +56,13 @@ impl Message {
         }
     }
 
-    pub(crate) fn slot(shared: Arc<Shared>, returns: Arc<Returns>, entry: ReturnEntry, offset: usize, len: usize) -> Self {
+    pub(crate) fn slot(
+        shared: Arc<Shared>,
+        returns: Arc<Returns>,
+        entry: ReturnEntry,
+        offset: usize,
+        len: usize,
+    ) -> Self {
         Self {
             body: Body::Slot {
                 shared,

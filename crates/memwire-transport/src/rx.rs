@@ -33,9 +33,17 @@ pub struct Rx {
 }
 
 impl Rx {
-    pub(crate) fn new(shared: Arc<Shared>, config: &LinkConfig, dir: &Direction, wait: WaitStrategy) -> Result<Self> {
-        let data_ring = SegmentRing::new(Arc::clone(&shared.map), dir.data_ring, config.ring_depth).map_err(|e| Error::BadSegment(e.to_string()))?;
-        let return_ring = SegmentRing::new(Arc::clone(&shared.map), dir.return_ring, dir.return_depth).map_err(|e| Error::BadSegment(e.to_string()))?;
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        config: &LinkConfig,
+        dir: &Direction,
+        wait: WaitStrategy,
+    ) -> Result<Self> {
+        let data_ring = SegmentRing::new(Arc::clone(&shared.map), dir.data_ring, config.ring_depth)
+            .map_err(|e| Error::BadSegment(e.to_string()))?;
+        let return_ring =
+            SegmentRing::new(Arc::clone(&shared.map), dir.return_ring, dir.return_depth)
+                .map_err(|e| Error::BadSegment(e.to_string()))?;
         let returns_consumer_word = return_ring.consumer_state_offset();
         Ok(Self {
             data_consumer_word: data_ring.consumer_state_offset(),
@@ -117,7 +125,8 @@ impl Rx {
 
     /// Validates a descriptor copied out of the ring and makes it a message.
     fn accept(&mut self, raw: &[u8; 64]) -> Result<Message> {
-        let descriptor = Descriptor::decode(raw, &self.limits).map_err(|e| self.shared.violate(e))?;
+        let descriptor =
+            Descriptor::decode(raw, &self.limits).map_err(|e| self.shared.violate(e))?;
         let message = match descriptor {
             Descriptor::Inline { len, bytes } => Message::inline(len, bytes),
             Descriptor::Slot {
@@ -142,9 +151,10 @@ impl Rx {
             }
             Descriptor::Memfd { seq, len } => {
                 if seq != self.next_seq {
-                    return Err(self
-                        .shared
-                        .violate(format!("large message {seq} out of order, expected {}", self.next_seq)));
+                    return Err(self.shared.violate(format!(
+                        "large message {seq} out of order, expected {}",
+                        self.next_seq
+                    )));
                 }
                 self.next_seq += 1;
                 Message::large(crate::control::recv_large(&self.shared, seq, len)?)

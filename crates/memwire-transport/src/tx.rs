@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use memwire_shm::{Access, MemfdSegment, Mapping, ProcessId, Segment};
+use memwire_shm::{Access, Mapping, MemfdSegment, ProcessId, Segment};
 
 use crate::config::{LinkConfig, WaitStrategy};
 use crate::descriptor::{Descriptor, INLINE_MAX};
@@ -37,11 +37,17 @@ pub struct Tx {
 }
 
 impl Tx {
-    pub(crate) fn new(shared: Arc<Shared>, config: &LinkConfig, dir: &Direction, wait: WaitStrategy) -> Result<Self> {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        config: &LinkConfig,
+        dir: &Direction,
+        wait: WaitStrategy,
+    ) -> Result<Self> {
         let data_ring = SegmentRing::new(Arc::clone(&shared.map), dir.data_ring, config.ring_depth)
             .map_err(|e| Error::BadSegment(e.to_string()))?;
-        let return_ring = SegmentRing::new(Arc::clone(&shared.map), dir.return_ring, dir.return_depth)
-            .map_err(|e| Error::BadSegment(e.to_string()))?;
+        let return_ring =
+            SegmentRing::new(Arc::clone(&shared.map), dir.return_ring, dir.return_depth)
+                .map_err(|e| Error::BadSegment(e.to_string()))?;
         let data_consumer_word = data_ring.consumer_state_offset();
         let data_producer_word = data_ring.producer_state_offset();
         let returns_consumer_word = return_ring.consumer_state_offset();
@@ -114,11 +120,11 @@ impl Tx {
         }
         let mut waiter = Waiter::new(self.wait, timeout);
         let body = loop {
-            self.collect_returns()?;
             if self.shared.is_gone() {
+                self.collect_returns()?;
                 return Err(self.shared.gone_error());
             }
-            let room = self.data.len().map_err(|e| self.shared.violate(e))? < self.data.capacity();
+            let room = self.data.has_room().map_err(|e| self.shared.violate(e))?;
             if room {
                 if len <= self.inline_max {
                     break Body::Inline([0; INLINE_MAX]);
@@ -128,6 +134,13 @@ impl Tx {
                     let map = segment.map(Access::ReadWrite)?;
                     break Body::Large(segment, map);
                 }
+                // Returned slots are collected only when the pool runs short: the common
+                // case reads no index the receiver writes.
+                if let Some(slot) = self.pool.alloc(len) {
+                    self.publish_usage();
+                    break Body::Slot(slot);
+                }
+                self.collect_returns()?;
                 if let Some(slot) = self.pool.alloc(len) {
                     self.publish_usage();
                     break Body::Slot(slot);
@@ -140,10 +153,16 @@ impl Tx {
             // Sleep on what we lack: a returned slot, or room in the ring.
             let (declared, word) = if room {
                 let d = self.returns.prepare_sleep(WaitKind::Futex);
-                (d.map_err(|e| self.shared.violate(e))?, self.returns_consumer_word)
+                (
+                    d.map_err(|e| self.shared.violate(e))?,
+                    self.returns_consumer_word,
+                )
             } else {
                 let d = self.data.prepare_sleep(WaitKind::Futex);
-                (d.map_err(|e| self.shared.violate(e))?, self.data_producer_word)
+                (
+                    d.map_err(|e| self.shared.violate(e))?,
+                    self.data_producer_word,
+                )
             };
             if declared && !self.shared.is_gone() {
                 waiter.sleep(&self.shared, word)?;

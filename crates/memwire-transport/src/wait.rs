@@ -10,13 +10,17 @@ use crate::error::{Error, Result};
 use crate::link::{Counters, Shared};
 use crate::ring::WaitKind;
 
-/// Spins between yields: long enough that a busy peer answers within it (a round trip is
-/// ~0.35 µs here, see BENCHMARKS.md), short enough that a peer on our CPU soon gets to run.
-const YIELD_EVERY: u32 = 256;
+/// Spins between yields: a few tens of µs, many round trips of a busy peer on another CPU
+/// (~0.35 µs each here, see BENCHMARKS.md), so a pinned pair never yields, yet a peer that
+/// shares our CPU gets to run long before a scheduler slice ends. Yielding more often costs a
+/// syscall a turn and can feed itself (measured: 64 B spin round trips went bimodal).
+const YIELD_EVERY: u32 = 4096;
 
-/// One wait: when to stop spinning and when to give up.
+/// One wait: when to stop spinning and when to give up. Reads the clock only once it has to
+/// wait (a call that finds its message at once costs no clock read).
 pub(crate) struct Waiter {
-    start: Instant,
+    /// When the first wait began; `None` until then.
+    start: Option<Instant>,
     spins: u32,
     strategy: WaitStrategy,
     deadline: Option<Instant>,
@@ -26,18 +30,27 @@ pub(crate) struct Waiter {
 impl Waiter {
     /// `timeout: None` waits forever; `Some(ZERO)` does not wait at all.
     pub(crate) fn new(strategy: WaitStrategy, timeout: Option<Duration>) -> Self {
-        let start = Instant::now();
         Self {
-            start,
+            start: None,
             spins: 0,
             strategy,
-            deadline: timeout.and_then(|t| start.checked_add(t)),
+            deadline: None,
             timeout,
         }
     }
 
+    /// The start of the wait, read from the clock the first time it is needed.
+    fn start(&mut self) -> Instant {
+        *self.start.get_or_insert_with(|| {
+            let now = Instant::now();
+            self.deadline = self.timeout.and_then(|t| now.checked_add(t));
+            now
+        })
+    }
+
     /// Fails with `WouldBlock` (no wait asked) or `Timeout` once the deadline has passed.
-    pub(crate) fn check_deadline(&self) -> Result<()> {
+    pub(crate) fn check_deadline(&mut self) -> Result<()> {
+        self.start();
         match (self.timeout, self.deadline) {
             (Some(t), _) if t.is_zero() => Err(Error::WouldBlock),
             (Some(t), Some(d)) if Instant::now() >= d => Err(Error::Timeout(t)),
@@ -49,7 +62,7 @@ impl Waiter {
     pub(crate) fn spin(&mut self) -> bool {
         let spinning = match self.strategy {
             WaitStrategy::Spin => true,
-            WaitStrategy::SpinThenBlock { spin } => self.start.elapsed() < spin,
+            WaitStrategy::SpinThenBlock { spin } => self.start().elapsed() < spin,
             WaitStrategy::Block => false,
         };
         if spinning {

@@ -110,6 +110,10 @@ fn roles(role: &str) -> Result<()> {
                     .join("transport")
                     .join(format!("{}.sock", host_name()?)),
             )?;
+            // Speak the bootstrap protocol by hand: ask to join (the `MWJOIN01` frame).
+            let mut join = [0u8; 64];
+            join[..8].copy_from_slice(b"MWJOIN01");
+            (&stream).write_all(&join)?;
             let mut frame = [0u8; 64];
             let got = memwire_shm::recv_with_fds(&stream, &mut frame, 1)?;
             let fd = got.fds.into_iter().next().context("no segment fd")?;
@@ -353,7 +357,7 @@ fn scribbler() -> Result<()> {
     cmd.env(HOST_ENV, host.name().as_str())
         .stdout(Stdio::piped());
     let mut bad = spawn(cmd, None)?;
-    let mut link = host.accept()?;
+    let mut link = host.accept_timeout(Duration::from_secs(30))?;
     let mut line = String::new();
     BufReader::new(bad.child().stdout.take().context("stdout")?).read_line(&mut line)?;
     ensure!(line.trim() == "scribbled");

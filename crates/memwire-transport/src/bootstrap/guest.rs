@@ -27,12 +27,10 @@ impl Guest {
         let name = Name::new(name)?;
         let path = socket_path(&name)?;
         let stream = UnixStream::connect(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                Error::NoHost {
-                    name: name.to_string(),
-                    path: path.clone(),
-                }
-            }
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => Error::NoHost {
+                name: name.to_string(),
+                path: path.clone(),
+            },
             _ => Error::Io {
                 op: "connect to the host",
                 source: e,
@@ -85,7 +83,11 @@ fn parse_ticket(ticket: &str) -> Result<(i32, ProcessId)> {
 }
 
 /// Reads the welcome frame and the segment fd, and checks everything before mapping.
-fn handshake(stream: UnixStream, expected_host: Option<ProcessId>, wait: WaitStrategy) -> Result<Link> {
+fn handshake(
+    stream: UnixStream,
+    expected_host: Option<ProcessId>,
+    wait: WaitStrategy,
+) -> Result<Link> {
     std::io::Write::write_all(&mut &stream, &Request::Join.encode()).map_err(|e| Error::Io {
         op: "ask the host to join",
         source: e,
@@ -122,7 +124,9 @@ fn handshake(stream: UnixStream, expected_host: Option<ProcessId>, wait: WaitStr
         } => (host, segment_len, epoch),
     };
     if expected_host.is_some_and(|h| h != host) {
-        return Err(violation(format!("welcome names host {host}, the ticket another")));
+        return Err(violation(format!(
+            "welcome names host {host}, the ticket another"
+        )));
     }
     let [fd] = <[_; 1]>::try_from(fds).map_err(|fds: Vec<_>| {
         violation(format!("welcome carried {} fds, expected 1", fds.len()))
@@ -131,7 +135,9 @@ fn handshake(stream: UnixStream, expected_host: Option<ProcessId>, wait: WaitStr
     let map = segment.map(Access::ReadWrite)?;
     let header = read_header(&map)?;
     if header.host != host || header.epoch != epoch {
-        return Err(violation("segment header disagrees with the welcome".into()));
+        return Err(violation(
+            "segment header disagrees with the welcome".into(),
+        ));
     }
     let peer = ProcessHandle::open_id(host).map_err(|_| Error::PeerGone { pid: host.pid })?;
     let layout = Layout::new(&header.config);
@@ -155,8 +161,17 @@ mod tests {
     fn tickets_parse_and_garbage_is_refused() {
         let (fd, host) = parse_ticket("memwire1:fd=7:host=42:start=99").unwrap();
         assert_eq!((fd, host.pid, host.start_time), (7, 42, 99));
-        for bad in ["", "memwire1", "memwire2:fd=7:host=1:start=2", "memwire1:fd=x:host=1:start=2", "memwire1:host=1:fd=7:start=2"] {
-            assert!(matches!(parse_ticket(bad), Err(Error::BadTicket(_))), "{bad:?}");
+        for bad in [
+            "",
+            "memwire1",
+            "memwire2:fd=7:host=1:start=2",
+            "memwire1:fd=x:host=1:start=2",
+            "memwire1:host=1:fd=7:start=2",
+        ] {
+            assert!(
+                matches!(parse_ticket(bad), Err(Error::BadTicket(_))),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -118,10 +118,12 @@ impl Hello {
             }
             Self::Refuse(reason) => {
                 b[0..8].copy_from_slice(&REFUSE.to_le_bytes());
-                b[8..12].copy_from_slice(&match reason {
-                    RefuseReason::PeerTableFull => 1u32,
-                }
-                .to_le_bytes());
+                b[8..12].copy_from_slice(
+                    &match reason {
+                        RefuseReason::PeerTableFull => 1u32,
+                    }
+                    .to_le_bytes(),
+                );
             }
         }
         b

@@ -139,9 +139,44 @@ impl Host {
     }
 
     /// Waits for the next walk-in guest and returns its link. A guest the host must refuse
-    /// (peer table full) is told so and the wait goes on.
+    /// (peer table full) is told so and the wait goes on; status requests (`memwire ls`) are
+    /// answered on the way.
     pub fn accept(&self) -> Result<Link> {
+        self.accept_within(None)
+    }
+
+    /// [`Host::accept`], or [`Error::Timeout`] when no guest joined within `timeout`.
+    pub fn accept_timeout(&self, timeout: Duration) -> Result<Link> {
+        self.accept_within(Some(timeout))
+    }
+
+    fn accept_within(&self, timeout: Option<Duration>) -> Result<Link> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
         loop {
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let mut fds = [rustix::event::PollFd::new(
+                    &self.listener,
+                    rustix::event::PollFlags::IN,
+                )];
+                let ts = rustix::event::Timespec::try_from(left).ok();
+                let ready = match rustix::event::poll(&mut fds, ts.as_ref()) {
+                    Ok(n) => n > 0,
+                    Err(rustix::io::Errno::INTR) => false,
+                    Err(e) => {
+                        return Err(Error::Io {
+                            op: "wait for a guest",
+                            source: e.into(),
+                        });
+                    }
+                };
+                if !ready {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(Error::Timeout(timeout.unwrap_or_default()));
+                    }
+                    continue;
+                }
+            }
             let (stream, _) = self.listener.accept().map_err(|e| Error::Io {
                 op: "accept a guest",
                 source: e,
@@ -179,25 +214,38 @@ impl Host {
         let raw = theirs.as_raw_fd();
         command.env(
             TICKET_ENV,
-            format!("memwire1:fd={raw}:host={}:start={}", self.me.pid, self.me.start_time),
+            format!(
+                "memwire1:fd={raw}:host={}:start={}",
+                self.me.pid, self.me.start_time
+            ),
         );
         inherit::inherit_in_child(command, raw);
-        let child = command.spawn().map_err(|e| Error::Io {
+        let mut child = command.spawn().map_err(|e| Error::Io {
             op: "spawn the guest",
             source: e,
         })?;
         drop(theirs);
-        let peer = ProcessHandle::from_child(&child)?;
+        match self.welcome_child(ours, &child) {
+            Ok(link) => Ok((child, link)),
+            Err(e) => {
+                // Never leave a half-started guest behind.
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(e)
+            }
+        }
+    }
+
+    fn welcome_child(&self, ours: UnixStream, child: &Child) -> Result<Link> {
+        let peer = ProcessHandle::from_child(child)?;
         if read_request(&ours) != Some(Request::Join) {
             return Err(Error::ProtocolViolation {
                 pid: peer.pid(),
                 what: "the spawned guest did not ask to join".into(),
             });
         }
-        match self.welcome(ours, peer)? {
-            Some(link) => Ok((child, link)),
-            None => Err(Error::Refused(RefuseReason::PeerTableFull)),
-        }
+        self.welcome(ours, peer)?
+            .ok_or(Error::Refused(RefuseReason::PeerTableFull))
     }
 
     /// Live peer entries.
@@ -231,7 +279,12 @@ impl Host {
                 })
                 .collect()
         };
-        let max = self.peers.lock().unwrap_or_else(PoisonError::into_inner).entries.len();
+        let max = self
+            .peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entries
+            .len();
         let reply = status::encode(self.me.pid, max, &peers);
         let _ = stream.set_write_timeout(Some(Duration::from_millis(300)));
         let _ = std::io::Write::write_all(&mut stream, &reply);

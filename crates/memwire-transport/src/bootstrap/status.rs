@@ -146,7 +146,9 @@ fn ask(name: Name, socket: &Path) -> HostStatus {
         && stream.set_write_timeout(timeout).is_ok()
         && stream.write_all(&Request::Status.encode()).is_ok();
     let mut reply = Vec::new();
-    let limited = (&mut stream).take((HEAD + MAX_PEERS * PEER) as u64).read_to_end(&mut reply);
+    let limited = (&mut stream)
+        .take((HEAD + MAX_PEERS * PEER) as u64)
+        .read_to_end(&mut reply);
     match (asked, limited, decode(&reply)) {
         (true, Ok(_), Some((_, state))) => status(pid, state),
         _ => status(pid, HostState::Busy),
@@ -194,7 +196,13 @@ mod tests {
         }];
         let (pid, state) = decode(&encode(42, 64, &peers)).unwrap();
         assert_eq!(pid, 42);
-        assert_eq!(state, HostState::Live { max_peers: 64, peers });
+        assert_eq!(
+            state,
+            HostState::Live {
+                max_peers: 64,
+                peers
+            }
+        );
         assert_eq!(decode(&encode(1, 1, &[])[..HEAD - 1]), None);
     }
 

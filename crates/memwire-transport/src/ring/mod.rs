@@ -255,6 +255,7 @@ impl<M: RingMemory<N>, const N: usize> Producer<M, N> {
     }
 
     /// Number of entries the ring holds.
+    #[cfg(test)]
     pub(crate) fn capacity(&self) -> u32 {
         self.capacity
     }
@@ -270,7 +271,19 @@ impl<M: RingMemory<N>, const N: usize> Producer<M, N> {
         Ok(head)
     }
 
+    /// Whether a push would find room: answered from the cached head when it shows room (no
+    /// cross-core load), else from a fresh load of the consumer's head.
+    #[inline]
+    pub(crate) fn has_room(&mut self) -> Result<bool, RingError> {
+        if self.tail.wrapping_sub(self.head_cache) < self.capacity {
+            return Ok(true);
+        }
+        let head = self.load_head()?;
+        Ok(self.tail.wrapping_sub(head) < self.capacity)
+    }
+
     /// Entries in flight now (loads the consumer's head).
+    #[cfg(test)]
     pub(crate) fn len(&mut self) -> Result<u32, RingError> {
         let head = self.load_head()?;
         Ok(self.tail.wrapping_sub(head))
