@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 use memwire::shm::resource;
 
 use super::Globals;
-use super::row::{ResourceRow, Row, tables};
+use super::row::{HostRow, ResourceRow, Row, tables};
 
 /// List memwire resources.
 #[derive(Debug, clap::Args)]
@@ -19,12 +19,15 @@ pub(crate) struct Args {
     all_namespaces: bool,
 }
 
-/// Every row `ls` shows in `scope`. Later kinds of object add their rows here.
+/// Every row `ls` shows in `scope`: resources, then transport hosts (which belong to the
+/// user's runtime directory, not to a namespace). Later kinds of object add their rows here.
 pub(crate) fn rows(scope: &resource::Scope) -> Result<Vec<Row>> {
     let resources = resource::list(scope).context("listing resources")?;
+    let hosts = memwire::transport::list_hosts().context("listing transport hosts")?;
     Ok(resources
         .iter()
         .map(|info| Row::Resource(ResourceRow::from(info)))
+        .chain(hosts.iter().map(|h| Row::TransportHost(HostRow::from(h))))
         .collect())
 }
 
@@ -36,9 +39,16 @@ pub(crate) fn run(cx: &Globals, args: &Args) -> Result<()> {
         writeln!(out)?;
     } else if rows.is_empty() {
         if args.all_namespaces {
-            writeln!(out, "no memwire resources in any namespace")?;
+            writeln!(
+                out,
+                "no memwire resources in any namespace, and no transport hosts"
+            )?;
         } else {
-            writeln!(out, "no memwire resources in namespace `{}`", cx.namespace)?;
+            writeln!(
+                out,
+                "no memwire resources in namespace `{}`, and no transport hosts",
+                cx.namespace
+            )?;
         }
     } else {
         for table in tables(&rows, args.all_namespaces) {

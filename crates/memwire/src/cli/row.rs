@@ -19,6 +19,68 @@ use super::units::{show_duration, show_size};
 pub(crate) enum Row {
     /// A named shared-memory resource.
     Resource(ResourceRow),
+    /// A transport host listening in the runtime directory.
+    TransportHost(HostRow),
+}
+
+/// A transport host, as `memwire_transport::list_hosts` sees it.
+#[derive(Debug, Serialize)]
+pub(crate) struct HostRow {
+    pub(crate) name: String,
+    /// Its pid, when it is running.
+    pub(crate) pid: Option<u32>,
+    /// Its bootstrap socket.
+    pub(crate) socket: PathBuf,
+    /// `live` (answered), `busy` (running, not in `accept`), or `stale` (dead host's socket).
+    pub(crate) state: &'static str,
+    /// Most guests at once (`null` unless it answered).
+    pub(crate) max_peers: Option<u32>,
+    /// Attached guests.
+    pub(crate) peers: Vec<PeerRow>,
+    /// Slots of the host's sending pools in use, over all links.
+    pub(crate) slots_out: u64,
+    /// Slots of those pools in all.
+    pub(crate) slots_total: u64,
+}
+
+/// One guest of a host.
+#[derive(Debug, Serialize)]
+pub(crate) struct PeerRow {
+    pub(crate) pid: u32,
+    pub(crate) slots_out: u32,
+    pub(crate) slots_total: u32,
+    pub(crate) messages_sent: u64,
+    pub(crate) messages_received: u64,
+}
+
+impl From<&memwire::transport::HostStatus> for HostRow {
+    fn from(h: &memwire::transport::HostStatus) -> Self {
+        use memwire::transport::HostState;
+        let (state, max_peers, peers): (_, _, &[memwire::transport::PeerStatus]) = match &h.state {
+            HostState::Live { max_peers, peers } => ("live", Some(*max_peers), peers),
+            HostState::Busy => ("busy", None, &[]),
+            HostState::Stale => ("stale", None, &[]),
+        };
+        Self {
+            name: h.name.to_string(),
+            pid: h.pid,
+            socket: h.socket.clone(),
+            state,
+            max_peers,
+            slots_out: peers.iter().map(|p| u64::from(p.slots_out)).sum(),
+            slots_total: peers.iter().map(|p| u64::from(p.slots_total)).sum(),
+            peers: peers
+                .iter()
+                .map(|p| PeerRow {
+                    pid: p.pid,
+                    slots_out: p.slots_out,
+                    slots_total: p.slots_total,
+                    messages_sent: p.messages_sent,
+                    messages_received: p.messages_received,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A resource, as `memwire_shm::resource::list` sees it.
@@ -76,15 +138,57 @@ fn opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error
 pub(crate) fn tables(rows: &[Row], show_namespace: bool) -> Vec<Table> {
     let resources: Vec<&ResourceRow> = rows
         .iter()
-        .map(|row| match row {
-            Row::Resource(r) => r,
+        .filter_map(|row| match row {
+            Row::Resource(r) => Some(r),
+            Row::TransportHost(_) => None,
+        })
+        .collect();
+    let hosts: Vec<&HostRow> = rows
+        .iter()
+        .filter_map(|row| match row {
+            Row::TransportHost(h) => Some(h),
+            Row::Resource(_) => None,
         })
         .collect();
     let mut out = Vec::new();
     if !resources.is_empty() {
         out.push(resource_table(&resources, show_namespace));
     }
+    if !hosts.is_empty() {
+        out.push(host_table(&hosts));
+    }
     out
+}
+
+fn host_table(rows: &[&HostRow]) -> Table {
+    let mut table = new_table(vec![
+        "TRANSPORT HOST",
+        "PID",
+        "PEERS",
+        "SLOTS IN USE",
+        "STATE",
+    ]);
+    for h in rows {
+        let peers = match h.max_peers {
+            Some(max) => {
+                let pids: Vec<String> = h.peers.iter().map(|p| p.pid.to_string()).collect();
+                format!("{}/{max} {}", h.peers.len(), pids.join(","))
+            }
+            None => "-".to_owned(),
+        };
+        table.add_row(vec![
+            h.name.clone(),
+            h.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            peers.trim_end().to_owned(),
+            if h.max_peers.is_some() {
+                format!("{}/{}", h.slots_out, h.slots_total)
+            } else {
+                "-".to_owned()
+            },
+            h.state.to_owned(),
+        ]);
+    }
+    table
 }
 
 fn new_table(header: Vec<&str>) -> Table {
