@@ -69,7 +69,7 @@ mod watch;
 #[cfg(not(memwire_loom))]
 pub use bootstrap::{
     Guest, Host, HostConfig, HostState, HostStatus, PeerInfo, PeerStatus, RefuseReason, TICKET_ENV,
-    list_hosts,
+    list_hosts, remove_stale_hosts,
 };
 #[cfg(not(memwire_loom))]
 pub use config::{

@@ -96,5 +96,23 @@ fn ls_hosts() -> Result<()> {
     let rows = ls()?;
     ensure!(rows.len() == 1 && rows[0]["state"] == "stale", "{rows:?}");
     drop(link);
+    // gc takes the dead host's socket away.
+    let out = Command::new(env!("CARGO_BIN_EXE_memwire"))
+        .args(["gc", "--json"])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let removed = report["removed"].as_array().context("removed")?;
+    ensure!(
+        removed
+            .iter()
+            .any(|r| r["kind"] == "transport_host" && r["name"] == name.as_str()),
+        "{report}"
+    );
+    ensure!(ls()?.is_empty());
     Ok(())
 }

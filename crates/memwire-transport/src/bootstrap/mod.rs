@@ -23,7 +23,7 @@ mod status;
 pub use guest::Guest;
 pub use hello::RefuseReason;
 pub use host::{Host, HostConfig, PeerInfo};
-pub use status::{HostState, HostStatus, PeerStatus, list_hosts};
+pub use status::{HostState, HostStatus, PeerStatus, list_hosts, remove_stale_hosts};
 
 use std::path::PathBuf;
 

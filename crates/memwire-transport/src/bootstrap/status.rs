@@ -180,6 +180,32 @@ pub fn list_hosts() -> Result<Vec<HostStatus>> {
     Ok(hosts)
 }
 
+/// Removes the sockets of hosts that died (nobody listens on them), unless `dry_run`; returns
+/// what it removed. A socket is removed only after a second failed connect, so a host that is
+/// just starting is left alone.
+pub fn remove_stale_hosts(dry_run: bool) -> Result<Vec<HostStatus>> {
+    let mut removed = Vec::new();
+    for host in list_hosts()? {
+        if host.state != HostState::Stale || UnixStream::connect(&host.socket).is_ok() {
+            continue;
+        }
+        if !dry_run {
+            match std::fs::remove_file(&host.socket) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(Error::Io {
+                        op: "remove a stale host socket",
+                        source: e,
+                    });
+                }
+            }
+        }
+        removed.push(host);
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,5 @@
-//! `memwire gc`: removes resources that no live process holds.
+//! `memwire gc`: removes resources that no live process holds, and the sockets of transport
+//! hosts that died.
 
 use std::io::Write;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use anyhow::{Context as _, Result};
 use memwire::shm::resource;
 use serde::Serialize;
 
-use super::row::{ResourceRow, Row, tables};
+use super::row::{HostRow, ResourceRow, Row, tables};
 use super::units::parse_duration;
 use super::{Globals, error_chain};
 
@@ -57,6 +58,12 @@ pub(crate) fn run(cx: &Globals, args: &Args) -> Result<()> {
             .removed
             .iter()
             .map(|info| Row::Resource(ResourceRow::from(info)))
+            .chain(
+                memwire::transport::remove_stale_hosts(args.dry_run)
+                    .context("removing stale host sockets")?
+                    .iter()
+                    .map(|h| Row::TransportHost(HostRow::from(h))),
+            )
             .collect(),
         kept: report.kept,
         skipped: report
@@ -87,7 +94,7 @@ pub(crate) fn run(cx: &Globals, args: &Args) -> Result<()> {
     } else {
         writeln!(
             out,
-            "{verb} {} resource(s), kept {}:",
+            "{verb} {} resource(s) and stale host socket(s), kept {}:",
             report.removed.len(),
             report.kept
         )?;
