@@ -115,7 +115,8 @@ fn roles(role: &str) -> Result<()> {
             join[..8].copy_from_slice(b"MWJOIN01");
             (&stream).write_all(&join)?;
             let mut frame = [0u8; 64];
-            let got = memwire_shm::recv_with_fds(&stream, &mut frame, 1)?;
+            // The welcome carries the segment, then the link's four doorbells.
+            let got = memwire_shm::recv_with_fds(&stream, &mut frame, 5)?;
             let fd = got.fds.into_iter().next().context("no segment fd")?;
             let seg = MemfdSegment::from_fd(fd, 0)?;
             let map = seg.map(Access::ReadWrite)?;
