@@ -36,6 +36,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use memwire_shm::Doorbell;
 
+#[cfg(feature = "tokio")]
+use crate::error::Error;
 use crate::error::Result;
 
 /// A half of one end: each waits on its own doorbell.
@@ -102,9 +104,44 @@ impl Bells {
     }
 
     /// Our doorbell of `half`.
-    #[cfg(test)]
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn own(&self, half: Half) -> &Doorbell {
         &self.own[half as usize]
+    }
+}
+
+/// A half's doorbell registered with the tokio reactor, made by its first async wait (a link is
+/// made outside any runtime). It stays bound to that runtime, as tokio's own sockets do.
+#[derive(Debug, Default)]
+pub(crate) struct AsyncBell {
+    #[cfg(feature = "tokio")]
+    registered: Option<memwire_shm::AsyncDoorbell>,
+}
+
+#[cfg(feature = "tokio")]
+impl AsyncBell {
+    /// The registered doorbell of our `half`, registering a dup of it on first use. Fails
+    /// outside a tokio runtime instead of panicking.
+    pub(crate) fn get(&mut self, bells: &Bells, half: Half) -> Result<&memwire_shm::AsyncDoorbell> {
+        let registered = match self.registered.take() {
+            Some(registered) => registered,
+            None => {
+                tokio::runtime::Handle::try_current().map_err(|e| Error::Io {
+                    op: "find the tokio runtime to await the link in",
+                    source: std::io::Error::other(e),
+                })?;
+                let dup = bells
+                    .own(half)
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| Error::Io {
+                        op: "dup a doorbell for the tokio reactor",
+                        source: e,
+                    })?;
+                memwire_shm::AsyncDoorbell::from_doorbell(Doorbell::from_fd(dup)?)?
+            }
+        };
+        Ok(self.registered.insert(registered))
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use memwire_shm::ProcessId;
 
-use crate::bell::Half;
+use crate::bell::{AsyncBell, Half};
 use crate::config::{LinkConfig, WaitStrategy};
 use crate::descriptor::Descriptor;
 use crate::error::{Error, Result};
@@ -28,6 +28,12 @@ pub struct Rx {
     /// `(offset of slot 0, slot size)` of each of the sender's classes.
     pools: Vec<(usize, usize)>,
     pub(crate) wait: WaitStrategy,
+    /// Our receive doorbell, once registered with tokio by a `recv_async`.
+    #[cfg_attr(
+        not(feature = "tokio"),
+        expect(dead_code, reason = "awaited only under tokio")
+    )]
+    pub(crate) bell: AsyncBell,
     next_seq: u64,
     data_consumer_word: usize,
     data_producer_word: usize,
@@ -62,6 +68,7 @@ impl Rx {
                 .map(|(c, &base)| (base, c.size as usize))
                 .collect(),
             wait,
+            bell: AsyncBell::default(),
             next_seq: 0,
             shared,
         })

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use memwire_shm::{Access, Mapping, MemfdSegment, ProcessId, Segment};
 
-use crate::bell::Half;
+use crate::bell::{AsyncBell, Half};
 use crate::config::{LinkConfig, WaitStrategy};
 use crate::descriptor::{Descriptor, INLINE_MAX};
 use crate::error::{Error, Result};
@@ -39,6 +39,12 @@ pub struct Tx {
     inline_max: usize,
     max_large: u64,
     pub(crate) wait: WaitStrategy,
+    /// Our send doorbell, once registered with tokio by a `loan_async`.
+    #[cfg_attr(
+        not(feature = "tokio"),
+        expect(dead_code, reason = "awaited only under tokio")
+    )]
+    pub(crate) bell: AsyncBell,
     /// Sequence number of the next large message (its memfd travels on the control socket).
     next_seq: u64,
     data_consumer_word: usize,
@@ -69,6 +75,7 @@ impl Tx {
             inline_max: usize::from(config.inline_max).min(INLINE_MAX),
             max_large: config.max_large,
             wait,
+            bell: AsyncBell::default(),
             next_seq: 0,
             data_consumer_word,
             data_producer_word,
