@@ -10,10 +10,12 @@
 //! | `pool` | the sender's private slot pools: alloc, send, return, reclaim |
 //! | `bootstrap` | [`Host`] (bind, accept, spawn) and [`Guest`] (connect, from the ticket) |
 //! | [`Link`] | a peer's two directions: [`Tx`] (loans, [`Loan`]) and [`Rx`] ([`Message`]) |
+//! | `awaiting` | with the `tokio` feature (default): [`Rx::recv_async`], [`Tx::loan_async`], [`Tx::send_async`] |
+//! | `bell` | the link's eventfd doorbells, one per half of each end, that async waiters sleep on |
 //! | `layout` | where rings and pools sit in the segment; the header a guest validates |
 //! | `control` | large messages' memfds on the control socket |
 //! | `wait` | spin, then futex sleep, per [`WaitStrategy`] |
-//! | `watch` | the one thread that sees every peer's death at once |
+//! | `watch` | the one thread that sees every peer's death at once (and wakes sync and async waiters) |
 //! | `sync` | the atomics facade (std, or loom under `cfg(memwire_loom)`) |
 //! | `limits` | the receiver's view of the sender's pool: what a descriptor may name |
 //! | `descriptor` | the 64-byte descriptor: layout, encode, decode and validate |
@@ -29,6 +31,10 @@ mod sync;
 
 // The link layer is left out of the loom build (`cfg(memwire_loom)`): the loom models check
 // the ring alone, and the link's segment-backed ring cannot use loom's atomics.
+#[cfg(all(not(memwire_loom), feature = "tokio"))]
+mod awaiting;
+#[cfg(not(memwire_loom))]
+mod bell;
 #[cfg(not(memwire_loom))]
 mod bootstrap;
 #[cfg(not(memwire_loom))]

@@ -4,8 +4,8 @@
 //!
 //! # Disconnect
 //! The peer's death is seen at once through its pidfd, by the process-wide watcher thread
-//! (`watch.rs`), which marks the link gone and wakes every thread of ours sleeping on it: each
-//! returns [`Error::PeerGone`]. A peer that breaks the protocol is treated the same way, with
+//! (`watch.rs`), which marks the link gone and wakes every thread of ours sleeping on it (and
+//! rings our doorbells for the tokio tasks awaiting it): each returns [`Error::PeerGone`]. A peer that breaks the protocol is treated the same way, with
 //! [`Error::ProtocolViolation`]. The sender's slots in flight at a dead peer come back to its
 //! pool on the next call on the [`Tx`]; memory of received messages stays valid until they are
 //! dropped (the mapping lives as long as any of them).
@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use memwire_shm::{Mapping, ProcessHandle, ProcessId};
 
+use crate::bell::{Bells, Half};
 use crate::bootstrap::host::PeerTable;
 use crate::config::{LinkConfig, WaitStrategy};
 use crate::error::{Error, Result};
@@ -67,6 +68,7 @@ pub(crate) struct LinkParts {
     pub(crate) peer: ProcessHandle,
     pub(crate) wait: WaitStrategy,
     pub(crate) slot: Option<PeerSlot>,
+    pub(crate) bells: Bells,
 }
 
 /// Counters of one link, both halves.
@@ -98,9 +100,10 @@ pub struct Stats {
     pub messages_received: u64,
     /// Payload bytes this end received.
     pub bytes_received: u64,
-    /// Wake syscalls this end made (a `FUTEX_WAKE` for a peer that declared it sleeps).
+    /// Wake syscalls this end made (a `FUTEX_WAKE`, or a doorbell ring, for a peer that
+    /// declared it sleeps).
     pub wake_syscalls: u64,
-    /// Times a thread of this end went to sleep waiting.
+    /// Times a thread (or a tokio task) of this end went to sleep waiting.
     pub sleeps: u64,
 }
 
@@ -121,6 +124,8 @@ pub(crate) struct Shared {
     pub(crate) slots_total: u32,
     /// Offsets of the state words our threads sleep on, for the watcher to wake.
     pub(crate) sleep_words: Vec<usize>,
+    /// Our doorbells (async waiters sleep on them) and the peer's (we ring them).
+    pub(crate) bells: Bells,
 }
 
 impl Shared {
@@ -164,6 +169,8 @@ impl Shared {
             let _ = self.map.store_u32(word, 0, Ordering::SeqCst);
             let _ = self.map.futex_wake(word, u32::MAX);
         }
+        // Async waiters sleep on our doorbells instead; each re-checks and sees the link gone.
+        self.bells.ring_own();
         // Unblocks a peer of ours still reading the socket, and tells it we are done.
         let _ = self.control.shutdown(std::net::Shutdown::Both);
     }
@@ -184,14 +191,21 @@ impl Shared {
         self.gone_error()
     }
 
-    /// Makes the one wake syscall a sleeping peer asked for.
-    pub(crate) fn wake(&self, kind: Option<WaitKind>, word: usize) {
-        if let Some(WaitKind::Futex) = kind {
-            let _ = self.map.futex_wake(word, 1);
-            Counters::add(&self.counters.wake_syscalls, 1);
+    /// Makes the one wake syscall a sleeping peer asked for: `FUTEX_WAKE` on its state word
+    /// `word`, or a ring of the doorbell of its `half` (the half that sleeps on `word`).
+    pub(crate) fn wake(&self, kind: Option<WaitKind>, word: usize, half: Half) {
+        match kind {
+            None => return,
+            Some(WaitKind::Futex) => {
+                let _ = self.map.futex_wake(word, 1);
+            }
+            Some(WaitKind::Doorbell) => {
+                // Fails only on a broken fd of our own; the peer then waits for its next
+                // wake-up or our death, and can only have slowed itself.
+                let _ = self.bells.ring_peer(half);
+            }
         }
-        // `Doorbell` sleepers (tokio) are not supported yet by this end; a peer declaring it
-        // anyway gets no wake-up and only slows itself.
+        Counters::add(&self.counters.wake_syscalls, 1);
     }
 }
 
@@ -213,6 +227,7 @@ impl Link {
             peer,
             wait,
             slot,
+            bells,
         } = parts;
         control.set_nonblocking(true).map_err(|e| Error::Io {
             op: "make the control socket non-blocking",
@@ -238,6 +253,7 @@ impl Link {
             slots_out: AtomicU32::new(0),
             slots_total: u32::try_from(config.total_slots()).unwrap_or(u32::MAX),
             sleep_words,
+            bells,
         });
         let tx = Tx::new(Arc::clone(&shared), &config, send, wait)?;
         let rx = Rx::new(Arc::clone(&shared), &config, recv, wait)?;

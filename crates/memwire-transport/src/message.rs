@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use memwire_shm::Mapping;
 
+use crate::bell::Half;
 use crate::descriptor::INLINE_MAX;
 use crate::link::Shared;
 use crate::return_entry::ReturnEntry;
@@ -150,7 +151,7 @@ impl Drop for Message {
             .unwrap_or_else(PoisonError::into_inner)
             .try_push(&entry.encode());
         match pushed {
-            Ok(p) => shared.wake(p.wake, returns.consumer_word),
+            Ok(p) => shared.wake(p.wake, returns.consumer_word, Half::Tx),
             // The return ring holds every slot the sender has: full means it lied.
             Err(PushError::Full) => drop(shared.violate("return ring full")),
             Err(PushError::Corrupt(e)) => drop(shared.violate(e)),

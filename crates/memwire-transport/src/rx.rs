@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use memwire_shm::ProcessId;
 
+use crate::bell::{AsyncBell, Half};
 use crate::config::{LinkConfig, WaitStrategy};
 use crate::descriptor::Descriptor;
 use crate::error::{Error, Result};
@@ -19,14 +20,20 @@ use crate::wait::Waiter;
 /// The receiving half of a [`crate::Link`]. Owning it is the right to receive: one per link.
 #[derive(Debug)]
 pub struct Rx {
-    shared: Arc<Shared>,
-    data: Consumer<SegmentRing<64>, 64>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) data: Consumer<SegmentRing<64>, 64>,
     returns: Arc<Returns>,
     /// The sender's pool as we may trust it: what a descriptor may name.
     limits: Limits,
     /// `(offset of slot 0, slot size)` of each of the sender's classes.
     pools: Vec<(usize, usize)>,
-    wait: WaitStrategy,
+    pub(crate) wait: WaitStrategy,
+    /// Our receive doorbell, once registered with tokio by a `recv_async`.
+    #[cfg_attr(
+        not(feature = "tokio"),
+        expect(dead_code, reason = "awaited only under tokio")
+    )]
+    pub(crate) bell: AsyncBell,
     next_seq: u64,
     data_consumer_word: usize,
     data_producer_word: usize,
@@ -61,6 +68,7 @@ impl Rx {
                 .map(|(c, &base)| (base, c.size as usize))
                 .collect(),
             wait,
+            bell: AsyncBell::default(),
             next_seq: 0,
             shared,
         })
@@ -97,16 +105,8 @@ impl Rx {
     fn recv_within(&mut self, timeout: Option<Duration>) -> Result<Message> {
         let mut waiter = Waiter::new(self.wait, timeout);
         loop {
-            match self.data.try_pop() {
-                Ok(Some(popped)) => {
-                    self.shared.wake(popped.wake, self.data_producer_word);
-                    return self.accept(&popped.entry);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(self.shared.violate(e)),
-            }
-            if self.shared.is_gone() {
-                return Err(self.shared.gone_error());
+            if let Some(message) = self.try_take()? {
+                return Ok(message);
             }
             waiter.check_deadline()?;
             if waiter.spin() {
@@ -121,6 +121,24 @@ impl Rx {
             }
             self.data.cancel_sleep();
         }
+    }
+
+    /// The next message if one is there; [`Error::PeerGone`] (or the violation) once the link
+    /// is gone and every message sent before was taken.
+    pub(crate) fn try_take(&mut self) -> Result<Option<Message>> {
+        match self.data.try_pop() {
+            Ok(Some(popped)) => {
+                self.shared
+                    .wake(popped.wake, self.data_producer_word, Half::Tx);
+                return self.accept(&popped.entry).map(Some);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(self.shared.violate(e)),
+        }
+        if self.shared.is_gone() {
+            return Err(self.shared.gone_error());
+        }
+        Ok(None)
     }
 
     /// Validates a descriptor copied out of the ring and makes it a message.

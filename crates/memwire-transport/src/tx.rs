@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use memwire_shm::{Access, Mapping, MemfdSegment, ProcessId, Segment};
 
+use crate::bell::{AsyncBell, Half};
 use crate::config::{LinkConfig, WaitStrategy};
 use crate::descriptor::{Descriptor, INLINE_MAX};
 use crate::error::{Error, Result};
@@ -17,18 +18,33 @@ use crate::return_entry::ReturnEntry;
 use crate::ring::{Consumer, Producer, PushError, SegmentRing, WaitKind};
 use crate::wait::Waiter;
 
+/// What a loan waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lack {
+    /// Room in the data ring: the receiver pops.
+    Room,
+    /// A free slot of a fitting class: the receiver returns one.
+    Slot,
+}
+
 /// The sending half of a [`crate::Link`]. Owning it is the right to send: one per link.
 #[derive(Debug)]
 pub struct Tx {
     pub(crate) shared: Arc<Shared>,
-    data: Producer<SegmentRing<64>, 64>,
-    returns: Consumer<SegmentRing<8>, 8>,
+    pub(crate) data: Producer<SegmentRing<64>, 64>,
+    pub(crate) returns: Consumer<SegmentRing<8>, 8>,
     pub(crate) pool: Pool,
     /// Our own pool as the receiver sees it: what a return entry may name.
     limits: Limits,
     inline_max: usize,
     max_large: u64,
-    wait: WaitStrategy,
+    pub(crate) wait: WaitStrategy,
+    /// Our send doorbell, once registered with tokio by a `loan_async`.
+    #[cfg_attr(
+        not(feature = "tokio"),
+        expect(dead_code, reason = "awaited only under tokio")
+    )]
+    pub(crate) bell: AsyncBell,
     /// Sequence number of the next large message (its memfd travels on the control socket).
     next_seq: u64,
     data_consumer_word: usize,
@@ -59,6 +75,7 @@ impl Tx {
             inline_max: usize::from(config.inline_max).min(INLINE_MAX),
             max_large: config.max_large,
             wait,
+            bell: AsyncBell::default(),
             next_seq: 0,
             data_consumer_word,
             data_producer_word,
@@ -112,65 +129,88 @@ impl Tx {
     }
 
     fn loan_within(&mut self, len: usize, timeout: Option<Duration>) -> Result<Loan<'_>> {
+        self.check_len(len)?;
+        let mut waiter = Waiter::new(self.wait, timeout);
+        let body = loop {
+            let lack = match self.try_body(len)? {
+                Ok(body) => break body,
+                Err(lack) => lack,
+            };
+            waiter.check_deadline()?;
+            if waiter.spin() {
+                continue;
+            }
+            let declared = self.prepare_sleep(lack, WaitKind::Futex)?;
+            if declared && !self.shared.is_gone() {
+                waiter.sleep(&self.shared, self.sleep_word(lack))?;
+            }
+            self.returns.cancel_sleep();
+            self.data.cancel_sleep();
+        };
+        Ok(Loan::new(self, body, len))
+    }
+
+    /// [`Error::TooLarge`] for a message longer than the link allows.
+    pub(crate) fn check_len(&self, len: usize) -> Result<()> {
         if len as u64 > self.max_large {
             return Err(Error::TooLarge {
                 len: len as u64,
                 max: self.max_large,
             });
         }
-        let mut waiter = Waiter::new(self.wait, timeout);
-        let body = loop {
-            if self.shared.is_gone() {
-                self.collect_returns()?;
-                return Err(self.shared.gone_error());
-            }
-            let room = self.data.has_room().map_err(|e| self.shared.violate(e))?;
-            if room {
-                if len <= self.inline_max {
-                    break Body::Inline([0; INLINE_MAX]);
-                }
-                if !self.pool.fits(len) {
-                    let segment = MemfdSegment::create("memwire-large", len as u64)?;
-                    let map = segment.map(Access::ReadWrite)?;
-                    break Body::Large(segment, map);
-                }
-                // Returned slots are collected only when the pool runs short: the common
-                // case reads no index the receiver writes.
-                if let Some(slot) = self.pool.alloc(len) {
-                    self.publish_usage();
-                    break Body::Slot(slot);
-                }
-                self.collect_returns()?;
-                if let Some(slot) = self.pool.alloc(len) {
-                    self.publish_usage();
-                    break Body::Slot(slot);
-                }
-            }
-            waiter.check_deadline()?;
-            if waiter.spin() {
-                continue;
-            }
-            // Sleep on what we lack: a returned slot, or room in the ring.
-            let (declared, word) = if room {
-                let d = self.returns.prepare_sleep(WaitKind::Futex);
-                (
-                    d.map_err(|e| self.shared.violate(e))?,
-                    self.returns_consumer_word,
-                )
-            } else {
-                let d = self.data.prepare_sleep(WaitKind::Futex);
-                (
-                    d.map_err(|e| self.shared.violate(e))?,
-                    self.data_producer_word,
-                )
-            };
-            if declared && !self.shared.is_gone() {
-                waiter.sleep(&self.shared, word)?;
-            }
-            self.returns.cancel_sleep();
-            self.data.cancel_sleep();
+        Ok(())
+    }
+
+    /// Memory for a message of `len` bytes if it can be had without waiting, else what is
+    /// lacking; the link's error once it is gone.
+    pub(crate) fn try_body(&mut self, len: usize) -> Result<Result<Body, Lack>> {
+        if self.shared.is_gone() {
+            self.collect_returns()?;
+            return Err(self.shared.gone_error());
+        }
+        let room = self.data.has_room().map_err(|e| self.shared.violate(e))?;
+        if !room {
+            return Ok(Err(Lack::Room));
+        }
+        if len <= self.inline_max {
+            return Ok(Ok(Body::Inline([0; INLINE_MAX])));
+        }
+        if !self.pool.fits(len) {
+            let segment = MemfdSegment::create("memwire-large", len as u64)?;
+            let map = segment.map(Access::ReadWrite)?;
+            return Ok(Ok(Body::Large(segment, map)));
+        }
+        // Returned slots are collected only when the pool runs short: the common case reads
+        // no index the receiver writes.
+        if let Some(slot) = self.pool.alloc(len) {
+            self.publish_usage();
+            return Ok(Ok(Body::Slot(slot)));
+        }
+        self.collect_returns()?;
+        if let Some(slot) = self.pool.alloc(len) {
+            self.publish_usage();
+            return Ok(Ok(Body::Slot(slot)));
+        }
+        Ok(Err(Lack::Slot))
+    }
+
+    /// Declares that we sleep until the receiver gives us what we lack (`Ok(true)`: sleep on
+    /// [`Tx::sleep_word`] as `kind` says, then cancel both rings' declarations; `Ok(false)`:
+    /// it came meanwhile, try again).
+    pub(crate) fn prepare_sleep(&mut self, lack: Lack, kind: WaitKind) -> Result<bool> {
+        let declared = match lack {
+            Lack::Slot => self.returns.prepare_sleep(kind),
+            Lack::Room => self.data.prepare_sleep(kind),
         };
-        Ok(Loan::new(self, body, len))
+        declared.map_err(|e| self.shared.violate(e))
+    }
+
+    /// The state word a sleep for `lack` declares itself in.
+    fn sleep_word(&self, lack: Lack) -> usize {
+        match lack {
+            Lack::Slot => self.returns_consumer_word,
+            Lack::Room => self.data_producer_word,
+        }
     }
 
     /// Records the pool's usage where the host's status report reads it. Relaxed: a
@@ -214,7 +254,8 @@ impl Tx {
     pub(crate) fn publish(&mut self, descriptor: &Descriptor, len: usize) -> Result<()> {
         match self.data.try_push(&descriptor.encode()) {
             Ok(pushed) => {
-                self.shared.wake(pushed.wake, self.data_consumer_word);
+                self.shared
+                    .wake(pushed.wake, self.data_consumer_word, Half::Rx);
                 Counters::add(&self.shared.counters.messages_sent, 1);
                 Counters::add(&self.shared.counters.bytes_sent, len as u64);
                 Ok(())

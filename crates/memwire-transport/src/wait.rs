@@ -1,4 +1,5 @@
-//! Waiting: spin, then sleep on a futex, per the link's [`WaitStrategy`].
+//! Waiting: spin, then sleep on a futex (or, under tokio, await the doorbell: `bell.rs`), per
+//! the link's [`WaitStrategy`].
 //!
 //! Spinning yields the CPU every [`YIELD_EVERY`] turns: on a 2-vCPU machine two spinners that
 //! share a CPU would otherwise pass one message per scheduler slice.
@@ -15,6 +16,17 @@ use crate::ring::WaitKind;
 /// shares our CPU gets to run long before a scheduler slice ends. Yielding more often costs a
 /// syscall a turn and can feed itself (measured: 64 B spin round trips went bimodal).
 const YIELD_EVERY: u32 = 4096;
+
+/// The next step of a wait, per [`Waiter::turn`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// Check again after a pause instruction.
+    Spin,
+    /// Check again after giving the CPU away (the thread, or the task under tokio).
+    Yield,
+    /// Stop spinning: declare the sleep and block.
+    Sleep,
+}
 
 /// One wait: when to stop spinning and when to give up. Reads the clock only once it has to
 /// wait (a call that finds its message at once costs no clock read).
@@ -58,22 +70,34 @@ impl Waiter {
         }
     }
 
-    /// Spins once more if the strategy says so; `false` means: sleep now.
-    pub(crate) fn spin(&mut self) -> bool {
+    /// What the strategy says to do next: spin once more, yield the CPU (every
+    /// [`YIELD_EVERY`] spins), or sleep now.
+    pub(crate) fn turn(&mut self) -> Turn {
         let spinning = match self.strategy {
             WaitStrategy::Spin => true,
             WaitStrategy::SpinThenBlock { spin } => self.start().elapsed() < spin,
             WaitStrategy::Block => false,
         };
-        if spinning {
-            self.spins = self.spins.wrapping_add(1);
-            if self.spins.is_multiple_of(YIELD_EVERY) {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
+        if !spinning {
+            return Turn::Sleep;
         }
-        spinning
+        self.spins = self.spins.wrapping_add(1);
+        if self.spins.is_multiple_of(YIELD_EVERY) {
+            Turn::Yield
+        } else {
+            Turn::Spin
+        }
+    }
+
+    /// Spins (or yields the thread) once more if the strategy says so; `false` means: sleep
+    /// now.
+    pub(crate) fn spin(&mut self) -> bool {
+        match self.turn() {
+            Turn::Spin => std::hint::spin_loop(),
+            Turn::Yield => std::thread::yield_now(),
+            Turn::Sleep => return false,
+        }
+        true
     }
 
     /// Sleeps on the state word at `word` (already declared with `prepare_sleep`) until woken,

@@ -42,6 +42,15 @@ fn main() {
                 scribbler,
             ),
             trial("many_messages_both_ways_with_checksums", both_ways),
+            trial("async_echo_with_a_spawned_guest", async_echo),
+            trial(
+                "a_killed_guest_ends_a_pending_recv_async_with_peer_gone",
+                async_peer_killed,
+            ),
+            trial(
+                "async_waits_sleep_and_spinning_async_pairs_make_no_wake_syscalls",
+                async_wake_counts,
+            ),
         ],
     )
 }
@@ -63,12 +72,49 @@ fn echo(mut link: Link) -> Result<()> {
     Ok(())
 }
 
+/// [`echo`] with the tokio API, on a current-thread runtime; prints its wake syscalls and
+/// sleeps at the end.
+fn async_echo_role(link: Link) -> Result<()> {
+    runtime()?.block_on(async move {
+        let (mut tx, mut rx) = link.split();
+        loop {
+            let msg = match rx.recv_async().await {
+                Ok(m) => m,
+                Err(Error::PeerGone { .. }) => break,
+                Err(e) => return Err(e.into()),
+            };
+            let mut loan = tx.loan_async(msg.len()).await?;
+            loan.as_mut_slice().copy_from_slice(&msg);
+            drop(msg);
+            loan.commit()?;
+        }
+        let stats = tx.stats();
+        println!("wakes {} sleeps {}", stats.wake_syscalls, stats.sleeps);
+        Ok(())
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
 fn roles(role: &str) -> Result<()> {
     let host_name = || std::env::var(HOST_ENV).context("no host name");
     match role {
         "echo" => echo(Guest::from_env()?),
         "echo_spin" => echo(Guest::from_env_with(WaitStrategy::Spin)?),
         "connect_echo" => echo(Guest::connect(&host_name()?)?),
+        "async_echo" => async_echo_role(Guest::from_env()?),
+        "async_echo_block" => async_echo_role(Guest::from_env_with(WaitStrategy::Block)?),
+        "async_echo_spin" => async_echo_role(Guest::from_env_with(WaitStrategy::Spin)?),
+        // Takes its link and waits to be killed.
+        "idle" => {
+            let _link = Guest::from_env()?;
+            std::thread::sleep(Duration::from_secs(60));
+            Ok(())
+        }
         // A host in a child: serves echo to every guest until killed.
         "host" => {
             let host = Host::bind(&host_name()?, HostConfig::default())?;
@@ -115,7 +161,8 @@ fn roles(role: &str) -> Result<()> {
             join[..8].copy_from_slice(b"MWJOIN01");
             (&stream).write_all(&join)?;
             let mut frame = [0u8; 64];
-            let got = memwire_shm::recv_with_fds(&stream, &mut frame, 1)?;
+            // The welcome carries the segment, then the link's four doorbells.
+            let got = memwire_shm::recv_with_fds(&stream, &mut frame, 5)?;
             let fd = got.fds.into_iter().next().context("no segment fd")?;
             let seg = MemfdSegment::from_fd(fd, 0)?;
             let map = seg.map(Access::ReadWrite)?;
@@ -442,5 +489,130 @@ fn both_ways() -> Result<()> {
     eprintln!("{} messages, {over_1m} above 1 MiB", lens.len());
     drop(rx);
     ensure!(child.wait()?.success());
+    Ok(())
+}
+
+/// Both ends await: the host on a current-thread runtime, the guest in its own.
+fn async_echo() -> Result<()> {
+    let host = host("async-echo", WaitStrategy::default())?;
+    let (mut child, mut link) = host.spawn(&mut command("async_echo")?)?;
+    let sizes = [
+        0,
+        1,
+        56,
+        57,
+        256,
+        4096,
+        5000,
+        65536,
+        70_000,
+        1 << 20,
+        3 << 20,
+    ];
+    runtime()?.block_on(async {
+        for round in 0..20u64 {
+            for (i, &len) in sizes.iter().enumerate() {
+                let data = pattern(len, round * 100 + i as u64);
+                link.tx().send_async(&data).await?;
+                let back = tokio::time::timeout(support::DEADLINE, link.rx().recv_async())
+                    .await
+                    .with_context(|| format!("echo of {len} bytes"))??;
+                ensure!(
+                    back.as_slice() == data.as_slice(),
+                    "echo of {len} bytes differs"
+                );
+            }
+        }
+        Ok(())
+    })?;
+    let usage = link.tx().usage()?;
+    ensure!(
+        usage.iter().all(|u| u.free == u.total),
+        "slots not returned: {usage:?}"
+    );
+    ensure!(link.stats().messages_received == 20 * sizes.len() as u64);
+    drop(link);
+    ensure!(child.wait()?.success(), "async echo child failed");
+    Ok(())
+}
+
+/// The guest is SIGKILLed while the host's `recv_async` sleeps on its doorbell: the watcher
+/// rings it and the receive returns `PeerGone`.
+fn async_peer_killed() -> Result<()> {
+    let host = host("async-killed", WaitStrategy::Block)?;
+    let (child, link) = host.spawn(&mut command("idle")?)?;
+    let guard = support::Guard::from_child(child);
+    let (_tx, mut rx) = link.split();
+    runtime()?.block_on(async {
+        let mut recv = std::pin::pin!(rx.recv_async());
+        // Poll until the receive sleeps (Block: at once), then kill the guest.
+        let waker = std::task::Waker::noop();
+        let polled = recv
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(waker));
+        ensure!(polled.is_pending(), "nothing was sent, yet: {polled:?}");
+        guard.kill()?;
+        match tokio::time::timeout(support::DEADLINE, recv).await {
+            Ok(Err(Error::PeerGone { .. })) => Ok(()),
+            Ok(other) => bail!("recv_async after the kill gave {other:?}"),
+            Err(_) => bail!(
+                "recv_async still pending {:?} after the kill",
+                support::DEADLINE
+            ),
+        }
+    })?;
+    ensure!(rx.stats().sleeps == 1, "{:?}", rx.stats());
+    ensure!(host.peers().is_empty(), "{:?}", host.peers());
+    Ok(())
+}
+
+/// Blocking async pairs sleep on their doorbells and ring each other's; spinning async pairs
+/// make no wake syscall and never sleep.
+fn async_wake_counts() -> Result<()> {
+    const BLOCKING: u64 = 2000;
+    const SPINNING: u64 = 20_000;
+    let round_trips = |wait: WaitStrategy, role: &str, messages: u64| -> Result<_> {
+        let host = host("async-wakes", wait)?;
+        let mut cmd = command(role)?;
+        cmd.stdout(Stdio::piped());
+        let (mut child, mut link) = host.spawn(&mut cmd)?;
+        runtime()?.block_on(async {
+            for i in 0..messages {
+                let len = (i % 300) as usize;
+                let mut loan = link.tx().loan_async(len).await?;
+                loan.as_mut_slice().fill(i as u8);
+                loan.commit()?;
+                let back = link.rx().recv_async().await?;
+                ensure!(
+                    back.len() == len && back.iter().all(|&b| b == i as u8),
+                    "message {i}"
+                );
+            }
+            Ok(())
+        })?;
+        let stats = link.stats();
+        drop(link);
+        let mut out = String::new();
+        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut out)?;
+        ensure!(child.wait()?.success(), "{role} failed");
+        eprintln!("{role}: host {stats:?}; guest {}", out.trim());
+        ensure!(stats.messages_sent == messages && stats.messages_received == messages);
+        let guest: Vec<u64> = out
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        Ok((stats, guest))
+    };
+    // Block: each side sleeps whenever the other is busy, so both sleep and both ring.
+    let (host, guest) = round_trips(WaitStrategy::Block, "async_echo_block", BLOCKING)?;
+    ensure!(host.sleeps > 0 && host.wake_syscalls > 0, "host {host:?}");
+    ensure!(
+        matches!(guest[..], [wakes, sleeps] if wakes > 0 && sleeps > 0),
+        "guest wakes, sleeps: {guest:?}"
+    );
+    // Spin: nobody ever declares a sleep, so nobody makes a wake syscall.
+    let (host, guest) = round_trips(WaitStrategy::Spin, "async_echo_spin", SPINNING)?;
+    ensure!(host.wake_syscalls == 0 && host.sleeps == 0, "host {host:?}");
+    ensure!(guest == [0, 0], "guest wakes, sleeps: {guest:?}");
     Ok(())
 }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use memwire_shm::{Access, MemfdSegment, Name, ProcessHandle, ProcessId, Segment};
 
-use super::hello::{FRAME, Hello, Request};
+use super::hello::{FRAME, Hello, Request, WELCOME_FDS};
 use super::{TICKET_ENV, inherit, socket_path};
+use crate::bell::{Bells, WELCOME_BELLS};
 use crate::config::WaitStrategy;
 use crate::error::{Error, Result};
 use crate::layout::{Layout, read_header};
@@ -82,7 +83,8 @@ fn parse_ticket(ticket: &str) -> Result<(i32, ProcessId)> {
     Ok((fd, ProcessId { pid, start_time }))
 }
 
-/// Reads the welcome frame and the segment fd, and checks everything before mapping.
+/// Reads the welcome frame, the segment fd and the doorbells, and checks everything before
+/// mapping.
 fn handshake(
     stream: UnixStream,
     expected_host: Option<ProcessId>,
@@ -93,11 +95,11 @@ fn handshake(
         source: e,
     })?;
     let mut frame = [0u8; FRAME];
-    let got = memwire_shm::recv_with_fds(&stream, &mut frame, 1)?;
+    let got = memwire_shm::recv_with_fds(&stream, &mut frame, WELCOME_FDS)?;
     let mut len = got.len;
     let mut fds = got.fds;
     while len < FRAME && len > 0 {
-        let more = memwire_shm::recv_with_fds(&stream, &mut frame[len..], 1)?;
+        let more = memwire_shm::recv_with_fds(&stream, &mut frame[len..], WELCOME_FDS)?;
         if more.len == 0 {
             break;
         }
@@ -128,10 +130,15 @@ fn handshake(
             "welcome names host {host}, the ticket another"
         )));
     }
-    let [fd] = <[_; 1]>::try_from(fds).map_err(|fds: Vec<_>| {
-        violation(format!("welcome carried {} fds, expected 1", fds.len()))
+    let [fd, b0, b1, b2, b3] = <[_; WELCOME_FDS]>::try_from(fds).map_err(|fds: Vec<_>| {
+        violation(format!(
+            "welcome carried {} fds, expected {WELCOME_FDS}",
+            fds.len()
+        ))
     })?;
     let segment = MemfdSegment::from_fd(fd, segment_len)?;
+    let bells: [_; WELCOME_BELLS] = [b0, b1, b2, b3];
+    let bells = Bells::from_welcome(bells)?;
     let map = segment.map(Access::ReadWrite)?;
     let header = read_header(&map)?;
     if header.host != host || header.epoch != epoch {
@@ -150,6 +157,7 @@ fn handshake(
         peer,
         wait,
         slot: None,
+        bells,
     })
 }
 

@@ -5,7 +5,8 @@
 //! Join / Status request (guest → host, first frame of every connection)
 //!  0  magic "MWJOIN01" (a guest that wants a link) or "MWSTAT01" (`memwire ls` asking)
 //!
-//! Welcome (host → guest, with 1 fd: the link's sealed memfd segment)
+//! Welcome (host → guest, with 5 fds: the link's sealed memfd segment, then the doorbells
+//! host rx, host tx, guest rx, guest tx: eventfds, see `bell.rs`)
 //!  0  magic "MWHELLO1"    16  host pid u32         32  segment length u64
 //!  8  version u32         24  host start time u64  40  epoch u64
 //! 12  peer index u32
@@ -20,7 +21,10 @@ use memwire_shm::ProcessId;
 pub(crate) const FRAME: usize = 64;
 const WELCOME: u64 = u64::from_le_bytes(*b"MWHELLO1");
 const REFUSE: u64 = u64::from_le_bytes(*b"MWREFUSE");
-const VERSION: u32 = 1;
+/// 2: the welcome carries the doorbells after the segment.
+const VERSION: u32 = 2;
+/// Fds a welcome carries: the segment and the doorbells.
+pub(crate) const WELCOME_FDS: usize = 1 + crate::bell::WELCOME_BELLS;
 const JOIN: u64 = u64::from_le_bytes(*b"MWJOIN01");
 const STATUS: u64 = u64::from_le_bytes(*b"MWSTAT01");
 
@@ -82,7 +86,7 @@ pub(crate) enum HelloError {
     Length(usize),
     #[error("bad bootstrap magic {0:#018x}")]
     Magic(u64),
-    #[error("bootstrap version {0}, expected 1")]
+    #[error("bootstrap version {0}, expected {VERSION}")]
     Version(u32),
     #[error("unknown refusal reason {0}")]
     Reason(u32),

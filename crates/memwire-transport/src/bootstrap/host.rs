@@ -13,6 +13,7 @@ use memwire_shm::{Access, MemfdSegment, Name, ProcessHandle, ProcessId, Segment}
 use super::hello::{FRAME, Hello, RefuseReason, Request};
 use super::status::{self, PeerStatus};
 use super::{TICKET_ENV, inherit, socket_path};
+use crate::bell::Bells;
 use crate::config::{LinkConfig, WaitStrategy};
 use crate::error::{ConfigError, Error, Result};
 use crate::layout::{Layout, write_header};
@@ -304,6 +305,7 @@ impl Host {
         let map = segment.map(Access::ReadWrite)?;
         let epoch = self.epoch.fetch_add(1, Ordering::Relaxed);
         write_header(&map, config, self.me, epoch)?;
+        let bells = Bells::for_host()?;
         let frame = Hello::Welcome {
             peer: slot.index as u32,
             host: self.me,
@@ -311,7 +313,8 @@ impl Host {
             epoch,
         }
         .encode();
-        memwire_shm::send_with_fds(&stream, &frame, &[segment.as_fd()])?;
+        let [b0, b1, b2, b3] = bells.welcome_fds();
+        memwire_shm::send_with_fds(&stream, &frame, &[segment.as_fd(), b0, b1, b2, b3])?;
         let link = Link::new(LinkParts {
             map: Arc::new(map),
             config: config.clone(),
@@ -321,6 +324,7 @@ impl Host {
             peer,
             wait: self.config.wait,
             slot: Some(slot),
+            bells,
         })?;
         self.links
             .lock()

@@ -3,14 +3,14 @@
 //! - **Walk-in**: a host listens on `<runtime dir>/transport/<name>.sock`. A guest connects;
 //!   the host identifies it by `SO_PEERCRED`, opens a pidfd on it, takes a peer entry, creates
 //!   the link's sealed memfd segment, and sends a [welcome frame](hello) with the segment's fd
-//!   (`SCM_RIGHTS`). The socket stays open as the link's control channel (large messages'
+//!   and the link's four doorbells (`SCM_RIGHTS`). The socket stays open as the link's control channel (large messages'
 //!   memfds travel on it; its end-of-file is a second sign of death).
 //! - **Spawned**: the host makes a socket pair, the child inherits one end and finds its
 //!   number, with the host's identity, in `MEMWIRE_TICKET`; then the same welcome follows.
 //!   (`SO_PEERCRED` of a socket pair names its creator, so the host uses the `Child`'s pid.)
 //!
 //! The guest checks everything it is handed: the frame, that the fd is a memfd sealed against
-//! shrink and grow and as large as claimed, the segment header, and that the host named in the
+//! shrink and grow and as large as claimed, that the doorbells are eventfds, the segment header, and that the host named in the
 //! frame is its peer.
 
 mod guest;

@@ -1,0 +1,158 @@
+//! Waiting under tokio: [`Rx::recv_async`], [`Tx::loan_async`] and [`Tx::send_async`].
+//!
+//! The same spin phase as the blocking calls (yielding to the runtime, not the thread, every
+//! few thousand turns), then the ring's sleep handshake declaring [`WaitKind::Doorbell`]: the
+//! peer rings this half's eventfd (`bell.rs`) instead of making a `FUTEX_WAKE`, and the task
+//! awaits the eventfd through tokio's `AsyncFd`. No thread blocks, none is started per link, and
+//! a busy link still makes no syscall at all: the peer rings only a declared sleeper.
+//!
+//! **Cancel safety.** Dropping a future mid-wait withdraws its sleep declaration (a drop guard
+//! calls `cancel_sleep`), so the ring is left as if it never slept. A message leaves the ring
+//! only in the poll that returns it, and a loan is made only in the poll that returns it, so a
+//! dropped future loses neither. A ring that lands after the drop leaves a count in the
+//! eventfd: the next wait wakes once for nothing and re-checks.
+//!
+//! **Disconnect.** The watcher rings our doorbells when the peer dies (`Shared::mark_gone`):
+//! a pending `recv_async` or `loan_async` returns [`crate::Error::PeerGone`] at once.
+//!
+//! **Runtime.** A half's first wait registers its doorbell with the current runtime; the half
+//! then belongs to that runtime, as a tokio socket does. Outside a runtime the call fails
+//! (`Error::Io`) instead of panicking. Committing a large message (beyond every size class)
+//! still passes its memfd on the control socket with a blocking wait when the socket is full.
+
+use memwire_shm::AsyncDoorbell;
+
+use crate::bell::Half;
+use crate::error::Result;
+use crate::link::{Counters, Shared};
+use crate::loan::Loan;
+use crate::message::Message;
+use crate::ring::WaitKind;
+use crate::rx::Rx;
+use crate::tx::Tx;
+use crate::wait::{Turn, Waiter};
+
+impl Rx {
+    /// The next message, awaited without blocking the thread: spins per the link's
+    /// [`crate::WaitStrategy`], then sleeps on the link's eventfd. Messages already sent are
+    /// delivered before a dead peer's [`crate::Error::PeerGone`]. Cancel safe: dropping the
+    /// future loses no message. Time out with `tokio::time::timeout`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> memwire_transport::Result<()> {
+    /// use memwire_transport::{Guest, Host, HostConfig};
+    ///
+    /// # let name = format!("doc-recv-async-{}", std::process::id());
+    /// let host = Host::bind(&name, HostConfig::default())?;
+    /// let guest = std::thread::spawn(move || Guest::connect(&name));
+    /// let mut link = host.accept()?;
+    /// # let mut guest = guest.join().expect("the guest thread")?;
+    /// guest.tx().send_async(b"hello").await?;
+    /// assert_eq!(&*link.rx().recv_async().await?, b"hello");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn recv_async(&mut self) -> Result<Message> {
+        let mut waiter = Waiter::new(self.wait, None);
+        loop {
+            if let Some(message) = self.try_take()? {
+                return Ok(message);
+            }
+            if spin(&mut waiter).await {
+                continue;
+            }
+            let declared = self
+                .data
+                .prepare_sleep(WaitKind::Doorbell)
+                .map_err(|e| self.shared.violate(e))?;
+            let data = &self.data;
+            let _cancel = OnDrop(move || data.cancel_sleep());
+            if declared && !self.shared.is_gone() {
+                let bell = self.bell.get(&self.shared.bells, Half::Rx)?;
+                sleep(&self.shared, bell).await?;
+            }
+        }
+    }
+}
+
+impl Tx {
+    /// [`Tx::loan`], awaited without blocking the thread: spins per the link's
+    /// [`crate::WaitStrategy`], then sleeps on the link's eventfd until the receiver makes
+    /// room or returns a slot. Cancel safe: dropping the future holds no slot.
+    pub async fn loan_async(&mut self, len: usize) -> Result<Loan<'_>> {
+        self.check_len(len)?;
+        let mut waiter = Waiter::new(self.wait, None);
+        let body = loop {
+            let lack = match self.try_body(len)? {
+                Ok(body) => break body,
+                Err(lack) => lack,
+            };
+            if spin(&mut waiter).await {
+                continue;
+            }
+            let declared = self.prepare_sleep(lack, WaitKind::Doorbell)?;
+            let (data, returns) = (&self.data, &self.returns);
+            let _cancel = OnDrop(move || {
+                data.cancel_sleep();
+                returns.cancel_sleep();
+            });
+            if declared && !self.shared.is_gone() {
+                let bell = self.bell.get(&self.shared.bells, Half::Tx)?;
+                sleep(&self.shared, bell).await?;
+            }
+        };
+        Ok(Loan::new(self, body, len))
+    }
+
+    /// Copies `data` into a loan awaited with [`Tx::loan_async`] and commits it.
+    pub async fn send_async(&mut self, data: &[u8]) -> Result<()> {
+        let mut loan = self.loan_async(data.len()).await?;
+        loan.as_mut_slice().copy_from_slice(data);
+        loan.commit()
+    }
+}
+
+/// One turn of the spin phase: `false` means sleep now.
+async fn spin(waiter: &mut Waiter) -> bool {
+    match waiter.turn() {
+        Turn::Spin => std::hint::spin_loop(),
+        // Lets the runtime's other tasks run (and, with the `Spin` strategy, keeps a task that
+        // never sleeps from holding its worker thread for good).
+        Turn::Yield => tokio::task::yield_now().await,
+        Turn::Sleep => return false,
+    }
+    true
+}
+
+/// Sleeps until the peer (or the watcher) rings `bell`; the caller declared it first.
+async fn sleep(shared: &Shared, bell: &AsyncDoorbell) -> Result<()> {
+    Counters::add(&shared.counters.sleeps, 1);
+    bell.wait().await?;
+    Ok(())
+}
+
+/// Runs its closure when dropped: withdraws a sleep declaration however the wait ends (woken,
+/// failed, or the future dropped).
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send<T: Send>(_: &T) {}
+
+    /// The futures can be `tokio::spawn`ed.
+    #[allow(dead_code)]
+    fn futures_are_send(rx: &mut Rx, tx: &mut Tx) {
+        send(&rx.recv_async());
+        send(&tx.loan_async(1));
+        send(&tx.send_async(b""));
+    }
+}
