@@ -17,7 +17,42 @@ use crate::error::{Error, Result};
 use crate::link::Shared;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"MWLARGE1");
-const FRAME: usize = 16;
+/// Size of a control frame.
+pub(crate) const FRAME: usize = 16;
+
+/// Why the bytes read from the control socket are not a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FrameError {
+    #[error("control frame of {0} bytes, expected 16")]
+    Length(usize),
+    #[error("bad control frame magic {0:#018x}")]
+    Magic(u64),
+}
+
+/// The frame announcing large message `seq`.
+pub(crate) fn encode_frame(seq: u64) -> [u8; FRAME] {
+    let mut frame = [0u8; FRAME];
+    frame[..8].copy_from_slice(&MAGIC.to_le_bytes());
+    frame[8..].copy_from_slice(&seq.to_le_bytes());
+    frame
+}
+
+/// Decodes the bytes a peer sent on the control socket into the sequence number they
+/// announce; any bytes give a number or an error, never a panic.
+pub(crate) fn decode_frame(b: &[u8]) -> std::result::Result<u64, FrameError> {
+    let Ok(frame) = <&[u8; FRAME]>::try_from(b) else {
+        return Err(FrameError::Length(b.len()));
+    };
+    let [magic, seq] = [0, 8].map(|o| {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&frame[o..o + 8]);
+        u64::from_le_bytes(x)
+    });
+    if magic != MAGIC {
+        return Err(FrameError::Magic(magic));
+    }
+    Ok(seq)
+}
 
 fn would_block(e: &memwire_shm::Error) -> bool {
     e.errno() == Some(Errno::AGAIN.raw_os_error())
@@ -25,9 +60,7 @@ fn would_block(e: &memwire_shm::Error) -> bool {
 
 /// Sends the frame for large message `seq`, waiting for room in the socket if needed.
 pub(crate) fn send_large(shared: &Shared, seq: u64, segment: &MemfdSegment) -> Result<()> {
-    let mut frame = [0u8; FRAME];
-    frame[..8].copy_from_slice(&MAGIC.to_le_bytes());
-    frame[8..].copy_from_slice(&seq.to_le_bytes());
+    let frame = encode_frame(seq);
     loop {
         match memwire_shm::send_with_fds(&shared.control, &frame, &[segment.as_fd()]) {
             Ok(n) if n == FRAME => return Ok(()),
@@ -63,13 +96,9 @@ pub(crate) fn recv_large(shared: &Shared, seq: u64, len: u64) -> Result<Mapping>
         }
         Err(e) => return Err(shared.violate(e)),
     };
-    let mut seq_bytes = [0u8; 8];
-    seq_bytes.copy_from_slice(&frame[8..]);
-    if got.len != FRAME
-        || frame[..8] != MAGIC.to_le_bytes()
-        || u64::from_le_bytes(seq_bytes) != seq
-        || got.fds.len() != 1
-    {
+    // `got.len` is at most `FRAME` (no `MSG_TRUNC`); a longer one would be refused all the same.
+    let bytes = frame.get(..got.len).unwrap_or_default();
+    if decode_frame(bytes) != Ok(seq) || got.fds.len() != 1 {
         return Err(shared.violate(format!("bad control frame for large message {seq}")));
     }
     let Some(fd) = got.fds.into_iter().next() else {
@@ -84,4 +113,28 @@ pub(crate) fn recv_large(shared: &Shared, seq: u64, len: u64) -> Result<Mapping>
         return Err(shared.violate("empty large message"));
     }
     Ok(Mapping::map(segment.as_fd(), 0, len, Access::ReadOnly)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn frames_round_trip_and_bad_ones_are_refused() {
+        assert_eq!(decode_frame(&encode_frame(7)), Ok(7));
+        assert_eq!(decode_frame(&encode_frame(u64::MAX)), Ok(u64::MAX));
+        assert_eq!(decode_frame(&[0; 15]), Err(FrameError::Length(15)));
+        assert_eq!(decode_frame(&[0; 17]), Err(FrameError::Length(17)));
+        assert_eq!(decode_frame(&[0; 16]), Err(FrameError::Magic(0)));
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics_and_round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            if let Ok(seq) = decode_frame(&bytes) {
+                prop_assert_eq!(&encode_frame(seq)[..], &bytes[..]);
+            }
+        }
+    }
 }

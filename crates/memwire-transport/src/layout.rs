@@ -33,7 +33,8 @@ use crate::error::{Error, Result};
 const MAGIC: u64 = u64::from_le_bytes(*b"MWLINK01");
 const LAYOUT_VERSION: u32 = 1;
 const PAGE: usize = 4096;
-const HEADER_LEN: usize = 64 + MAX_CLASSES * 8;
+/// Size of the header.
+pub(crate) const HEADER_LEN: usize = 64 + MAX_CLASSES * 8;
 /// Control block of a ring: tail, head and the two sleep words, a cache line each, so the
 /// producer's and the consumer's writes never share a line.
 pub(crate) const RING_CONTROL: usize = 4 * 64;
@@ -124,6 +125,12 @@ pub(crate) fn write_header(
     host: ProcessId,
     epoch: u64,
 ) -> Result<()> {
+    map.write(0, &encode_header(config, host, epoch))?;
+    Ok(())
+}
+
+/// The header of a link of `config` (already validated, so at most [`MAX_CLASSES`] classes).
+pub(crate) fn encode_header(config: &LinkConfig, host: ProcessId, epoch: u64) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[0..8].copy_from_slice(&MAGIC.to_le_bytes());
     h[8..12].copy_from_slice(&LAYOUT_VERSION.to_le_bytes());
@@ -139,8 +146,7 @@ pub(crate) fn write_header(
         h[o..o + 4].copy_from_slice(&c.size.to_le_bytes());
         h[o + 4..o + 8].copy_from_slice(&c.count.to_le_bytes());
     }
-    map.write(0, &h)?;
-    Ok(())
+    h
 }
 
 /// What a guest learns from the header.

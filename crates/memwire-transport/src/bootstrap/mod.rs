@@ -14,11 +14,11 @@
 //! frame is its peer.
 
 mod guest;
-mod hello;
+pub(crate) mod hello;
 pub(crate) mod host;
 #[allow(unsafe_code)]
 mod inherit;
-mod status;
+pub(crate) mod status;
 
 pub use guest::Guest;
 pub use hello::RefuseReason;
