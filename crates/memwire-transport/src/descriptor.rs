@@ -49,6 +49,7 @@
 //! damages its own link.
 
 use crate::limits::Limits;
+use crate::wire::{u32_at, u64_at};
 
 /// Bytes per descriptor: one cache line, so producer and consumer never share a line with a
 /// neighbouring entry.
@@ -166,16 +167,6 @@ pub(crate) enum DescriptorError {
         /// The receiver's `max_memfd_len`.
         max: u64,
     },
-}
-
-fn u32_at(raw: &[u8; DESCRIPTOR_SIZE], off: usize) -> u32 {
-    u32::from_le_bytes([raw[off], raw[off + 1], raw[off + 2], raw[off + 3]])
-}
-
-fn u64_at(raw: &[u8; DESCRIPTOR_SIZE], off: usize) -> u64 {
-    let mut b = [0; 8];
-    b.copy_from_slice(&raw[off..off + 8]);
-    u64::from_le_bytes(b)
 }
 
 /// Refuses the descriptor if any byte of `raw[range]` is not zero.

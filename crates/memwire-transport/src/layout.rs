@@ -29,6 +29,7 @@ use memwire_shm::{Mapping, ProcessId};
 
 use crate::config::{LinkConfig, MAX_CLASSES, SizeClass};
 use crate::error::{Error, Result};
+use crate::wire::{u32_at, u64_at};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"MWLINK01");
 const LAYOUT_VERSION: u32 = 1;
@@ -155,16 +156,6 @@ pub(crate) struct Header {
     pub(crate) config: LinkConfig,
     pub(crate) host: ProcessId,
     pub(crate) epoch: u64,
-}
-
-fn u32_at(h: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]])
-}
-
-fn u64_at(h: &[u8], o: usize) -> u64 {
-    let mut b = [0; 8];
-    b.copy_from_slice(&h[o..o + 8]);
-    u64::from_le_bytes(b)
 }
 
 /// Decodes and validates a copy of the header; `segment_len` is the size of the mapping.

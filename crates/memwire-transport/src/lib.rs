@@ -73,6 +73,8 @@ mod wait;
 #[cfg(not(memwire_loom))]
 mod watch;
 #[cfg(not(memwire_loom))]
+mod wire;
+#[cfg(not(memwire_loom))]
 pub use bootstrap::{
     Guest, Host, HostConfig, HostState, HostStatus, PeerInfo, PeerStatus, RefuseReason, TICKET_ENV,
     list_hosts, remove_stale_hosts,

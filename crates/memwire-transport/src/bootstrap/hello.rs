@@ -15,6 +15,7 @@
 //!  0  magic "MWREFUSE"     8  reason u32 (1 = peer table full)
 //! ```
 
+use crate::wire::{u32_at, u64_at};
 use memwire_shm::ProcessId;
 
 /// Size of every bootstrap frame.
@@ -90,16 +91,6 @@ pub(crate) enum HelloError {
     Version(u32),
     #[error("unknown refusal reason {0}")]
     Reason(u32),
-}
-
-fn u32_at(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
-
-fn u64_at(b: &[u8], o: usize) -> u64 {
-    let mut x = [0; 8];
-    x.copy_from_slice(&b[o..o + 8]);
-    u64::from_le_bytes(x)
 }
 
 impl Hello {

@@ -18,6 +18,7 @@ use memwire_shm::Name;
 
 use super::hello::Request;
 use crate::error::{Error, Result};
+use crate::wire::{u32_at, u64_at};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"MWSTATR1");
 const HEAD: usize = 24;
@@ -86,16 +87,6 @@ pub(crate) fn encode(pid: u32, max_peers: usize, peers: &[PeerStatus]) -> Vec<u8
         b.extend_from_slice(&p.messages_received.to_le_bytes());
     }
     b
-}
-
-fn u32_at(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
-
-fn u64_at(b: &[u8], o: usize) -> u64 {
-    let mut x = [0; 8];
-    x.copy_from_slice(&b[o..o + 8]);
-    u64::from_le_bytes(x)
 }
 
 /// Decodes a status reply; `None` for anything malformed.
