@@ -198,9 +198,14 @@ impl Host {
                     continue;
                 }
             };
-            match self.welcome(stream, peer)? {
-                Some(link) => return Ok(link),
-                None => continue,
+            match self.welcome(stream, peer) {
+                Ok(Some(link)) => return Ok(link),
+                Ok(None) => continue,
+                Err(Error::PeerGone { pid }) => {
+                    tracing::debug!(pid, "guest left before it was welcomed");
+                    continue;
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -291,7 +296,8 @@ impl Host {
         let _ = std::io::Write::write_all(&mut stream, &reply);
     }
 
-    /// Gives `stream`'s guest a peer entry and a fresh segment; `None` if it was refused.
+    /// Gives `stream`'s guest a peer entry and a fresh segment; `None` if it was refused,
+    /// [`Error::PeerGone`] if it left before its welcome.
     fn welcome(&self, stream: UnixStream, peer: ProcessHandle) -> Result<Option<Link>> {
         let Some(slot) = PeerTable::take(&self.peers, peer.id()) else {
             let frame = Hello::Refuse(RefuseReason::PeerTableFull).encode();
@@ -314,7 +320,20 @@ impl Host {
         }
         .encode();
         let [b0, b1, b2, b3] = bells.welcome_fds();
-        memwire_shm::send_with_fds(&stream, &frame, &[segment.as_fd(), b0, b1, b2, b3])?;
+        // A guest that closed its socket meanwhile (EPIPE) left: `PeerGone`, which `accept`
+        // skips, so one quitter cannot fail the host's accept loop.
+        if let Err(e) =
+            memwire_shm::send_with_fds(&stream, &frame, &[segment.as_fd(), b0, b1, b2, b3])
+        {
+            let gone = [rustix::io::Errno::PIPE, rustix::io::Errno::CONNRESET]
+                .iter()
+                .any(|errno| e.errno() == Some(errno.raw_os_error()));
+            return Err(if gone {
+                Error::PeerGone { pid: peer.pid() }
+            } else {
+                e.into()
+            });
+        }
         let link = Link::new(LinkParts {
             map: Arc::new(map),
             config: config.clone(),
@@ -348,4 +367,35 @@ fn read_request(stream: &UnixStream) -> Option<Request> {
     stream.set_read_timeout(None).ok()?;
     read.ok()?;
     Request::decode(&frame).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bind(test: &str) -> Host {
+        let name = format!("host-unit-{test}-{}", std::process::id());
+        Host::bind(&name, HostConfig::default()).unwrap()
+    }
+
+    /// A guest that asks to join and closes its socket before the welcome costs the host
+    /// nothing: `accept` goes on to the next guest instead of failing.
+    #[test]
+    fn a_guest_gone_before_its_welcome_does_not_fail_accept() {
+        let host = bind("gone-before-welcome");
+        {
+            let stream = UnixStream::connect(host.socket_path()).unwrap();
+            std::io::Write::write_all(&mut &stream, &Request::Join.encode()).unwrap();
+        }
+        let name = host.name().to_string();
+        let guest = std::thread::spawn(move || crate::Guest::connect(&name));
+        let mut link = host.accept_timeout(Duration::from_secs(30)).unwrap();
+        let mut guest = guest.join().unwrap().unwrap();
+        guest.tx().send(b"after the quitter").unwrap();
+        assert_eq!(
+            &*link.rx().recv_timeout(Duration::from_secs(30)).unwrap(),
+            b"after the quitter"
+        );
+        assert_eq!(host.peers().len(), 1, "{:?}", host.peers());
+    }
 }
