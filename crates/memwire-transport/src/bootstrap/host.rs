@@ -225,11 +225,11 @@ impl Host {
                 self.me.pid, self.me.start_time
             ),
         );
-        inherit::inherit_in_child(command, raw);
-        let mut child = command.spawn().map_err(|e| Error::Io {
-            op: "spawn the guest",
-            source: e,
-        })?;
+        let mut child =
+            inherit::spawn_inheriting(command, theirs.as_fd()).map_err(|e| Error::Io {
+                op: "spawn the guest",
+                source: e,
+            })?;
         drop(theirs);
         match self.welcome_child(ours, &child) {
             Ok(link) => Ok((child, link)),
