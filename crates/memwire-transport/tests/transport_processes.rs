@@ -38,6 +38,10 @@ fn main() {
                 "one_command_spawns_guests_twice_each_with_only_its_own_fds",
                 one_command_twice,
             ),
+            trial(
+                "a_spawned_guest_that_starts_slowly_gets_its_link",
+                late_guest,
+            ),
             trial("host_death_is_peer_gone_for_the_guest", host_death),
             trial("killed_guests_give_every_slot_back", killed_guests),
             trial("spinning_processes_make_no_wake_syscalls", no_wake_syscalls),
@@ -109,6 +113,11 @@ fn roles(role: &str) -> Result<()> {
     match role {
         "echo" => echo(Guest::from_env()?),
         "echo_spin" => echo(Guest::from_env_with(WaitStrategy::Spin)?),
+        // A guest with work to do before it asks for its link (a slow start).
+        "late_echo" => {
+            std::thread::sleep(Duration::from_secs(2));
+            echo(Guest::from_env()?)
+        }
         "connect_echo" => echo(Guest::connect(&host_name()?)?),
         "async_echo" => async_echo_role(Guest::from_env()?),
         "async_echo_block" => async_echo_role(Guest::from_env_with(WaitStrategy::Block)?),
@@ -341,6 +350,17 @@ fn one_command_twice() -> Result<()> {
     drop((first_link, second_link));
     ensure!(first.wait()?.success(), "first guest failed");
     ensure!(second.wait()?.success(), "second guest failed");
+    Ok(())
+}
+
+/// A spawned guest may do work before it calls `Guest::from_env`: `Host::spawn` waits for its
+/// join (or its exit) instead of giving up on it and killing it.
+fn late_guest() -> Result<()> {
+    let host = host("late", WaitStrategy::default())?;
+    let (mut child, mut link) = host.spawn(&mut command("late_echo")?)?;
+    check_echo(&mut link, 100, 4)?;
+    drop(link);
+    ensure!(child.wait()?.success(), "late guest failed");
     Ok(())
 }
 

@@ -211,7 +211,8 @@ impl Host {
     }
 
     /// Spawns `command` as a guest: the child inherits its end of a socket pair, named with
-    /// the host's identity in `MEMWIRE_TICKET`, and calls [`crate::Guest::from_env`].
+    /// the host's identity in `MEMWIRE_TICKET`, and calls [`crate::Guest::from_env`]. Waits
+    /// until it does, or exits (then the child is reaped and the call fails).
     pub fn spawn(&self, command: &mut Command) -> Result<(Child, Link)> {
         let (ours, theirs) = UnixStream::pair().map_err(|e| Error::Io {
             op: "socketpair",
@@ -244,6 +245,9 @@ impl Host {
 
     fn welcome_child(&self, ours: UnixStream, child: &Child) -> Result<Link> {
         let peer = ProcessHandle::from_child(child)?;
+        // A child may work a while before it asks for its link: wait as long as it runs (its
+        // exit closes its end of the pair, so the read below fails at once then).
+        wait_for_join(&ours, &peer)?;
         if read_request(&ours) != Some(Request::Join) {
             return Err(Error::ProtocolViolation {
                 pid: peer.pid(),
@@ -356,6 +360,27 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Waits until the spawned child `peer` has written on `ours` or has exited.
+fn wait_for_join(ours: &UnixStream, peer: &ProcessHandle) -> Result<()> {
+    use rustix::event::{PollFd, PollFlags};
+    loop {
+        let mut fds = [
+            PollFd::new(ours, PollFlags::IN),
+            PollFd::new(peer, PollFlags::IN),
+        ];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                return Err(Error::Io {
+                    op: "wait for the spawned guest to join",
+                    source: e.into(),
+                });
+            }
+        }
     }
 }
 
