@@ -349,10 +349,12 @@ impl Host {
             slot: Some(slot),
             bells,
         })?;
-        self.links
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::downgrade(link.shared()));
+        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        // Forget dropped links here too: a host nobody asks for its status would otherwise
+        // keep one (deallocated only with the `Weak`) per guest it ever served.
+        links.retain(|l| l.strong_count() > 0);
+        links.push(Arc::downgrade(link.shared()));
+        drop(links);
         Ok(Some(link))
     }
 }
@@ -422,5 +424,26 @@ mod tests {
             b"after the quitter"
         );
         assert_eq!(host.peers().len(), 1, "{:?}", host.peers());
+    }
+
+    /// The host's record of its links (for status reports) forgets dropped links as it goes,
+    /// not only when someone asks for the status: a host serving guest after guest does not
+    /// grow without bound.
+    #[test]
+    fn dropped_links_leave_the_hosts_record() {
+        let host = bind("record");
+        for _ in 0..3 {
+            let name = host.name().to_string();
+            let guest = std::thread::spawn(move || crate::Guest::connect(&name));
+            let link = host.accept_timeout(Duration::from_secs(30)).unwrap();
+            drop(guest.join().unwrap().unwrap());
+            drop(link);
+        }
+        let name = host.name().to_string();
+        let guest = std::thread::spawn(move || crate::Guest::connect(&name));
+        let _link = host.accept_timeout(Duration::from_secs(30)).unwrap();
+        let _guest = guest.join().unwrap().unwrap();
+        let links = host.links.lock().unwrap_or_else(PoisonError::into_inner);
+        assert_eq!(links.len(), 1, "links recorded: {}", links.len());
     }
 }
