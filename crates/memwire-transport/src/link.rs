@@ -130,6 +130,10 @@ pub(crate) struct Shared {
     pub(crate) sleep_words: Vec<usize>,
     /// Our doorbells (async waiters sleep on them) and the peer's (we ring them).
     pub(crate) bells: Bells,
+    /// Wakes our async waiters when the link goes. The doorbells alone cannot: the peer holds
+    /// them too and can read a ring away, and a peer we cut off is alive to do so.
+    #[cfg(feature = "tokio")]
+    pub(crate) gone_waiters: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -175,6 +179,9 @@ impl Shared {
         }
         // Async waiters sleep on our doorbells instead; each re-checks and sees the link gone.
         self.bells.ring_own();
+        // And on this, which no peer can take from them.
+        #[cfg(feature = "tokio")]
+        self.gone_waiters.notify_waiters();
         // Unblocks a peer of ours still reading the socket, and tells it we are done.
         let _ = self.control.shutdown(std::net::Shutdown::Both);
     }
@@ -270,6 +277,8 @@ impl Link {
             slots_total: u32::try_from(config.total_slots()).unwrap_or(u32::MAX),
             sleep_words,
             bells,
+            #[cfg(feature = "tokio")]
+            gone_waiters: tokio::sync::Notify::new(),
         });
         let tx = Tx::new(Arc::clone(&shared), &config, send, wait)?;
         let rx = Rx::new(Arc::clone(&shared), &config, recv, wait)?;
