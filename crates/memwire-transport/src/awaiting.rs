@@ -12,8 +12,10 @@
 //! dropped future loses neither. A ring that lands after the drop leaves a count in the
 //! eventfd: the next wait wakes once for nothing and re-checks.
 //!
-//! **Disconnect.** The watcher rings our doorbells when the peer dies (`Shared::mark_gone`):
-//! a pending `recv_async` or `loan_async` returns [`crate::Error::PeerGone`] at once.
+//! **Disconnect.** The watcher rings our doorbells when the peer dies (`Shared::mark_gone`),
+//! and wakes our waiters through a process-local `Notify` too (a peer we cut off is alive and
+//! holds our doorbells: it could read the ring away): a pending `recv_async` or `loan_async`
+//! returns [`crate::Error::PeerGone`] (or the violation) at once.
 //!
 //! **Runtime.** A half's first wait registers its doorbell with the current runtime; the half
 //! then belongs to that runtime, as a tokio socket does. Outside a runtime the call fails
@@ -125,10 +127,25 @@ async fn spin(waiter: &mut Waiter) -> bool {
     true
 }
 
-/// Sleeps until the peer (or the watcher) rings `bell`; the caller declared it first.
+/// Sleeps until the peer (or the watcher) rings `bell`, or the link goes; the caller declared
+/// it first.
 async fn sleep(shared: &Shared, bell: &AsyncDoorbell) -> Result<()> {
     Counters::add(&shared.counters.sleeps, 1);
-    bell.wait().await?;
+    // Made before the check: `notify_waiters` wakes every `Notified` made before it, so the
+    // link going after the check still wakes us, though the peer read our doorbell's ring away.
+    let gone = std::pin::pin!(shared.gone_waiters.notified());
+    if shared.is_gone() {
+        return Ok(());
+    }
+    let mut gone = gone;
+    let mut rung = std::pin::pin!(bell.wait());
+    std::future::poll_fn(|cx| {
+        if gone.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Ok(0));
+        }
+        rung.as_mut().poll(cx)
+    })
+    .await?;
     Ok(())
 }
 
@@ -144,7 +161,42 @@ impl<F: FnMut()> Drop for OnDrop<F> {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::time::Duration;
+
     use super::*;
+    use crate::{Error, Guest, Host, HostConfig, WaitStrategy};
+
+    /// The link is cut off (our `Tx` found the peer broke the protocol) while our `Rx` awaits;
+    /// the hostile peer, which holds our doorbells too, takes the ring meant to wake it. The
+    /// receive still ends, with the violation.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_cut_off_link_ends_recv_async_though_the_peer_takes_the_ring() {
+        let name = format!("awaiting-unit-stolen-ring-{}", std::process::id());
+        let config = HostConfig {
+            wait: WaitStrategy::Block,
+            ..HostConfig::default()
+        };
+        let host = Host::bind(&name, config).unwrap();
+        let guest = std::thread::spawn(move || Guest::connect(&name));
+        let link = host.accept_timeout(Duration::from_secs(30)).unwrap();
+        let _guest = guest.join().unwrap().unwrap();
+        let (_tx, mut rx) = link.split();
+        let shared = Arc::clone(&rx.shared);
+        let mut recv = std::pin::pin!(rx.recv_async());
+        let polled = recv
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+        assert!(polled.is_pending(), "nothing was sent, yet: {polled:?}");
+        drop(shared.violate("a forged return entry"));
+        // What the peer can do with the eventfd it was given: read the ring away.
+        shared.bells.own(Half::Rx).try_take().unwrap();
+        match tokio::time::timeout(Duration::from_secs(30), recv).await {
+            Ok(Err(Error::ProtocolViolation { .. })) => {}
+            other => panic!("recv_async on a cut-off link gave {other:?}"),
+        }
+    }
 
     fn send<T: Send>(_: &T) {}
 

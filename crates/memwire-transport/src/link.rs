@@ -8,10 +8,11 @@
 //! rings our doorbells for the tokio tasks awaiting it): each returns [`Error::PeerGone`]. A peer that breaks the protocol is treated the same way, with
 //! [`Error::ProtocolViolation`]. The sender's slots in flight at a dead peer come back to its
 //! pool on the next call on the [`Tx`]; memory of received messages stays valid until they are
-//! dropped (the mapping lives as long as any of them).
+//! dropped (the mapping lives as long as any of them). Dropping both halves closes the link at
+//! once, even while messages received on it live: the peer sees [`Error::PeerGone`].
 
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use memwire_shm::{Mapping, ProcessHandle, ProcessId};
@@ -115,6 +116,9 @@ pub(crate) struct Shared {
     /// The control socket, non-blocking: large messages' memfds travel on it.
     pub(crate) control: UnixStream,
     gone: AtomicBool,
+    /// Halves ([`Tx`], [`Rx`]) not yet dropped: 2, then 1, then 0, when the link is closed
+    /// though received messages may still hold this `Shared` (and the mapping).
+    halves: AtomicU8,
     violation: Mutex<Option<String>>,
     slot: Mutex<Option<PeerSlot>>,
     pub(crate) counters: Counters,
@@ -126,6 +130,10 @@ pub(crate) struct Shared {
     pub(crate) sleep_words: Vec<usize>,
     /// Our doorbells (async waiters sleep on them) and the peer's (we ring them).
     pub(crate) bells: Bells,
+    /// Wakes our async waiters when the link goes. The doorbells alone cannot: the peer holds
+    /// them too and can read a ring away, and a peer we cut off is alive to do so.
+    #[cfg(feature = "tokio")]
+    pub(crate) gone_waiters: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -171,8 +179,22 @@ impl Shared {
         }
         // Async waiters sleep on our doorbells instead; each re-checks and sees the link gone.
         self.bells.ring_own();
+        // And on this, which no peer can take from them.
+        #[cfg(feature = "tokio")]
+        self.gone_waiters.notify_waiters();
         // Unblocks a peer of ours still reading the socket, and tells it we are done.
         let _ = self.control.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// A half of the link was dropped; the last one closes the link: the peer sees it gone and
+    /// the host's peer entry is freed, though our received messages (which share this
+    /// `Shared`, for the mapping) may live on. They stay readable: the peer, seeing the link
+    /// gone, never loans from its pool of this link again, so it never rewrites their slots.
+    pub(crate) fn half_dropped(&self) {
+        // AcqRel: the last half to go sees everything the other did before it dropped.
+        if self.halves.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.mark_gone();
+        }
     }
 
     /// The peer broke the protocol: the link is cut off; returns the error to report.
@@ -247,6 +269,7 @@ impl Link {
             peer,
             control,
             gone: AtomicBool::new(false),
+            halves: AtomicU8::new(2),
             violation: Mutex::new(None),
             slot: Mutex::new(slot),
             counters: Counters::default(),
@@ -254,6 +277,8 @@ impl Link {
             slots_total: u32::try_from(config.total_slots()).unwrap_or(u32::MAX),
             sleep_words,
             bells,
+            #[cfg(feature = "tokio")]
+            gone_waiters: tokio::sync::Notify::new(),
         });
         let tx = Tx::new(Arc::clone(&shared), &config, send, wait)?;
         let rx = Rx::new(Arc::clone(&shared), &config, recv, wait)?;
@@ -329,4 +354,35 @@ pub(crate) fn limits(config: &LinkConfig) -> Result<crate::limits::Limits> {
         .collect();
     crate::limits::Limits::new(config.inline_max, &classes, config.max_large)
         .map_err(|e| Error::BadSegment(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{Error, Guest, Host, HostConfig};
+
+    /// Dropping both halves of a link closes it, though messages received on it still live:
+    /// the peer sees the link gone and the host's peer entry is freed, while the messages stay
+    /// readable.
+    #[test]
+    fn a_dropped_link_is_closed_though_its_messages_live() {
+        let name = format!("link-unit-dropped-{}", std::process::id());
+        let host = Host::bind(&name, HostConfig::default()).unwrap();
+        let guest = std::thread::spawn(move || Guest::connect(&name));
+        let mut link = host.accept_timeout(Duration::from_secs(30)).unwrap();
+        let mut guest = guest.join().unwrap().unwrap();
+        // 1000 bytes: a slot, so the message holds a slot of the guest's pool.
+        let data = vec![7u8; 1000];
+        guest.tx().send(&data).unwrap();
+        let kept = link.rx().recv_timeout(Duration::from_secs(30)).unwrap();
+        drop(link);
+        assert!(host.peers().is_empty(), "{:?}", host.peers());
+        match guest.rx().recv_timeout(Duration::from_secs(30)) {
+            Err(Error::PeerGone { .. }) => {}
+            other => panic!("recv on a link the host dropped gave {other:?}"),
+        }
+        assert!(matches!(guest.tx().send(b"x"), Err(Error::PeerGone { .. })));
+        assert_eq!(&*kept, data.as_slice());
+    }
 }

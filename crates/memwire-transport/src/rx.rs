@@ -183,3 +183,9 @@ impl Rx {
         Ok(message)
     }
 }
+
+impl Drop for Rx {
+    fn drop(&mut self) {
+        self.shared.half_dropped();
+    }
+}

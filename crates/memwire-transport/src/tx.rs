@@ -278,3 +278,9 @@ impl Tx {
         &self.shared.map
     }
 }
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        self.shared.half_dropped();
+    }
+}

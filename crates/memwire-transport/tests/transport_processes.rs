@@ -34,6 +34,14 @@ fn main() {
         vec![
             trial("spawned_guest_echoes_every_size", spawned_echo),
             trial("four_walk_in_guests_at_once", four_guests),
+            trial(
+                "one_command_spawns_guests_twice_each_with_only_its_own_fds",
+                one_command_twice,
+            ),
+            trial(
+                "a_spawned_guest_that_starts_slowly_gets_its_link",
+                late_guest,
+            ),
             trial("host_death_is_peer_gone_for_the_guest", host_death),
             trial("killed_guests_give_every_slot_back", killed_guests),
             trial("spinning_processes_make_no_wake_syscalls", no_wake_syscalls),
@@ -105,10 +113,48 @@ fn roles(role: &str) -> Result<()> {
     match role {
         "echo" => echo(Guest::from_env()?),
         "echo_spin" => echo(Guest::from_env_with(WaitStrategy::Spin)?),
+        // A guest with work to do before it asks for its link (a slow start).
+        "late_echo" => {
+            std::thread::sleep(Duration::from_secs(2));
+            echo(Guest::from_env()?)
+        }
         "connect_echo" => echo(Guest::connect(&host_name()?)?),
         "async_echo" => async_echo_role(Guest::from_env()?),
         "async_echo_block" => async_echo_role(Guest::from_env_with(WaitStrategy::Block)?),
         "async_echo_spin" => async_echo_role(Guest::from_env_with(WaitStrategy::Spin)?),
+        // Fails unless it holds no fd of the host's beyond its link: one control socket (the
+        // watcher's dup of it shares its inode) and pidfds of its parent only. Then echoes.
+        "own_fds_only" => {
+            let link = Guest::from_env()?;
+            let parent = std::os::unix::process::parent_id();
+            let mut sockets = std::collections::BTreeSet::new();
+            for entry in std::fs::read_dir("/proc/self/fd")? {
+                let path = entry?.path();
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let fd: i32 = name.parse().unwrap_or(0);
+                let (Ok(meta), Ok(target)) = (std::fs::metadata(&path), std::fs::read_link(&path))
+                else {
+                    continue; // The directory's own fd, closed by now.
+                };
+                if fd <= 2 {
+                    continue;
+                }
+                if std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) {
+                    sockets.insert(std::os::unix::fs::MetadataExt::ino(&meta));
+                }
+                if target.to_string_lossy().contains("pidfd") {
+                    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))?;
+                    let pid = info
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Pid:"))
+                        .map(str::trim)
+                        .unwrap_or("");
+                    ensure!(pid == parent.to_string(), "fd {fd}: a pidfd of {pid}");
+                }
+            }
+            ensure!(sockets.len() == 1, "sockets the guest holds: {sockets:?}");
+            echo(link)
+        }
         // Takes its link and waits to be killed.
         "idle" => {
             let _link = Guest::from_env()?;
@@ -288,6 +334,33 @@ fn four_guests() -> Result<()> {
         c.wait_success()?;
     }
     wait_until("peer entries to be freed", || Ok(host.peers().is_empty()))?;
+    Ok(())
+}
+
+/// `Host::spawn` may be handed the same `Command` again: each child inherits its own end of
+/// its control socket and nothing else of the host's (an earlier spawn's hook, left on the
+/// `Command`, must not hand it an fd number that now names another fd).
+fn one_command_twice() -> Result<()> {
+    let host = host("twice", WaitStrategy::default())?;
+    let mut cmd = command("own_fds_only")?;
+    let (mut first, mut first_link) = host.spawn(&mut cmd)?;
+    let (mut second, mut second_link) = host.spawn(&mut cmd)?;
+    check_echo(&mut first_link, 100, 1)?;
+    check_echo(&mut second_link, 100, 2)?;
+    drop((first_link, second_link));
+    ensure!(first.wait()?.success(), "first guest failed");
+    ensure!(second.wait()?.success(), "second guest failed");
+    Ok(())
+}
+
+/// A spawned guest may do work before it calls `Guest::from_env`: `Host::spawn` waits for its
+/// join (or its exit) instead of giving up on it and killing it.
+fn late_guest() -> Result<()> {
+    let host = host("late", WaitStrategy::default())?;
+    let (mut child, mut link) = host.spawn(&mut command("late_echo")?)?;
+    check_echo(&mut link, 100, 4)?;
+    drop(link);
+    ensure!(child.wait()?.success(), "late guest failed");
     Ok(())
 }
 

@@ -198,15 +198,21 @@ impl Host {
                     continue;
                 }
             };
-            match self.welcome(stream, peer)? {
-                Some(link) => return Ok(link),
-                None => continue,
+            match self.welcome(stream, peer) {
+                Ok(Some(link)) => return Ok(link),
+                Ok(None) => continue,
+                Err(Error::PeerGone { pid }) => {
+                    tracing::debug!(pid, "guest left before it was welcomed");
+                    continue;
+                }
+                Err(e) => return Err(e),
             }
         }
     }
 
     /// Spawns `command` as a guest: the child inherits its end of a socket pair, named with
-    /// the host's identity in `MEMWIRE_TICKET`, and calls [`crate::Guest::from_env`].
+    /// the host's identity in `MEMWIRE_TICKET`, and calls [`crate::Guest::from_env`]. Waits
+    /// until it does, or exits (then the child is reaped and the call fails).
     pub fn spawn(&self, command: &mut Command) -> Result<(Child, Link)> {
         let (ours, theirs) = UnixStream::pair().map_err(|e| Error::Io {
             op: "socketpair",
@@ -220,11 +226,11 @@ impl Host {
                 self.me.pid, self.me.start_time
             ),
         );
-        inherit::inherit_in_child(command, raw);
-        let mut child = command.spawn().map_err(|e| Error::Io {
-            op: "spawn the guest",
-            source: e,
-        })?;
+        let mut child =
+            inherit::spawn_inheriting(command, theirs.as_fd()).map_err(|e| Error::Io {
+                op: "spawn the guest",
+                source: e,
+            })?;
         drop(theirs);
         match self.welcome_child(ours, &child) {
             Ok(link) => Ok((child, link)),
@@ -239,6 +245,9 @@ impl Host {
 
     fn welcome_child(&self, ours: UnixStream, child: &Child) -> Result<Link> {
         let peer = ProcessHandle::from_child(child)?;
+        // A child may work a while before it asks for its link: wait as long as it runs (its
+        // exit closes its end of the pair, so the read below fails at once then).
+        wait_for_join(&ours, &peer)?;
         if read_request(&ours) != Some(Request::Join) {
             return Err(Error::ProtocolViolation {
                 pid: peer.pid(),
@@ -291,7 +300,8 @@ impl Host {
         let _ = std::io::Write::write_all(&mut stream, &reply);
     }
 
-    /// Gives `stream`'s guest a peer entry and a fresh segment; `None` if it was refused.
+    /// Gives `stream`'s guest a peer entry and a fresh segment; `None` if it was refused,
+    /// [`Error::PeerGone`] if it left before its welcome.
     fn welcome(&self, stream: UnixStream, peer: ProcessHandle) -> Result<Option<Link>> {
         let Some(slot) = PeerTable::take(&self.peers, peer.id()) else {
             let frame = Hello::Refuse(RefuseReason::PeerTableFull).encode();
@@ -314,7 +324,20 @@ impl Host {
         }
         .encode();
         let [b0, b1, b2, b3] = bells.welcome_fds();
-        memwire_shm::send_with_fds(&stream, &frame, &[segment.as_fd(), b0, b1, b2, b3])?;
+        // A guest that closed its socket meanwhile (EPIPE) left: `PeerGone`, which `accept`
+        // skips, so one quitter cannot fail the host's accept loop.
+        if let Err(e) =
+            memwire_shm::send_with_fds(&stream, &frame, &[segment.as_fd(), b0, b1, b2, b3])
+        {
+            let gone = [rustix::io::Errno::PIPE, rustix::io::Errno::CONNRESET]
+                .iter()
+                .any(|errno| e.errno() == Some(errno.raw_os_error()));
+            return Err(if gone {
+                Error::PeerGone { pid: peer.pid() }
+            } else {
+                e.into()
+            });
+        }
         let link = Link::new(LinkParts {
             map: Arc::new(map),
             config: config.clone(),
@@ -326,10 +349,12 @@ impl Host {
             slot: Some(slot),
             bells,
         })?;
-        self.links
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::downgrade(link.shared()));
+        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        // Forget dropped links here too: a host nobody asks for its status would otherwise
+        // keep one (deallocated only with the `Weak`) per guest it ever served.
+        links.retain(|l| l.strong_count() > 0);
+        links.push(Arc::downgrade(link.shared()));
+        drop(links);
         Ok(Some(link))
     }
 }
@@ -337,6 +362,27 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Waits until the spawned child `peer` has written on `ours` or has exited.
+fn wait_for_join(ours: &UnixStream, peer: &ProcessHandle) -> Result<()> {
+    use rustix::event::{PollFd, PollFlags};
+    loop {
+        let mut fds = [
+            PollFd::new(ours, PollFlags::IN),
+            PollFd::new(peer, PollFlags::IN),
+        ];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                return Err(Error::Io {
+                    op: "wait for the spawned guest to join",
+                    source: e.into(),
+                });
+            }
+        }
     }
 }
 
@@ -348,4 +394,56 @@ fn read_request(stream: &UnixStream) -> Option<Request> {
     stream.set_read_timeout(None).ok()?;
     read.ok()?;
     Request::decode(&frame).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bind(test: &str) -> Host {
+        let name = format!("host-unit-{test}-{}", std::process::id());
+        Host::bind(&name, HostConfig::default()).unwrap()
+    }
+
+    /// A guest that asks to join and closes its socket before the welcome costs the host
+    /// nothing: `accept` goes on to the next guest instead of failing.
+    #[test]
+    fn a_guest_gone_before_its_welcome_does_not_fail_accept() {
+        let host = bind("gone-before-welcome");
+        {
+            let stream = UnixStream::connect(host.socket_path()).unwrap();
+            std::io::Write::write_all(&mut &stream, &Request::Join.encode()).unwrap();
+        }
+        let name = host.name().to_string();
+        let guest = std::thread::spawn(move || crate::Guest::connect(&name));
+        let mut link = host.accept_timeout(Duration::from_secs(30)).unwrap();
+        let mut guest = guest.join().unwrap().unwrap();
+        guest.tx().send(b"after the quitter").unwrap();
+        assert_eq!(
+            &*link.rx().recv_timeout(Duration::from_secs(30)).unwrap(),
+            b"after the quitter"
+        );
+        assert_eq!(host.peers().len(), 1, "{:?}", host.peers());
+    }
+
+    /// The host's record of its links (for status reports) forgets dropped links as it goes,
+    /// not only when someone asks for the status: a host serving guest after guest does not
+    /// grow without bound.
+    #[test]
+    fn dropped_links_leave_the_hosts_record() {
+        let host = bind("record");
+        for _ in 0..3 {
+            let name = host.name().to_string();
+            let guest = std::thread::spawn(move || crate::Guest::connect(&name));
+            let link = host.accept_timeout(Duration::from_secs(30)).unwrap();
+            drop(guest.join().unwrap().unwrap());
+            drop(link);
+        }
+        let name = host.name().to_string();
+        let guest = std::thread::spawn(move || crate::Guest::connect(&name));
+        let _link = host.accept_timeout(Duration::from_secs(30)).unwrap();
+        let _guest = guest.join().unwrap().unwrap();
+        let links = host.links.lock().unwrap_or_else(PoisonError::into_inner);
+        assert_eq!(links.len(), 1, "links recorded: {}", links.len());
+    }
 }
