@@ -28,6 +28,9 @@ pub(crate) enum Turn {
     Sleep,
 }
 
+/// Longest single futex sleep before a waiter re-checks its link (see [`Waiter::sleep`]).
+const SLEEP_SLICE: Duration = Duration::from_secs(1);
+
 /// One wait: when to stop spinning and when to give up. Reads the clock only once it has to
 /// wait (a call that finds its message at once costs no clock read).
 pub(crate) struct Waiter {
@@ -102,14 +105,20 @@ impl Waiter {
 
     /// Sleeps on the state word at `word` (already declared with `prepare_sleep`) until woken,
     /// the deadline, or the link going away.
+    ///
+    /// The sleep is cut into slices of at most [`SLEEP_SLICE`]: the state word lives in memory
+    /// the peer can write, so a hostile peer we have just cut off could put our sleep
+    /// declaration back after `mark_gone` cleared it and woke us. Waking once a slice to
+    /// re-check costs an idle sleeper one syscall a second and bounds that hang.
     pub(crate) fn sleep(&self, shared: &Shared, word: usize) -> Result<()> {
         let remaining = self
             .deadline
             .map(|d| d.saturating_duration_since(Instant::now()));
+        let slice = remaining.map_or(SLEEP_SLICE, |r| r.min(SLEEP_SLICE));
         Counters::add(&shared.counters.sleeps, 1);
         shared
             .map
-            .futex_wait(word, WaitKind::Futex.word(), remaining)
+            .futex_wait(word, WaitKind::Futex.word(), Some(slice))
             .map_err(Error::from)?;
         Ok(())
     }

@@ -7,7 +7,7 @@
 //! each link, so it keeps no link alive; a dropped link's entry goes on the next wake-up.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use memwire_shm::Doorbell;
 use rustix::event::{PollFd, PollFlags};
@@ -26,31 +26,29 @@ struct Watcher {
     bell: Doorbell,
 }
 
-static WATCHER: OnceLock<Arc<Watcher>> = OnceLock::new();
+/// The watcher, once its thread runs. Set only after the thread started, so a failed start is
+/// retried by the next link instead of leaving a watcher nobody runs.
+static WATCHER: Mutex<Option<Arc<Watcher>>> = Mutex::new(None);
 
 fn watcher() -> Result<Arc<Watcher>> {
-    if let Some(w) = WATCHER.get() {
+    let mut slot = WATCHER.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(w) = slot.as_ref() {
         return Ok(Arc::clone(w));
     }
     let w = Arc::new(Watcher {
         pending: Mutex::new(Vec::new()),
         bell: Doorbell::new()?,
     });
-    if WATCHER.set(Arc::clone(&w)).is_ok() {
-        let run = Arc::clone(&w);
-        std::thread::Builder::new()
-            .name("memwire-watch".into())
-            .spawn(move || run.run())
-            .map_err(|e| Error::Io {
-                op: "start the watcher thread",
-                source: e,
-            })?;
-    }
-    // Another thread may have won the race to set it: use theirs.
-    WATCHER
-        .get()
-        .map(Arc::clone)
-        .ok_or_else(|| Error::BadSegment("watcher vanished".into()))
+    let run = Arc::clone(&w);
+    std::thread::Builder::new()
+        .name("memwire-watch".into())
+        .spawn(move || run.run())
+        .map_err(|e| Error::Io {
+            op: "start the watcher thread",
+            source: e,
+        })?;
+    *slot = Some(Arc::clone(&w));
+    Ok(w)
 }
 
 /// Starts watching `link`'s peer.
@@ -77,7 +75,11 @@ pub(crate) fn watch(link: &Arc<Shared>) -> Result<()> {
 
 /// Tells the watcher to look again (a link was dropped).
 pub(crate) fn poke() {
-    if let Some(w) = WATCHER.get() {
+    let watcher = WATCHER
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if let Some(w) = watcher {
         let _ = w.bell.ring();
     }
 }
@@ -99,8 +101,16 @@ impl Watcher {
                 fds.push(PollFd::new(&e.pidfd, PollFlags::IN));
                 fds.push(PollFd::new(&e.socket, PollFlags::RDHUP));
             }
-            if rustix::event::poll(&mut fds, None).is_err() {
-                continue; // EINTR; anything else would repeat, and poll has no other failure here.
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    // ENOMEM and the like: back off instead of spinning, then look again.
+                    tracing::warn!(error = %e, "watcher poll failed; retrying");
+                    drop(fds);
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
             }
             let gone: Vec<bool> = fds[1..]
                 .chunks(2)
