@@ -81,7 +81,18 @@ impl Bells {
     }
 
     /// The guest's, from the fds of the welcome frame: each must be an eventfd in counter mode.
+    ///
+    /// They must also be four different eventfds: a host that passed one eventfd twice would
+    /// make two waiters share a counter, and one read would swallow the other's wake-up.
     pub(crate) fn from_welcome(fds: [OwnedFd; WELCOME_BELLS]) -> Result<Self> {
+        let ids: Vec<Option<u64>> = fds.iter().map(|fd| eventfd_id(fd.as_fd())).collect();
+        for (i, a) in ids.iter().enumerate() {
+            if a.is_some() && ids[i + 1..].contains(a) {
+                return Err(Error::BadSegment(
+                    "the welcome's doorbells are not four different eventfds".into(),
+                ));
+            }
+        }
         let [host_rx, host_tx, guest_rx, guest_tx] = fds;
         Ok(Self {
             own: [Doorbell::from_fd(guest_rx)?, Doorbell::from_fd(guest_tx)?],
@@ -145,9 +156,36 @@ impl AsyncBell {
     }
 }
 
+/// The kernel's id of an eventfd (`eventfd-id:` in `/proc/self/fdinfo/N`, Linux 6.1+); `None`
+/// where the kernel does not say, and then distinctness goes unchecked.
+fn eventfd_id(fd: BorrowedFd<'_>) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("eventfd-id:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_welcome_doorbells_must_be_distinct() {
+        let fresh = || Doorbell::new().unwrap().into_fd();
+        assert!(Bells::from_welcome([fresh(), fresh(), fresh(), fresh()]).is_ok());
+        let one = fresh();
+        let dups = [
+            one.try_clone().unwrap(),
+            fresh(),
+            one.try_clone().unwrap(),
+            fresh(),
+        ];
+        let got = Bells::from_welcome(dups);
+        if eventfd_id(one.as_fd()).is_some() {
+            assert!(matches!(got, Err(Error::BadSegment(_))));
+        }
+    }
 
     #[test]
     fn the_guest_sees_the_host_bells_mirrored() {
