@@ -19,16 +19,7 @@ use support::{command, spawn, trial, unique_namespace, wait_until};
 const HOST_ENV: &str = "MEMWIRE_TEST_HOST";
 
 fn main() {
-    // Every trial and child shares one runtime dir of its own, so hosts are found by name.
-    if std::env::var_os("MEMWIRE_RUNTIME_DIR").is_none() {
-        let dir =
-            std::env::temp_dir().join(format!("memwire-transport-test-{}", std::process::id()));
-        // SAFETY: single-threaded here: `main` runs before any trial thread starts.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::env::set_var("MEMWIRE_RUNTIME_DIR", &dir)
-        };
-    }
+    support::private_runtime_dir("memwire-transport-test");
     support::main(
         roles,
         vec![

@@ -15,14 +15,7 @@ use support::{command, spawn, trial, wait_until};
 const HOST_ENV: &str = "MEMWIRE_TEST_HOST";
 
 fn main() {
-    if std::env::var_os("MEMWIRE_RUNTIME_DIR").is_none() {
-        let dir = std::env::temp_dir().join(format!("memwire-ls-hosts-{}", std::process::id()));
-        // SAFETY: `main` runs this before any other thread exists.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::env::set_var("MEMWIRE_RUNTIME_DIR", &dir)
-        };
-    }
+    support::private_runtime_dir("memwire-ls-hosts");
     support::main(
         roles,
         vec![trial(

@@ -42,7 +42,31 @@ pub fn main(roles: fn(&str) -> Result<()>, trials: Vec<Trial>) -> ! {
     }
     let mut args = Arguments::from_args();
     args.test_threads = Some(args.test_threads.map_or(2, |n| n.clamp(1, 2)));
-    libtest_mimic::run(&args, trials).exit()
+    let conclusion = libtest_mimic::run(&args, trials);
+    if let Some(dir) = OWN_RUNTIME_DIR.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    conclusion.exit()
+}
+
+/// The runtime directory [`private_runtime_dir`] made, removed when the trials end.
+static OWN_RUNTIME_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Gives this test binary and its children a runtime directory of their own, so hosts find
+/// each other by name and never see another test's (unless `MEMWIRE_RUNTIME_DIR` is already
+/// set, as it is in the children). Call first thing in `main`, before any thread starts.
+pub fn private_runtime_dir(prefix: &str) {
+    if std::env::var_os("MEMWIRE_RUNTIME_DIR").is_some() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+    // SAFETY: called at the top of `main`, before the test harness or anything else starts a
+    // thread, so nothing reads the environment concurrently.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("MEMWIRE_RUNTIME_DIR", &dir)
+    };
+    let _ = OWN_RUNTIME_DIR.set(dir);
 }
 
 /// A child process, killed and reaped when dropped unless already reaped.
