@@ -77,17 +77,24 @@ impl Echo {
         })
     }
 
-    /// Untimed round trips: [`Budget::warmup`] of them, or a tenth of the echo time.
+    /// Untimed round trips: at least [`Budget::warmup`] of them *and* a tenth of the echo
+    /// time, whichever lasts longer (capped at a fifth of the echo time). A count alone is a
+    /// few milliseconds for the fast cases, too short for an idle peer CPU to come up to speed:
+    /// the first row of a run then measured 2× its steady state.
     fn warm_up(&mut self, endpoint: &mut dyn Parent, budget: &Budget) -> Result<()> {
-        let end = Instant::now() + budget.echo_time / 10;
-        for _ in 0..budget.warmup() {
+        let start = Instant::now();
+        let at_least = start + budget.echo_time / 10;
+        let at_most = start + budget.echo_time / 5;
+        let mut done = 0;
+        loop {
             endpoint.round_trip()?;
             self.messages += 2;
-            if Instant::now() > end {
-                break;
+            done += 1;
+            let now = Instant::now();
+            if now > at_most || (done >= budget.warmup() && now > at_least) {
+                return Ok(());
             }
         }
-        Ok(())
     }
 
     /// Times up to `n` round trips; stops early after the first that ends past `end`. Returns
