@@ -32,10 +32,9 @@ impl Stable for crate::doorbell::Doorbell {}
 ///
 /// Outside a tokio runtime, or in one whose I/O driver is disabled (as tokio's own types do).
 pub(crate) fn register<T: Stable>(inner: T, interest: Interest) -> io::Result<AsyncFd<T>> {
-    // SAFETY: `T: Stable` owns its fd for as long as it lives and always returns it from
-    // `as_raw_fd`; the `AsyncFd` now owns `inner`, and no caller in this crate exposes
-    // `AsyncFd::get_mut`, so the fd stays open and unchanged until the `AsyncFd` is dropped or
-    // `into_inner` gives `inner` back.
+    // `T: Stable` owns its fd for its whole life and always returns it from `as_raw_fd`.
+    // SAFETY: the `AsyncFd` owns `inner` and nothing here exposes `AsyncFd::get_mut`, so the
+    // fd stays open and unchanged until the `AsyncFd` drops or `into_inner` returns `inner`.
     let registered = unsafe { AsyncFd::register_with_interest(inner, interest) };
     registered.map_err(|e| e.into_parts().1)
 }
