@@ -70,6 +70,27 @@ pub(crate) struct Direction {
     pub(crate) pools: Vec<usize>,
 }
 
+impl Direction {
+    /// This direction's data ring and return ring over `map`, each checked against it once.
+    pub(crate) fn rings(
+        &self,
+        map: &std::sync::Arc<Mapping>,
+        ring_depth: u32,
+    ) -> Result<(crate::ring::SegmentRing<64>, crate::ring::SegmentRing<8>)> {
+        let bad = |e: crate::ring::LayoutError| Error::BadSegment(e.to_string());
+        let data =
+            crate::ring::SegmentRing::new(std::sync::Arc::clone(map), self.data_ring, ring_depth)
+                .map_err(bad)?;
+        let returns = crate::ring::SegmentRing::new(
+            std::sync::Arc::clone(map),
+            self.return_ring,
+            self.return_depth,
+        )
+        .map_err(bad)?;
+        Ok((data, returns))
+    }
+}
+
 /// The whole segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Layout {

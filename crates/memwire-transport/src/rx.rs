@@ -8,7 +8,7 @@ use memwire_shm::ProcessId;
 use crate::bell::{AsyncBell, Half};
 use crate::config::{LinkConfig, WaitStrategy};
 use crate::descriptor::Descriptor;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layout::Direction;
 use crate::limits::Limits;
 use crate::link::{Counters, Shared, Stats, stats};
@@ -46,11 +46,7 @@ impl Rx {
         dir: &Direction,
         wait: WaitStrategy,
     ) -> Result<Self> {
-        let data_ring = SegmentRing::new(Arc::clone(&shared.map), dir.data_ring, config.ring_depth)
-            .map_err(|e| Error::BadSegment(e.to_string()))?;
-        let return_ring =
-            SegmentRing::new(Arc::clone(&shared.map), dir.return_ring, dir.return_depth)
-                .map_err(|e| Error::BadSegment(e.to_string()))?;
+        let (data_ring, return_ring) = dir.rings(&shared.map, config.ring_depth)?;
         let returns_consumer_word = return_ring.consumer_state_offset();
         Ok(Self {
             data_consumer_word: data_ring.consumer_state_offset(),

@@ -59,11 +59,7 @@ impl Tx {
         dir: &Direction,
         wait: WaitStrategy,
     ) -> Result<Self> {
-        let data_ring = SegmentRing::new(Arc::clone(&shared.map), dir.data_ring, config.ring_depth)
-            .map_err(|e| Error::BadSegment(e.to_string()))?;
-        let return_ring =
-            SegmentRing::new(Arc::clone(&shared.map), dir.return_ring, dir.return_depth)
-                .map_err(|e| Error::BadSegment(e.to_string()))?;
+        let (data_ring, return_ring) = dir.rings(&shared.map, config.ring_depth)?;
         let data_consumer_word = data_ring.consumer_state_offset();
         let data_producer_word = data_ring.producer_state_offset();
         let returns_consumer_word = return_ring.consumer_state_offset();

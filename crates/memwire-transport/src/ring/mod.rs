@@ -65,7 +65,7 @@ mod segment;
 #[cfg(any(test, memwire_loom))]
 pub(crate) use heap::HeapRing;
 #[cfg(not(memwire_loom))]
-pub(crate) use segment::SegmentRing;
+pub(crate) use segment::{LayoutError, SegmentRing};
 
 use crate::sync::{AtomicU32, Ordering, fence};
 
