@@ -1,10 +1,32 @@
 //! memwire-rpc: calls between processes over memwire's shared-memory links.
 //!
+//! A server runs a [`Service`] on a link ([`serve_link`]); a [`Client`] calls it, typed
+//! (postcard) or by name (MessagePack). Many calls share one link: each has an id, and
+//! answers come back in any order.
+//!
 //! | module | what it holds |
 //! | --- | --- |
 //! | [`Error`] | one typed error per failure a caller must tell apart |
+//! | [`frame`] | the frame every link message carries: header, kinds, encodings |
+//! | `codec` | postcard and MessagePack payloads; the error record |
+//! | `service` | [`Service`], [`Request`], [`Responder`], [`CallContext`], [`Sink`] |
+//! | `server` | [`serve_link`]: run a service's calls on a link |
+//! | `client` | [`Client`]: calls, timeouts, cancellation, streams |
+//! | `writer` | the link's sending half, shared by every call |
 #![deny(unsafe_code)]
 
+mod client;
+mod codec;
 mod error;
+pub mod frame;
+mod server;
+mod service;
+mod writer;
 
+pub use client::{Client, ItemStream, STREAM_WINDOW};
 pub use error::{Error, ErrorKind, Result};
+pub use frame::Encoding;
+pub use server::{LIST_FUNCTIONS, serve_link};
+pub use service::{
+    BoxFuture, CallContext, Fault, FunctionInfo, Param, Request, Responder, Service, Sink,
+};

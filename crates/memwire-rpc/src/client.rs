@@ -1,0 +1,589 @@
+//! The caller's side: a [`Client`] shares one link among any number of concurrent calls.
+//!
+//! Sending is done by the calling task itself, straight into the link; one reader task per
+//! link takes every answer off it and hands it to the call that waits for it (by call id), so
+//! answers may come back in any order. When the peer goes away, every pending call fails with
+//! [`Error::PeerGone`] at once, and so does every later call.
+//!
+//! Dropping a call's future (or its timeout running out) cancels it: the server is told and
+//! the handler sees [`crate::CallContext::is_cancelled`]. An [`ItemStream`] grants the server
+//! [`STREAM_WINDOW`] items at a time, so a slow consumer holds a fast producer back.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use memwire_transport::{Link, Message, Rx};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::codec::{self, ErrorRecord};
+use crate::error::{Error, Result};
+use crate::frame::{self, Encoding, Kind};
+use crate::server::LIST_FUNCTIONS;
+use crate::service::FunctionInfo;
+use crate::writer::Writer;
+
+/// Items a stream lets the server send ahead of the consumer.
+pub const STREAM_WINDOW: u32 = 64;
+
+/// A handle to call a service over one link. Cheap to clone; usable from many tasks and
+/// threads at once. The link closes when the last clone is dropped.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    writer: Arc<Writer>,
+    table: Arc<Table>,
+    next_id: AtomicU64,
+    peer: u32,
+    reader: tokio::task::AbortHandle,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Why a link stopped answering.
+#[derive(Clone, Debug)]
+enum Closed {
+    PeerGone(u32),
+    Protocol(String),
+}
+
+impl Closed {
+    fn error(&self) -> Error {
+        match self {
+            Self::PeerGone(pid) => Error::PeerGone { pid: *pid },
+            Self::Protocol(m) => Error::Protocol(m.clone()),
+        }
+    }
+}
+
+/// What the reader hands a waiting call.
+#[derive(Debug)]
+enum Outcome {
+    Reply(Reply),
+    Failed(ErrorRecord),
+    End,
+    Closed(Closed),
+}
+
+/// An answer's bytes, in place in the link.
+#[derive(Debug)]
+struct Reply {
+    message: Message,
+    encoding: Encoding,
+}
+
+impl Reply {
+    fn decode<R: DeserializeOwned>(&self) -> Result<R> {
+        let payload = self.message.get(frame::HEADER_LEN..).unwrap_or_default();
+        codec::decode(self.encoding, payload)
+            .map_err(|e| Error::Protocol(format!("the result does not decode: {e}")))
+    }
+}
+
+#[derive(Debug)]
+enum Waiting {
+    Call(oneshot::Sender<Outcome>),
+    Stream {
+        items: mpsc::UnboundedSender<Outcome>,
+        /// Items the server may still send before the consumer grants more.
+        credit: u32,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    state: Mutex<TableState>,
+}
+
+#[derive(Debug, Default)]
+struct TableState {
+    pending: HashMap<u64, Waiting>,
+    closed: Option<Closed>,
+}
+
+impl Table {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TableState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn insert(&self, id: u64, waiting: Waiting) -> Result<()> {
+        let mut state = self.lock();
+        if let Some(closed) = &state.closed {
+            return Err(closed.error());
+        }
+        state.pending.insert(id, waiting);
+        Ok(())
+    }
+
+    fn remove(&self, id: u64) -> bool {
+        self.lock().pending.remove(&id).is_some()
+    }
+
+    /// Fails every pending call, and every later one, with `closed`.
+    fn close(&self, closed: Closed) {
+        let pending = {
+            let mut state = self.lock();
+            state.closed.get_or_insert(closed.clone());
+            std::mem::take(&mut state.pending)
+        };
+        for waiting in pending.into_values() {
+            match waiting {
+                Waiting::Call(tx) => {
+                    let _ = tx.send(Outcome::Closed(closed.clone()));
+                }
+                Waiting::Stream { items, .. } => {
+                    let _ = items.send(Outcome::Closed(closed.clone()));
+                }
+            }
+        }
+    }
+
+    /// Delivers one answer. `Err` when the server broke the protocol.
+    fn deliver(&self, kind: Kind, id: u64, outcome: Outcome) -> Result<(), String> {
+        let mut state = self.lock();
+        match (kind, state.pending.get_mut(&id)) {
+            // The call was cancelled or timed out: its late answer is dropped.
+            (_, None) => Ok(()),
+            (Kind::Response | Kind::Error, Some(Waiting::Call(_))) => {
+                if let Some(Waiting::Call(tx)) = state.pending.remove(&id) {
+                    let _ = tx.send(outcome);
+                }
+                Ok(())
+            }
+            (Kind::StreamItem, Some(Waiting::Stream { items, credit })) => {
+                *credit = credit
+                    .checked_sub(1)
+                    .ok_or_else(|| format!("call {id} streamed more items than granted"))?;
+                let _ = items.send(outcome);
+                Ok(())
+            }
+            (Kind::StreamEnd | Kind::Error, Some(Waiting::Stream { .. })) => {
+                if let Some(Waiting::Stream { items, .. }) = state.pending.remove(&id) {
+                    let _ = items.send(outcome);
+                }
+                Ok(())
+            }
+            (kind, Some(_)) => Err(format!("a {kind:?} frame does not answer call {id}")),
+        }
+    }
+
+    fn grant(&self, id: u64, items: u32) {
+        if let Some(Waiting::Stream { credit, .. }) = self.lock().pending.get_mut(&id) {
+            *credit = credit.saturating_add(items);
+        }
+    }
+}
+
+impl Client {
+    /// A client on `link` (whose other end serves). Spawns the link's reader task on the
+    /// current tokio runtime.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    #[must_use]
+    pub fn new(link: Link) -> Self {
+        let peer = link.peer().pid;
+        let (tx, rx) = link.split();
+        let table = Arc::new(Table::default());
+        let reader = tokio::spawn(read(rx, Arc::clone(&table))).abort_handle();
+        Self {
+            inner: Arc::new(Inner {
+                writer: Arc::new(Writer::new(tx)),
+                table,
+                next_id: AtomicU64::new(1),
+                peer,
+                reader,
+            }),
+        }
+    }
+
+    /// The pid of the process that serves.
+    #[must_use]
+    pub fn peer_pid(&self) -> u32 {
+        self.inner.peer
+    }
+
+    /// Calls `method` with typed arguments (a tuple of its parameters), postcard on the wire:
+    /// what the client `#[memwire::service]` generates uses.
+    ///
+    /// # Errors
+    /// Every [`Error`] a call can end with.
+    pub async fn call_typed<A, R>(&self, method: &str, args: &A) -> Result<R>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.call_with(method, Encoding::Postcard, args, None).await
+    }
+
+    /// Calls `method` by name with MessagePack on the wire, as any language can: `args` is a
+    /// sequence of the method's arguments (a tuple or a `Vec`).
+    ///
+    /// # Errors
+    /// Every [`Error`] a call can end with.
+    pub async fn call<A, R>(&self, method: &str, args: &A) -> Result<R>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.call_with(method, Encoding::MessagePack, args, None)
+            .await
+    }
+
+    /// [`Client::call`] that gives up after `timeout`: the call is cancelled at the server and
+    /// fails with [`Error::Timeout`].
+    ///
+    /// # Errors
+    /// Every [`Error`] a call can end with.
+    pub async fn call_with_timeout<A, R>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> Result<R>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.call_with(method, Encoding::MessagePack, args, Some(timeout))
+            .await
+    }
+
+    /// A call with every option: the encoding and an optional timeout.
+    ///
+    /// # Errors
+    /// Every [`Error`] a call can end with.
+    pub async fn call_with<A, R>(
+        &self,
+        method: &str,
+        encoding: Encoding,
+        args: &A,
+        timeout: Option<Duration>,
+    ) -> Result<R>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let payload = encode_args(method, encoding, args)?;
+        let reply = self.call_raw(method, encoding, &payload, timeout).await?;
+        reply.decode()
+    }
+
+    /// The service's methods, as it describes them.
+    ///
+    /// # Errors
+    /// Every [`Error`] a call can end with.
+    pub async fn list_functions(&self) -> Result<Vec<FunctionInfo>> {
+        self.call(LIST_FUNCTIONS, &()).await
+    }
+
+    /// Calls a streaming method by name (MessagePack); its items arrive through the stream.
+    ///
+    /// # Errors
+    /// Every [`Error`] a call can end with, for starting it; each item carries its own.
+    pub async fn stream<A, T>(&self, method: &str, args: &A) -> Result<ItemStream<T>>
+    where
+        A: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        self.stream_with(method, Encoding::MessagePack, args).await
+    }
+
+    /// [`Client::stream`] with postcard (typed Rust clients).
+    ///
+    /// # Errors
+    /// Every [`Error`] a call can end with, for starting it; each item carries its own.
+    pub async fn stream_typed<A, T>(&self, method: &str, args: &A) -> Result<ItemStream<T>>
+    where
+        A: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        self.stream_with(method, Encoding::Postcard, args).await
+    }
+
+    async fn stream_with<A, T>(
+        &self,
+        method: &str,
+        encoding: Encoding,
+        args: &A,
+    ) -> Result<ItemStream<T>>
+    where
+        A: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let payload = encode_args(method, encoding, args)?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (items_tx, items) = mpsc::unbounded_channel();
+        self.inner.table.insert(
+            id,
+            Waiting::Stream {
+                items: items_tx,
+                credit: STREAM_WINDOW,
+            },
+        )?;
+        let stream = ItemStream {
+            inner: Arc::clone(&self.inner),
+            id,
+            method: method.to_owned(),
+            items,
+            consumed: 0,
+            done: false,
+            _item: PhantomData,
+        };
+        let writer = &self.inner.writer;
+        writer
+            .send(Kind::Request, encoding, id, method, &payload)
+            .await?;
+        writer
+            .send(
+                Kind::Credit,
+                Encoding::Raw,
+                id,
+                "",
+                &STREAM_WINDOW.to_le_bytes(),
+            )
+            .await?;
+        Ok(stream)
+    }
+
+    /// Sends a request and waits for its answer (or the timeout); cancels it if dropped.
+    async fn call_raw(
+        &self,
+        method: &str,
+        encoding: Encoding,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Reply> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.inner.table.insert(id, Waiting::Call(tx))?;
+        let mut guard = CancelOnDrop {
+            inner: &self.inner,
+            id,
+            armed: true,
+        };
+        self.inner
+            .writer
+            .send(Kind::Request, encoding, id, method, payload)
+            .await?;
+        let outcome = match timeout {
+            None => rx.await,
+            Some(t) => match tokio::time::timeout(t, rx).await {
+                Ok(outcome) => outcome,
+                Err(_) => return Err(Error::Timeout(t)),
+            },
+        };
+        guard.armed = false;
+        match outcome {
+            Ok(Outcome::Reply(reply)) => Ok(reply),
+            Ok(Outcome::Failed(record)) => Err(remote_error(method, record)),
+            Ok(Outcome::Closed(closed)) => Err(closed.error()),
+            Ok(Outcome::End) => Err(Error::Protocol(format!(
+                "call {id} to {method:?} ended as a stream"
+            ))),
+            // The reader task ended without closing the table: only when the runtime shuts
+            // down, taking the link with it.
+            Err(_) => Err(Error::PeerGone {
+                pid: self.inner.peer,
+            }),
+        }
+    }
+}
+
+fn encode_args<A: Serialize + ?Sized>(
+    method: &str,
+    encoding: Encoding,
+    args: &A,
+) -> Result<Vec<u8>> {
+    if !frame::check_method(method) {
+        return Err(Error::UnknownMethod {
+            method: method.to_owned(),
+        });
+    }
+    codec::encode(encoding, args).map_err(|message| Error::BadArguments {
+        method: method.to_owned(),
+        message,
+    })
+}
+
+fn remote_error(method: &str, record: ErrorRecord) -> Error {
+    match record.code.as_str() {
+        "unknown_method" => Error::UnknownMethod {
+            method: method.to_owned(),
+        },
+        "bad_arguments" => Error::BadArguments {
+            method: method.to_owned(),
+            message: record.message,
+        },
+        "cancelled" => Error::Cancelled,
+        _ => Error::Remote {
+            kind: if record.kind.is_empty() {
+                record.code
+            } else {
+                record.kind
+            },
+            message: record.message,
+        },
+    }
+}
+
+/// Tells the server a call is no longer wanted, unless its answer came.
+struct CancelOnDrop<'a> {
+    inner: &'a Arc<Inner>,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed && self.inner.table.remove(self.id) {
+            cancel(&self.inner.writer, self.id);
+        }
+    }
+}
+
+/// Sends a cancel frame now if the link has room, else from a task.
+fn cancel(writer: &Arc<Writer>, id: u64) {
+    if writer.try_send_empty(Kind::Cancel, id) {
+        return;
+    }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let writer = Arc::clone(writer);
+        runtime.spawn(async move {
+            let _ = writer.send(Kind::Cancel, Encoding::Raw, id, "", &[]).await;
+        });
+    }
+}
+
+/// The items of a streaming call, in order. Dropping it before the end cancels the call.
+#[derive(Debug)]
+pub struct ItemStream<T> {
+    inner: Arc<Inner>,
+    id: u64,
+    method: String,
+    items: mpsc::UnboundedReceiver<Outcome>,
+    /// Items taken since the last grant.
+    consumed: u32,
+    done: bool,
+    _item: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> ItemStream<T> {
+    /// The next item; `None` after the last one (or after an error was returned).
+    pub async fn next(&mut self) -> Option<Result<T>> {
+        if self.done {
+            return None;
+        }
+        let outcome = self.items.recv().await;
+        let item = match outcome {
+            Some(Outcome::Reply(reply)) => reply.decode(),
+            Some(Outcome::End) => {
+                self.done = true;
+                return None;
+            }
+            Some(Outcome::Failed(record)) => {
+                self.done = true;
+                Err(remote_error(&self.method, record))
+            }
+            Some(Outcome::Closed(closed)) => {
+                self.done = true;
+                Err(closed.error())
+            }
+            None => {
+                self.done = true;
+                Err(Error::PeerGone {
+                    pid: self.inner.peer,
+                })
+            }
+        };
+        if item.is_ok() {
+            self.consumed += 1;
+            if self.consumed >= STREAM_WINDOW / 2 {
+                let grant = std::mem::take(&mut self.consumed);
+                self.inner.table.grant(self.id, grant);
+                let sent = self
+                    .inner
+                    .writer
+                    .send(
+                        Kind::Credit,
+                        Encoding::Raw,
+                        self.id,
+                        "",
+                        &grant.to_le_bytes(),
+                    )
+                    .await;
+                if let Err(e) = sent {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        Some(item)
+    }
+
+    /// Collects the remaining items.
+    ///
+    /// # Errors
+    /// The first error an item carried.
+    pub async fn collect(mut self) -> Result<Vec<T>> {
+        let mut all = Vec::new();
+        while let Some(item) = self.next().await {
+            all.push(item?);
+        }
+        Ok(all)
+    }
+}
+
+impl<T> Drop for ItemStream<T> {
+    fn drop(&mut self) {
+        if !self.done && self.inner.table.remove(self.id) {
+            cancel(&self.inner.writer, self.id);
+        }
+    }
+}
+
+/// The link's reader: delivers answers until the link ends, then fails what is pending.
+async fn read(mut rx: Rx, table: Arc<Table>) {
+    let closed = loop {
+        let message = match rx.recv_async().await {
+            Ok(m) => m,
+            Err(memwire_transport::Error::PeerGone { pid }) => break Closed::PeerGone(pid),
+            Err(e) => break Closed::Protocol(e.to_string()),
+        };
+        let (kind, encoding, id) = match frame::decode(&message) {
+            Ok(f) => (f.kind, f.encoding, f.call_id),
+            Err(e) => break Closed::Protocol(e.to_string()),
+        };
+        let outcome = match kind {
+            Kind::Response | Kind::StreamItem => Outcome::Reply(Reply { message, encoding }),
+            Kind::StreamEnd => Outcome::End,
+            Kind::Error => {
+                let payload = message.get(frame::HEADER_LEN..).unwrap_or_default();
+                match codec::decode::<ErrorRecord>(Encoding::MessagePack, payload) {
+                    Ok(record) => Outcome::Failed(record),
+                    Err(e) => {
+                        break Closed::Protocol(format!("an error frame does not decode: {e}"));
+                    }
+                }
+            }
+            Kind::Pong => continue,
+            other => break Closed::Protocol(format!("a server does not send {other:?} frames")),
+        };
+        if let Err(e) = table.deliver(kind, id, outcome) {
+            break Closed::Protocol(e);
+        }
+    };
+    table.close(closed);
+}

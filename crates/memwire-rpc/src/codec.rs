@@ -1,0 +1,79 @@
+//! Payload encodings: postcard for typed Rust calls, MessagePack for calls by name and for
+//! error records, which any language can read.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::frame::Encoding;
+
+/// Encodes `value` as `encoding` says (`Raw` is not a value encoding: MessagePack is used).
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    encoding: Encoding,
+    value: &T,
+) -> Result<Vec<u8>, String> {
+    match encoding {
+        Encoding::Postcard => postcard::to_stdvec(value).map_err(|e| e.to_string()),
+        Encoding::MessagePack | Encoding::Raw => {
+            rmp_serde::to_vec_named(value).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Decodes a `T` from `bytes`; every byte must be used (a shorter value is an error, so a
+/// peer cannot smuggle trailing data past a decoder).
+pub(crate) fn decode<T: DeserializeOwned>(encoding: Encoding, bytes: &[u8]) -> Result<T, String> {
+    match encoding {
+        Encoding::Postcard => match postcard::take_from_bytes(bytes) {
+            Ok((value, [])) => Ok(value),
+            Ok((_, rest)) => Err(format!("{} bytes left over", rest.len())),
+            Err(e) => Err(e.to_string()),
+        },
+        Encoding::MessagePack => {
+            let mut unread = bytes;
+            let value = T::deserialize(&mut rmp_serde::Deserializer::new(&mut unread))
+                .map_err(|e| e.to_string())?;
+            let rest = unread.len();
+            if rest == 0 {
+                Ok(value)
+            } else {
+                Err(format!("{rest} bytes left over"))
+            }
+        }
+        Encoding::Raw => Err("a raw payload holds no value".into()),
+    }
+}
+
+/// What an [`crate::frame::Kind::Error`] frame carries, always as MessagePack.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ErrorRecord {
+    /// `remote`, `unknown_method`, `bad_arguments` or `cancelled`.
+    pub(crate) code: String,
+    /// For `remote`: the handler's error kind.
+    #[serde(default)]
+    pub(crate) kind: String,
+    /// Human-readable detail.
+    #[serde(default)]
+    pub(crate) message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tuples_decode_from_message_pack_arrays() {
+        let bytes = rmp_serde::to_vec(&vec![1i64, 2]).expect("encode");
+        let (a, b): (i64, i64) = decode(Encoding::MessagePack, &bytes).expect("decode");
+        assert_eq!((a, b), (1, 2));
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut bytes = encode(Encoding::Postcard, &5u32).expect("encode");
+        bytes.push(0);
+        assert!(decode::<u32>(Encoding::Postcard, &bytes).is_err());
+        let mut bytes = encode(Encoding::MessagePack, &5u32).expect("encode");
+        bytes.push(0);
+        assert!(decode::<u32>(Encoding::MessagePack, &bytes).is_err());
+    }
+}

@@ -1,0 +1,365 @@
+//! The server's side of a call: what a service implements ([`Service`]) and what a handler
+//! gets ([`Request`], [`Responder`], [`CallContext`], [`Sink`]).
+//!
+//! `#[memwire::service]` writes the [`Service`] impl of a trait; by hand it is a `match` on
+//! [`Request::method`]. A request's arguments decode from either encoding (postcard from a
+//! typed Rust client, MessagePack from a call by name), and the reply goes back in the
+//! request's encoding, so one service answers both.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use memwire_transport::Message;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::frame::{self, Encoding, Kind};
+use crate::writer::Writer;
+
+/// A boxed, sendable future, as [`Service::call`] returns.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A set of methods callable by name.
+pub trait Service: Send + Sync + 'static {
+    /// Every method: names, parameters, results (`list_functions`).
+    fn functions(&self) -> Vec<FunctionInfo>;
+
+    /// Runs the method `request` names. The future's output is the encoded result
+    /// ([`Responder::reply`]); a streaming method sends its items through
+    /// [`Responder::sink`] and returns `Ok` with an empty vector once done.
+    fn call(self: Arc<Self>, request: Request) -> BoxFuture<Result<Vec<u8>, Fault>>;
+}
+
+/// A method's description, as `list_functions` returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionInfo {
+    /// The method's name.
+    pub name: String,
+    /// Its parameters, in order.
+    pub params: Vec<Param>,
+    /// The Rust type of its result (of each item, for a streaming method).
+    pub returns: String,
+    /// Whether it answers with a stream of items.
+    pub streaming: bool,
+    /// Its documentation, if any.
+    #[serde(default)]
+    pub doc: String,
+}
+
+/// A method parameter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Param {
+    /// Its name.
+    pub name: String,
+    /// Its Rust type, as written.
+    #[serde(rename = "type")]
+    pub ty: String,
+}
+
+/// Why a handler did not produce a result; the client sees the matching [`crate::Error`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    /// The service has no such method.
+    #[error("unknown method")]
+    UnknownMethod,
+    /// The arguments did not decode.
+    #[error("bad arguments: {0}")]
+    BadArguments(String),
+    /// The handler failed.
+    #[error("{kind}: {message}")]
+    Remote {
+        /// A short kind (the error type's name, or `"panic"`).
+        kind: String,
+        /// Its message.
+        message: String,
+    },
+    /// The client cancelled the call.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl Fault {
+    /// A handler error: `kind` is the error type's name (its last path segment), `message`
+    /// its `Display`.
+    pub fn from_error<E: std::fmt::Display + ?Sized>(error: &E) -> Self {
+        let full = std::any::type_name::<E>();
+        let base = full.split('<').next().unwrap_or(full);
+        let kind = base.rsplit("::").next().unwrap_or(base);
+        Self::Remote {
+            kind: kind.to_owned(),
+            message: error.to_string(),
+        }
+    }
+
+    pub(crate) fn record(&self) -> codec::ErrorRecord {
+        let (code, kind, message) = match self {
+            Self::UnknownMethod => ("unknown_method", String::new(), String::new()),
+            Self::BadArguments(m) => ("bad_arguments", String::new(), m.clone()),
+            Self::Remote { kind, message } => ("remote", kind.clone(), message.clone()),
+            Self::Cancelled => ("cancelled", String::new(), String::new()),
+        };
+        codec::ErrorRecord {
+            code: code.to_owned(),
+            kind,
+            message,
+        }
+    }
+}
+
+/// One call's shared state at the server: cancellation and stream credit.
+#[derive(Debug)]
+pub(crate) struct CallState {
+    cancelled: AtomicBool,
+    notify: tokio::sync::Notify,
+    /// Items the client can take now; closed on cancel.
+    credit: tokio::sync::Semaphore,
+}
+
+impl CallState {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            cancelled: AtomicBool::new(false),
+            notify: tokio::sync::Notify::new(),
+            credit: tokio::sync::Semaphore::new(0),
+        })
+    }
+
+    pub(crate) fn cancel(&self) {
+        // Release: pairs with the Acquire in `is_cancelled`; nothing else rides on it.
+        self.cancelled.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+        self.credit.close();
+    }
+
+    pub(crate) fn grant(&self, items: u32) {
+        let items = usize::try_from(items).unwrap_or(usize::MAX);
+        self.credit
+            .add_permits(items.min(tokio::sync::Semaphore::MAX_PERMITS / 2));
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    pub(crate) async fn cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// What a handler can learn about its call: whether the client still wants it.
+#[derive(Clone, Debug)]
+pub struct CallContext {
+    call_id: u64,
+    state: Arc<CallState>,
+}
+
+impl CallContext {
+    /// The call's id on its link.
+    #[must_use]
+    pub fn call_id(&self) -> u64 {
+        self.call_id
+    }
+
+    /// Whether the client cancelled the call (dropped it, or its timeout ran out). A blocking
+    /// handler polls this; an async handler's future is also dropped at the next await.
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.state.is_cancelled()
+    }
+
+    /// Completes when the client cancels the call.
+    pub async fn cancelled(&self) {
+        self.state.cancelled().await;
+    }
+}
+
+/// A call as the server received it. The arguments stay in the link's memory until
+/// [`Request::into_args`] decodes them and releases it.
+#[derive(Debug)]
+pub struct Request {
+    message: Message,
+    /// Where the method name starts and the payload starts, in `message`.
+    method: std::ops::Range<usize>,
+    encoding: Encoding,
+    responder: Responder,
+}
+
+impl Request {
+    pub(crate) fn new(
+        message: Message,
+        call_id: u64,
+        encoding: Encoding,
+        method_len: usize,
+        state: Arc<CallState>,
+        writer: Arc<Writer>,
+    ) -> Self {
+        Self {
+            message,
+            method: frame::HEADER_LEN..frame::HEADER_LEN + method_len,
+            encoding,
+            responder: Responder {
+                encoding,
+                context: CallContext { call_id, state },
+                writer,
+                streamed: Arc::new(AtomicBool::new(false)),
+            },
+        }
+    }
+
+    /// The method called.
+    #[must_use]
+    pub fn method(&self) -> &str {
+        // The frame decoder checked that these bytes are UTF-8 and inside the message; a
+        // message's bytes do not change while we hold it unless the peer is hostile, and then
+        // the worst case is a name that matches no method.
+        std::str::from_utf8(&self.message.as_slice()[self.method.clone()]).unwrap_or("")
+    }
+
+    /// How the arguments are encoded (and the reply will be).
+    #[must_use]
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// The encoded arguments, in place.
+    #[must_use]
+    pub fn payload(&self) -> &[u8] {
+        self.message
+            .as_slice()
+            .get(self.method.end..)
+            .unwrap_or_default()
+    }
+
+    /// The call's context.
+    #[must_use]
+    pub fn context(&self) -> &CallContext {
+        &self.responder.context
+    }
+
+    /// Decodes the arguments (a tuple of the method's parameters), releases the message, and
+    /// gives what the handler answers with.
+    ///
+    /// # Errors
+    /// [`Fault::BadArguments`] when they do not decode as `A`.
+    pub fn into_args<A: DeserializeOwned>(self) -> Result<(A, Responder), Fault> {
+        let args = codec::decode(self.encoding, self.payload()).map_err(Fault::BadArguments)?;
+        Ok((args, self.responder))
+    }
+
+    pub(crate) fn responder_streamed(&self) -> Arc<AtomicBool> {
+        self.responder.streamed()
+    }
+
+    /// For a method without parameters: accepts any arguments (an empty tuple, `nil`, or an
+    /// empty array), releases the message.
+    #[must_use]
+    pub fn into_responder(self) -> Responder {
+        self.responder
+    }
+}
+
+/// How a handler answers: encode a reply, or stream items.
+#[derive(Debug)]
+pub struct Responder {
+    encoding: Encoding,
+    context: CallContext,
+    writer: Arc<Writer>,
+    streamed: Arc<AtomicBool>,
+}
+
+impl Responder {
+    /// The call's context.
+    #[must_use]
+    pub fn context(&self) -> &CallContext {
+        &self.context
+    }
+
+    /// Encodes a result in the request's encoding.
+    ///
+    /// # Errors
+    /// [`Fault::Remote`] of kind `encode` when `value` does not serialize.
+    pub fn reply<R: Serialize + ?Sized>(&self, value: &R) -> Result<Vec<u8>, Fault> {
+        codec::encode(self.encoding, value).map_err(|message| Fault::Remote {
+            kind: "encode".into(),
+            message,
+        })
+    }
+
+    /// The sink a streaming method sends its items into.
+    #[must_use]
+    pub fn sink<T: Serialize>(&self) -> Sink<T> {
+        // Relaxed: read by the server task that runs this call, after the handler finished.
+        self.streamed.store(true, Ordering::Relaxed);
+        Sink {
+            encoding: self.encoding,
+            context: self.context.clone(),
+            writer: Arc::clone(&self.writer),
+            _item: PhantomData,
+        }
+    }
+
+    pub(crate) fn streamed(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.streamed)
+    }
+}
+
+/// Where a streaming method sends its items. `send` waits while the client has no room
+/// (credit-based flow control: the client grants items as it consumes them).
+#[derive(Debug)]
+pub struct Sink<T> {
+    encoding: Encoding,
+    context: CallContext,
+    writer: Arc<Writer>,
+    _item: PhantomData<fn(T)>,
+}
+
+impl<T: Serialize> Sink<T> {
+    /// Sends one item, once the client has room for it.
+    ///
+    /// # Errors
+    /// [`Fault::Cancelled`] once the client cancelled the call (stop producing); a
+    /// [`Fault::Remote`] if the item does not encode or the link failed.
+    pub async fn send(&self, item: &T) -> Result<(), Fault> {
+        let permit = self
+            .context
+            .state
+            .credit
+            .acquire()
+            .await
+            .map_err(|_| Fault::Cancelled)?;
+        permit.forget();
+        let payload = codec::encode(self.encoding, item).map_err(|message| Fault::Remote {
+            kind: "encode".into(),
+            message,
+        })?;
+        self.writer
+            .send(
+                Kind::StreamItem,
+                self.encoding,
+                self.context.call_id,
+                "",
+                &payload,
+            )
+            .await
+            .map_err(|e| Fault::Remote {
+                kind: "link".into(),
+                message: e.to_string(),
+            })
+    }
+
+    /// The call's context.
+    #[must_use]
+    pub fn context(&self) -> &CallContext {
+        &self.context
+    }
+}
