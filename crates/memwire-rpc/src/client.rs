@@ -100,11 +100,14 @@ enum Waiting {
         /// Items the server may still send before the consumer grants more.
         credit: u32,
     },
+    Ping(oneshot::Sender<Outcome>),
 }
 
 #[derive(Debug, Default)]
 struct Table {
     state: Mutex<TableState>,
+    /// Notified once, when the table closes.
+    closing: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -138,9 +141,10 @@ impl Table {
             state.closed.get_or_insert(closed.clone());
             std::mem::take(&mut state.pending)
         };
+        self.closing.notify_waiters();
         for waiting in pending.into_values() {
             match waiting {
-                Waiting::Call(tx) => {
+                Waiting::Call(tx) | Waiting::Ping(tx) => {
                     let _ = tx.send(Outcome::Closed(closed.clone()));
                 }
                 Waiting::Stream { items, .. } => {
@@ -158,6 +162,12 @@ impl Table {
             (_, None) => Ok(()),
             (Kind::Response | Kind::Error, Some(Waiting::Call(_))) => {
                 if let Some(Waiting::Call(tx)) = state.pending.remove(&id) {
+                    let _ = tx.send(outcome);
+                }
+                Ok(())
+            }
+            (Kind::Pong, Some(Waiting::Ping(_))) => {
+                if let Some(Waiting::Ping(tx)) = state.pending.remove(&id) {
                     let _ = tx.send(outcome);
                 }
                 Ok(())
@@ -279,6 +289,57 @@ impl Client {
         let payload = encode_args(method, encoding, args)?;
         let reply = self.call_raw(method, encoding, &payload, timeout).await?;
         reply.decode()
+    }
+
+    /// Sends a ping and waits for the server's pong: the round trip through the server's
+    /// reader, which answers pings before anything else it has read after them.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when no pong came within `timeout`; [`Error::PeerGone`] and the
+    /// link's other failures.
+    pub async fn ping(&self, timeout: Duration) -> Result<Duration> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.inner.table.insert(id, Waiting::Ping(tx))?;
+        let guard = ForgetOnDrop {
+            table: &self.inner.table,
+            id,
+        };
+        let start = std::time::Instant::now();
+        self.inner
+            .writer
+            .send(Kind::Ping, Encoding::Raw, id, "", &[])
+            .await?;
+        let outcome = tokio::time::timeout(timeout, rx)
+            .await
+            .map_err(|_| Error::Timeout(timeout))?;
+        drop(guard);
+        match outcome {
+            Ok(Outcome::End) => Ok(start.elapsed()),
+            Ok(Outcome::Closed(closed)) => Err(closed.error()),
+            Ok(_) => Err(Error::Protocol(format!("ping {id} answered with a value"))),
+            Err(_) => Err(Error::PeerGone {
+                pid: self.inner.peer,
+            }),
+        }
+    }
+
+    /// Whether the link has closed (the peer went away or broke the protocol): every call
+    /// fails at once from then on.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.inner.table.lock().closed.is_some()
+    }
+
+    /// Completes when the link closes.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.inner.table.closing.notified();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// The service's methods, as it describes them.
@@ -439,6 +500,18 @@ fn remote_error(method: &str, record: ErrorRecord) -> Error {
     }
 }
 
+/// Forgets a ping whose pong did not come (no cancel: a ping holds nothing at the server).
+struct ForgetOnDrop<'a> {
+    table: &'a Table,
+    id: u64,
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.table.remove(self.id);
+    }
+}
+
 /// Tells the server a call is no longer wanted, unless its answer came.
 struct CancelOnDrop<'a> {
     inner: &'a Arc<Inner>,
@@ -568,7 +641,7 @@ async fn read(mut rx: Rx, table: Arc<Table>) {
         };
         let outcome = match kind {
             Kind::Response | Kind::StreamItem => Outcome::Reply(Reply { message, encoding }),
-            Kind::StreamEnd => Outcome::End,
+            Kind::StreamEnd | Kind::Pong => Outcome::End,
             Kind::Error => {
                 let payload = message.get(frame::HEADER_LEN..).unwrap_or_default();
                 match codec::decode::<ErrorRecord>(Encoding::MessagePack, payload) {
@@ -578,7 +651,6 @@ async fn read(mut rx: Rx, table: Arc<Table>) {
                     }
                 }
             }
-            Kind::Pong => continue,
             other => break Closed::Protocol(format!("a server does not send {other:?} frames")),
         };
         if let Err(e) = table.deliver(kind, id, outcome) {

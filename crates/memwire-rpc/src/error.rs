@@ -85,6 +85,15 @@ impl Error {
     }
 }
 
+impl Error {
+    pub(crate) fn io(op: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            op: op.into(),
+            source,
+        }
+    }
+}
+
 impl From<memwire_transport::Error> for Error {
     fn from(e: memwire_transport::Error) -> Self {
         match e {

@@ -12,6 +12,8 @@
 //! | `service` | [`Service`], [`Request`], [`Responder`], [`CallContext`], [`Sink`] |
 //! | `server` | [`serve_link`]: run a service's calls on a link |
 //! | `client` | [`Client`]: calls, timeouts, cancellation, streams |
+//! | `serve` | [`serve`]: a worker's `main` serves on the link it was spawned with |
+//! | `worker` | [`Worker`]: spawn a worker (output forwarded, restarts) or connect to a service |
 //! | `writer` | the link's sending half, shared by every call |
 #![deny(unsafe_code)]
 
@@ -19,14 +21,18 @@ mod client;
 mod codec;
 mod error;
 pub mod frame;
+mod serve;
 mod server;
 mod service;
+mod worker;
 mod writer;
 
 pub use client::{Client, ItemStream, STREAM_WINDOW};
 pub use error::{Error, ErrorKind, Result};
 pub use frame::Encoding;
+pub use serve::{serve, serve_async};
 pub use server::{LIST_FUNCTIONS, serve_link};
 pub use service::{
     BoxFuture, CallContext, Fault, FunctionInfo, Param, Request, Responder, Service, Sink,
 };
+pub use worker::{OutputLine, OutputStream, RestartPolicy, Worker, WorkerConfig};

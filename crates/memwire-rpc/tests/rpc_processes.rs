@@ -15,6 +15,8 @@ use memwire_rpc::{
     BoxFuture, Client, Error, Fault, FunctionInfo, Param, Request, STREAM_WINDOW, Service,
     serve_link,
 };
+use memwire_rpc::{OutputLine, OutputStream, RestartPolicy, Worker, WorkerConfig};
+use memwire_shm::ProcessId;
 use memwire_transport::{Guest, Host, HostConfig};
 use support::{command, trial};
 
@@ -36,6 +38,13 @@ fn main() {
                 "a_worker_killed_mid_call_fails_every_pending_call",
                 killed_mid_call,
             ),
+            trial(
+                "a_worker_forwards_its_output_and_stops_when_asked",
+                worker_output_and_stop,
+            ),
+            trial("a_killed_worker_is_restarted", worker_restart),
+            trial("dropping_a_worker_kills_it", worker_drop_kills),
+            trial("a_worker_dies_with_its_parent", worker_dies_with_parent),
         ],
     )
 }
@@ -50,6 +59,26 @@ fn roles(role: &str) -> Result<()> {
                 .build()?;
             runtime.block_on(serve_link(link, Arc::new(Math::default())))?;
             Ok(())
+        }
+        "worker" => {
+            println!("worker ready");
+            eprintln!("a line on stderr");
+            memwire_rpc::serve(Math::default())?;
+            println!("worker done");
+            Ok(())
+        }
+        // Spawns a worker, prints its pid, and waits to be killed.
+        "parent" => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let worker = Worker::spawn(command("worker")?).await?;
+                println!("{}", worker.pid());
+                std::future::pending::<()>().await;
+                drop(worker);
+                Ok(())
+            })
         }
         other => anyhow::bail!("unknown role {other}"),
     }
@@ -375,4 +404,121 @@ fn killed_mid_call() -> Result<()> {
         ensure!(matches!(e, Error::PeerGone { pid: p } if p == pid), "{e:?}");
         Ok(())
     })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+fn worker_output_and_stop() -> Result<()> {
+    runtime()?.block_on(async {
+        let mut worker = Worker::spawn(command("worker")?).await?;
+        let mut output = worker.output().context("the output, taken once")?;
+        let sum: i64 = worker.client().call("add", &(20, 22)).await?;
+        ensure!(sum == 42, "add gave {sum}");
+        let mut lines = Vec::new();
+        while lines.len() < 2 {
+            lines.push(output.recv().await.context("output ended early")?);
+        }
+        lines.sort_by_key(|l| l.stream == OutputStream::Stderr);
+        ensure!(
+            lines
+                == [
+                    OutputLine {
+                        stream: OutputStream::Stdout,
+                        line: "worker ready".into()
+                    },
+                    OutputLine {
+                        stream: OutputStream::Stderr,
+                        line: "a line on stderr".into()
+                    },
+                ],
+            "lines: {lines:?}"
+        );
+        let status = worker
+            .stop()
+            .await?
+            .context("a spawned worker has a status")?;
+        ensure!(
+            status.success(),
+            "the worker did not exit cleanly: {status}"
+        );
+        let last = output
+            .recv()
+            .await
+            .context("no line after serve returned")?;
+        ensure!(last.line == "worker done", "last line {last:?}");
+        Ok(())
+    })
+}
+
+fn worker_restart() -> Result<()> {
+    runtime()?.block_on(async {
+        let config = WorkerConfig {
+            restart: Some(RestartPolicy {
+                max_restarts: 3,
+                initial_backoff: Duration::from_millis(10),
+                max_backoff: Duration::from_millis(100),
+            }),
+            ..WorkerConfig::default()
+        };
+        let worker = Worker::spawn_with(command("worker")?, config).await?;
+        let first = worker.pid();
+        let client = worker.client();
+        let hang = {
+            let client = client.clone();
+            tokio::spawn(async move { client.call::<_, ()>("hang", &()).await })
+        };
+        let _: i64 = client.call("add", &(1, 1)).await?;
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(i32::try_from(first)?).context("pid")?,
+            rustix::process::Signal::KILL,
+        )?;
+        let e = hang.await?.unwrap_err();
+        ensure!(
+            matches!(e, Error::PeerGone { pid } if pid == first),
+            "{e:?}"
+        );
+        let deadline = tokio::time::Instant::now() + support::DEADLINE;
+        while worker.restarts() == 0 {
+            ensure!(tokio::time::Instant::now() < deadline, "never restarted");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        ensure!(
+            worker.pid() != first,
+            "the restarted worker has the old pid"
+        );
+        let sum: i64 = worker.client().call("add", &(2, 3)).await?;
+        ensure!(sum == 5, "the restarted worker gave {sum}");
+        Ok(())
+    })
+}
+
+fn worker_drop_kills() -> Result<()> {
+    let id = runtime()?.block_on(async {
+        let worker = Worker::spawn(command("worker")?).await?;
+        let id = ProcessId::of(worker.pid())?;
+        ensure!(id.is_alive(), "the worker is not running");
+        drop(worker);
+        Ok(id)
+    })?;
+    ensure!(!id.is_alive(), "the dropped worker still runs");
+    Ok(())
+}
+
+fn worker_dies_with_parent() -> Result<()> {
+    use std::io::BufRead;
+    let mut cmd = command("parent")?;
+    cmd.stdout(std::process::Stdio::piped());
+    let mut parent = support::spawn(cmd, None)?;
+    let stdout = parent.child().stdout.take().context("stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let worker = ProcessId::of(line.trim().parse()?)?;
+    ensure!(worker.is_alive(), "the worker is not running");
+    parent.kill()?;
+    support::wait_until("the orphaned worker to exit", || Ok(!worker.is_alive()))
 }
