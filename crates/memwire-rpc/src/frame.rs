@@ -298,3 +298,31 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod doc_example {
+    use super::*;
+
+    /// The example at the end of `docs/rpc-protocol.md`, byte for byte.
+    #[test]
+    fn the_protocol_documents_example_is_what_we_send() {
+        let args = rmp_serde::to_vec(&(1, 2)).expect("encode");
+        let request = encode(Kind::Request, Encoding::MessagePack, 7, "add", &args);
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/rpc-protocol.md"
+        ))
+        .expect("the protocol document");
+        let hex = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert!(doc.contains(&format!("request:  {}", hex(&request))));
+        let result = rmp_serde::to_vec(&3).expect("encode");
+        let response = encode(Kind::Response, Encoding::MessagePack, 7, "", &result);
+        assert!(doc.contains(&format!("response: {}", hex(&response))));
+    }
+}
