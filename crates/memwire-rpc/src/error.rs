@@ -65,6 +65,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A live process already serves under this name in the service registry.
+    #[error("service {name:?} is already registered by live process {pid}")]
+    ServiceExists {
+        /// The service name.
+        name: String,
+        /// The pid of the process that holds it.
+        pid: u32,
+    },
+    /// No live process serves under this name in the service registry.
+    #[error("no service {name:?} is running")]
+    NoService {
+        /// The service name asked for.
+        name: String,
+    },
 }
 
 impl Error {
@@ -80,7 +94,10 @@ impl Error {
             Self::UnknownMethod { .. } => ErrorKind::UnknownMethod,
             Self::BadArguments { .. } => ErrorKind::BadArguments,
             Self::Protocol(_) => ErrorKind::Protocol,
-            Self::Transport(_) | Self::Io { .. } => ErrorKind::Transport,
+            Self::Transport(_)
+            | Self::Io { .. }
+            | Self::ServiceExists { .. }
+            | Self::NoService { .. } => ErrorKind::Transport,
         }
     }
 }
@@ -100,6 +117,12 @@ impl From<memwire_transport::Error> for Error {
             memwire_transport::Error::PeerGone { pid } => Self::PeerGone { pid },
             other => Self::Transport(other),
         }
+    }
+}
+
+impl From<memwire_shm::Error> for Error {
+    fn from(e: memwire_shm::Error) -> Self {
+        Self::Transport(memwire_transport::Error::Shm(e))
     }
 }
 
@@ -123,7 +146,8 @@ pub enum ErrorKind {
     BadArguments,
     /// [`Error::Protocol`].
     Protocol,
-    /// [`Error::Transport`] and [`Error::Io`].
+    /// [`Error::Transport`] and [`Error::Io`]; also the registry's [`Error::ServiceExists`] and
+    /// [`Error::NoService`] (setting up a link failed).
     Transport,
 }
 

@@ -15,21 +15,30 @@
 //! | `serve` | [`serve`]: a worker's `main` serves on the link it was spawned with |
 //! | `worker` | [`Worker`]: spawn a worker (output forwarded, restarts) or connect to a service |
 //! | `writer` | the link's sending half, shared by every call |
+//! | [`breaker`] | the circuit breaker: which failures open it, the half-open probe |
+//! | [`Metrics`] | per-handle counts, calls in flight, latency percentiles, heartbeat RTT |
+//! | [`registry`] | named services on this machine: register, look up, list; stale entries cleaned |
 #![deny(unsafe_code)]
 
+pub mod breaker;
 mod client;
 mod codec;
 mod error;
 pub mod frame;
+mod metrics;
+pub mod registry;
 mod serve;
 mod server;
 mod service;
 mod worker;
 mod writer;
 
+pub use breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker};
 pub use client::{Client, ItemStream, STREAM_WINDOW};
 pub use error::{Error, ErrorKind, Result};
 pub use frame::Encoding;
+pub use metrics::{CallTimer, Metrics, MetricsSnapshot};
+pub use registry::{Registration, Registry, ServiceEntry};
 pub use serve::{serve, serve_async};
 pub use server::{LIST_FUNCTIONS, serve_link};
 pub use service::{
