@@ -20,15 +20,38 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::breaker::{Admission, BreakerConfig, CircuitBreaker};
 use crate::codec::{self, ErrorRecord};
 use crate::error::{Error, Result};
 use crate::frame::{self, Encoding, Kind};
+use crate::metrics::{CallTimer, Metrics, MetricsSnapshot};
 use crate::server::LIST_FUNCTIONS;
 use crate::service::FunctionInfo;
 use crate::writer::Writer;
 
 /// Items a stream lets the server send ahead of the consumer.
 pub const STREAM_WINDOW: u32 = 64;
+
+/// How a [`Client`] guards and watches its link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// The circuit breaker (default: [`BreakerConfig::default`]); `None`: no breaker.
+    pub breaker: Option<BreakerConfig>,
+    /// Ping the server this often and record the round trip (default 1 s); `None`: never.
+    pub heartbeat: Option<Duration>,
+    /// Heartbeats missed in a row before [`Client::is_healthy`] says no (default 3).
+    pub heartbeat_misses: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            breaker: Some(BreakerConfig::default()),
+            heartbeat: Some(Duration::from_secs(1)),
+            heartbeat_misses: 3,
+        }
+    }
+}
 
 /// A handle to call a service over one link. Cheap to clone; usable from many tasks and
 /// threads at once. The link closes when the last clone is dropped.
@@ -44,11 +67,25 @@ struct Inner {
     next_id: AtomicU64,
     peer: u32,
     reader: tokio::task::AbortHandle,
+    config: ClientConfig,
+    breaker: Option<CircuitBreaker>,
+    metrics: Metrics,
+    /// Heartbeats missed in a row (0 after each answered one).
+    missed: std::sync::atomic::AtomicU32,
+    heartbeat: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.reader.abort();
+        if let Some(h) = self
+            .heartbeat
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            h.abort();
+        }
     }
 }
 
@@ -197,26 +234,73 @@ impl Table {
 }
 
 impl Client {
-    /// A client on `link` (whose other end serves). Spawns the link's reader task on the
-    /// current tokio runtime.
+    /// A client on `link` (whose other end serves), with the default [`ClientConfig`].
+    /// Spawns the link's reader task on the current tokio runtime.
     ///
     /// # Panics
     /// Outside a tokio runtime.
     #[must_use]
     pub fn new(link: Link) -> Self {
+        Self::with_config(link, ClientConfig::default())
+    }
+
+    /// A client with a configuration.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    #[must_use]
+    pub fn with_config(link: Link, config: ClientConfig) -> Self {
         let peer = link.peer().pid;
         let (tx, rx) = link.split();
         let table = Arc::new(Table::default());
         let reader = tokio::spawn(read(rx, Arc::clone(&table))).abort_handle();
-        Self {
+        let client = Self {
             inner: Arc::new(Inner {
                 writer: Arc::new(Writer::new(tx)),
                 table,
                 next_id: AtomicU64::new(1),
                 peer,
                 reader,
+                config,
+                breaker: config.breaker.map(CircuitBreaker::new),
+                metrics: Metrics::new(),
+                missed: std::sync::atomic::AtomicU32::new(0),
+                heartbeat: Mutex::new(None),
             }),
+        };
+        if let Some(every) = config.heartbeat {
+            let beat = tokio::spawn(heartbeat(Arc::downgrade(&client.inner), every));
+            *client
+                .inner
+                .heartbeat
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(beat.abort_handle());
         }
+        client
+    }
+
+    /// Counts, rates and latencies of this client's calls (all clones share them).
+    #[must_use]
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.metrics.snapshot()
+    }
+
+    /// Whether the circuit breaker holds calls back now.
+    #[must_use]
+    pub fn circuit_open(&self) -> bool {
+        self.inner
+            .breaker
+            .as_ref()
+            .is_some_and(CircuitBreaker::is_open)
+    }
+
+    /// Whether calls can be expected to work: the link is open, the breaker closed, and the
+    /// server answered one of its last `heartbeat_misses` heartbeats.
+    #[must_use]
+    pub fn is_healthy(&self) -> bool {
+        !self.is_closed()
+            && !self.circuit_open()
+            && self.inner.missed.load(Ordering::Relaxed) < self.inner.config.heartbeat_misses
     }
 
     /// The pid of the process that serves.
@@ -385,6 +469,7 @@ impl Client {
         T: DeserializeOwned,
     {
         let payload = encode_args(method, encoding, args)?;
+        let accounting = self.admit()?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (items_tx, items) = mpsc::unbounded_channel();
         self.inner.table.insert(
@@ -401,6 +486,7 @@ impl Client {
             items,
             consumed: 0,
             done: false,
+            accounting: Some(accounting),
             _item: PhantomData,
         };
         let writer = &self.inner.writer;
@@ -420,7 +506,46 @@ impl Client {
     }
 
     /// Sends a request and waits for its answer (or the timeout); cancels it if dropped.
+    /// Asks the breaker first; counts the call in the metrics and the breaker.
     async fn call_raw(
+        &self,
+        method: &str,
+        encoding: Encoding,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Reply> {
+        let guard = self.admit()?;
+        let result = self
+            .call_unguarded(method, encoding, payload, timeout)
+            .await;
+        guard.finish(
+            &self.inner,
+            result.as_ref().map(|_| ()).map_err(Error::kind),
+        );
+        result
+    }
+
+    /// Asks the breaker, starts the call's timer. A closed link fails at once, with why it
+    /// closed, whatever the breaker says.
+    fn admit(&self) -> Result<Accounting> {
+        let timer = self.inner.metrics.start();
+        if let Some(closed) = &self.inner.table.lock().closed {
+            let e = closed.error();
+            self.inner.metrics.finish(timer, Err(e.kind()));
+            return Err(e);
+        }
+        let admission = match self.inner.breaker.as_ref().map(CircuitBreaker::admit) {
+            None => None,
+            Some(Ok(admission)) => Some(admission),
+            Some(Err(e)) => {
+                self.inner.metrics.finish(timer, Err(e.kind()));
+                return Err(e);
+            }
+        };
+        Ok(Accounting { timer, admission })
+    }
+
+    async fn call_unguarded(
         &self,
         method: &str,
         encoding: Encoding,
@@ -459,6 +584,44 @@ impl Client {
             Err(_) => Err(Error::PeerGone {
                 pid: self.inner.peer,
             }),
+        }
+    }
+}
+
+/// A call's timer and breaker admission, settled together when it ends.
+#[derive(Debug)]
+struct Accounting {
+    timer: CallTimer,
+    admission: Option<Admission>,
+}
+
+impl Accounting {
+    fn finish(self, inner: &Inner, outcome: std::result::Result<(), crate::ErrorKind>) {
+        inner.metrics.finish(self.timer, outcome);
+        if let (Some(breaker), Some(admission)) = (&inner.breaker, self.admission) {
+            breaker.record(admission, outcome);
+        }
+    }
+}
+
+/// Pings the server every `every` while the client lives; counts misses.
+async fn heartbeat(inner: std::sync::Weak<Inner>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let client = Client { inner };
+        match client.ping(every).await {
+            Ok(rtt) => {
+                client.inner.metrics.record_heartbeat(rtt);
+                client.inner.missed.store(0, Ordering::Relaxed);
+            }
+            Err(Error::Timeout(_)) => {
+                client.inner.missed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => return,
         }
     }
 }
@@ -550,6 +713,8 @@ pub struct ItemStream<T> {
     /// Items taken since the last grant.
     consumed: u32,
     done: bool,
+    /// Settled when the stream ends (or is dropped: a cancel, which counts as nothing).
+    accounting: Option<Accounting>,
     _item: PhantomData<fn() -> T>,
 }
 
@@ -559,6 +724,20 @@ impl<T: DeserializeOwned> ItemStream<T> {
         if self.done {
             return None;
         }
+        let item = self.next_item().await;
+        if self.done {
+            let outcome = match &item {
+                None | Some(Ok(_)) => Ok(()),
+                Some(Err(e)) => Err(e.kind()),
+            };
+            if let Some(accounting) = self.accounting.take() {
+                accounting.finish(&self.inner, outcome);
+            }
+        }
+        item
+    }
+
+    async fn next_item(&mut self) -> Option<Result<T>> {
         let outcome = self.items.recv().await;
         let item = match outcome {
             Some(Outcome::Reply(reply)) => reply.decode(),

@@ -12,7 +12,7 @@
 //! | `service` | [`Service`], [`Request`], [`Responder`], [`CallContext`], [`Sink`] |
 //! | `server` | [`serve_link`]: run a service's calls on a link |
 //! | `client` | [`Client`]: calls, timeouts, cancellation, streams |
-//! | `serve` | [`serve`]: a worker's `main` serves on the link it was spawned with |
+//! | `serve` | [`serve`]: a worker's `main` serves on the link it was spawned with; [`serve_as`]: a named service |
 //! | `worker` | [`Worker`]: spawn a worker (output forwarded, restarts) or connect to a service |
 //! | `writer` | the link's sending half, shared by every call |
 //! | [`breaker`] | the circuit breaker: which failures open it, the half-open probe |
@@ -34,12 +34,12 @@ mod worker;
 mod writer;
 
 pub use breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker};
-pub use client::{Client, ItemStream, STREAM_WINDOW};
+pub use client::{Client, ClientConfig, ItemStream, STREAM_WINDOW};
 pub use error::{Error, ErrorKind, Result};
 pub use frame::Encoding;
 pub use metrics::{CallTimer, Metrics, MetricsSnapshot};
 pub use registry::{Registration, Registry, ServiceEntry};
-pub use serve::{serve, serve_async};
+pub use serve::{serve, serve_as, serve_as_async, serve_async};
 pub use server::{LIST_FUNCTIONS, serve_link};
 pub use service::{
     BoxFuture, CallContext, Fault, FunctionInfo, Param, Request, Responder, Service, Sink,

@@ -2,9 +2,12 @@
 
 use std::sync::Arc;
 
-use memwire_transport::{Guest, TICKET_ENV};
+use std::time::Duration;
+
+use memwire_transport::{Guest, Host, HostConfig, TICKET_ENV};
 
 use crate::error::{Error, Result};
+use crate::registry;
 use crate::server::serve_link;
 use crate::service::Service;
 
@@ -46,4 +49,67 @@ pub async fn serve_async<S: Service>(service: Arc<S>) -> Result<()> {
         return Err(Error::PeerGone { pid: host });
     }
     serve_link(link, service).await
+}
+
+/// Serves `service` as the named service `name` on a runtime of its own: binds the bootstrap
+/// socket, registers the name (`memwire ls` lists it; [`crate::Worker::connect`] finds it), and
+/// serves every client that connects, each on its own link, until SIGINT or SIGTERM. The
+/// registration is removed on the way out (and ignored by everyone if the process is killed).
+///
+/// # Errors
+/// [`Error::ServiceExists`] when a live process already serves `name`; the link's errors.
+pub fn serve_as<S: Service>(name: &str, service: S) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("start the service's runtime", e))?;
+    runtime.block_on(serve_as_async(
+        name,
+        Arc::new(service),
+        HostConfig::default(),
+    ))
+}
+
+/// [`serve_as`] on the caller's runtime, with the links' configuration.
+///
+/// # Errors
+/// As [`serve_as`].
+pub async fn serve_as_async<S: Service>(
+    name: &str,
+    service: Arc<S>,
+    config: HostConfig,
+) -> Result<()> {
+    let host = Arc::new(Host::bind(name, config)?);
+    let registration = registry::register(name, host.socket_path())?;
+    tracing::info!(service = name, socket = %host.socket_path().display(), "serving");
+    let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        let accepting = Arc::clone(&host);
+        let accept = tokio::task::spawn_blocking(move || {
+            accepting.accept_timeout(Duration::from_millis(200))
+        });
+        tokio::select! {
+            accepted = accept => match accepted {
+                Ok(Ok(link)) => {
+                    let peer = link.peer();
+                    tracing::debug!(service = name, %peer, "client connected");
+                    tokio::spawn(serve_link(link, Arc::clone(&service)));
+                }
+                Ok(Err(memwire_transport::Error::Timeout(_))) => {}
+                Ok(Err(e)) => tracing::warn!(service = name, error = %e, "accept failed"),
+                Err(e) => return Err(Error::io("accept", std::io::Error::other(e))),
+            },
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    tracing::info!(service = name, "stopping");
+    drop(registration);
+    Ok(())
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind).map_err(|e| Error::io("install a signal handler", e))
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use memwire_transport::{Guest, Host, HostConfig};
 use tokio::sync::mpsc;
 
-use crate::client::Client;
+use crate::client::{Client, ClientConfig};
 use crate::error::{Error, Result};
 
 /// How a worker is started and stopped.
@@ -37,6 +37,8 @@ pub struct WorkerConfig {
     pub stop_timeout: Duration,
     /// Restart the worker when it dies (default: never).
     pub restart: Option<RestartPolicy>,
+    /// The client's breaker and heartbeats.
+    pub client: ClientConfig,
 }
 
 impl Default for WorkerConfig {
@@ -47,6 +49,7 @@ impl Default for WorkerConfig {
             ready_timeout: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(5),
             restart: None,
+            client: ClientConfig::default(),
         }
     }
 }
@@ -115,6 +118,7 @@ struct State {
 /// What it takes to start the worker (again).
 #[derive(Debug)]
 struct Spawner {
+    client: ClientConfig,
     host: Arc<Host>,
     command: Command,
     output: mpsc::UnboundedSender<OutputLine>,
@@ -151,6 +155,7 @@ impl Worker {
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let (output_tx, output_rx) = mpsc::unbounded_channel();
         let mut spawner = Spawner {
+            client: config.client,
             host,
             command,
             output: output_tx,
@@ -182,17 +187,27 @@ impl Worker {
         })
     }
 
-    /// Connects to the running service registered as `name`.
+    /// Connects to the running service registered as `name` ([`crate::serve_as`]).
     ///
     /// # Errors
-    /// [`Error::Io`] when no live service has that name or it refuses the connection.
+    /// [`Error::NoService`] when no live service has that name; the link's errors when it
+    /// refuses the connection.
     pub async fn connect(name: &str) -> Result<Self> {
+        Self::connect_with(name, ClientConfig::default()).await
+    }
+
+    /// [`Worker::connect`] with the client's configuration.
+    ///
+    /// # Errors
+    /// As [`Worker::connect`].
+    pub async fn connect_with(name: &str, config: ClientConfig) -> Result<Self> {
+        crate::registry::lookup(name)?;
         let owned = name.to_owned();
         let link = tokio::task::spawn_blocking(move || Guest::connect(&owned))
             .await
             .map_err(|e| Error::io("connect", std::io::Error::other(e)))?
             .map_err(Error::from)?;
-        let client = Client::new(link);
+        let client = Client::with_config(link, config);
         Ok(Self {
             name: name.to_owned(),
             state: Arc::new(Mutex::new(State {
@@ -308,7 +323,7 @@ impl Spawner {
         self.command = command;
         let (mut child, link) = spawned.map_err(Error::from)?;
         forward(name, &mut child, &self.output);
-        let client = Client::new(link);
+        let client = Client::with_config(link, self.client);
         if let Err(e) = client.ping(ready).await {
             let _ = child.kill();
             let _ = child.wait();

@@ -15,7 +15,10 @@ use memwire_rpc::{
     BoxFuture, Client, Error, Fault, FunctionInfo, Param, Request, STREAM_WINDOW, Service,
     serve_link,
 };
-use memwire_rpc::{OutputLine, OutputStream, RestartPolicy, Worker, WorkerConfig};
+use memwire_rpc::{
+    BreakerConfig, ClientConfig, ErrorKind, OutputLine, OutputStream, RestartPolicy, Worker,
+    WorkerConfig, registry,
+};
 use memwire_shm::ProcessId;
 use memwire_transport::{Guest, Host, HostConfig};
 use support::{command, trial};
@@ -45,6 +48,18 @@ fn main() {
             trial("a_killed_worker_is_restarted", worker_restart),
             trial("dropping_a_worker_kills_it", worker_drop_kills),
             trial("a_worker_dies_with_its_parent", worker_dies_with_parent),
+            trial(
+                "a_named_service_serves_clients_that_connect_by_name",
+                named_service,
+            ),
+            trial(
+                "heartbeats_see_a_stopped_worker_and_its_return",
+                heartbeats_see_a_stopped_worker,
+            ),
+            trial(
+                "the_breaker_opens_on_failures_and_closes_after_a_good_probe",
+                breaker_and_metrics,
+            ),
         ],
     )
 }
@@ -65,6 +80,12 @@ fn roles(role: &str) -> Result<()> {
             eprintln!("a line on stderr");
             memwire_rpc::serve(Math::default())?;
             println!("worker done");
+            Ok(())
+        }
+        "named" => {
+            let name = std::env::var("MEMWIRE_TEST_SERVICE")?;
+            memwire_rpc::serve_as(&name, Math::default())?;
+            println!("stopped");
             Ok(())
         }
         // Spawns a worker, prints its pid, and waits to be killed.
@@ -521,4 +542,169 @@ fn worker_dies_with_parent() -> Result<()> {
     ensure!(worker.is_alive(), "the worker is not running");
     parent.kill()?;
     support::wait_until("the orphaned worker to exit", || Ok(!worker.is_alive()))
+}
+
+fn named_service() -> Result<()> {
+    let name = format!("math-{}", std::process::id());
+    let mut cmd = command("named")?;
+    cmd.env("MEMWIRE_TEST_SERVICE", &name)
+        .stdout(std::process::Stdio::piped());
+    let mut service = support::spawn(cmd, None)?;
+    wait_until_registered(&name)?;
+    let entry = registry::lookup(&name)?;
+    ensure!(
+        entry.pid == service.id(),
+        "registered pid {} is not the service's",
+        entry.pid
+    );
+    runtime()?.block_on(async {
+        let a = Worker::connect(&name).await?;
+        let b = Worker::connect(&name).await?;
+        let (ca, cb) = (a.client(), b.client());
+        let (x, y): (i64, i64) = tokio::try_join!(
+            ca.call::<_, i64>("add", &(1, 2)),
+            cb.call::<_, i64>("add", &(3, 4)),
+        )?;
+        ensure!((x, y) == (3, 7), "sums {x} {y}");
+        ensure!(
+            a.pid() == service.id() && b.pid() == service.id(),
+            "wrong peer"
+        );
+        Ok(())
+    })?;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(i32::try_from(service.id())?).context("pid")?,
+        rustix::process::Signal::TERM,
+    )?;
+    let status = service.wait_exit()?;
+    ensure!(
+        status.success(),
+        "the service did not stop cleanly: {status}"
+    );
+    let mut out = String::new();
+    std::io::Read::read_to_string(
+        &mut service.child().stdout.take().context("stdout")?,
+        &mut out,
+    )?;
+    ensure!(out.trim() == "stopped", "service printed {out:?}");
+    ensure!(
+        registry::list()?.iter().all(|e| e.name != name),
+        "the stopped service is still registered"
+    );
+    let gone = runtime()?.block_on(Worker::connect(&name)).unwrap_err();
+    ensure!(matches!(gone, Error::NoService { .. }), "{gone:?}");
+    Ok(())
+}
+
+fn wait_until_registered(name: &str) -> Result<()> {
+    support::wait_until("the service to register", || {
+        Ok(registry::list()?.iter().any(|e| e.name == name))
+    })
+}
+
+fn heartbeats_see_a_stopped_worker() -> Result<()> {
+    use rustix::process::{Pid, Signal, kill_process};
+    runtime()?.block_on(async {
+        let config = WorkerConfig {
+            client: ClientConfig {
+                heartbeat: Some(Duration::from_millis(20)),
+                heartbeat_misses: 2,
+                ..ClientConfig::default()
+            },
+            ..WorkerConfig::default()
+        };
+        let worker = Worker::spawn_with(command("worker")?, config).await?;
+        let client = worker.client();
+        let pid = Pid::from_raw(i32::try_from(worker.pid())?).context("pid")?;
+        wait_for(|| client.metrics().heartbeats >= 2, "two heartbeats").await?;
+        ensure!(client.is_healthy(), "healthy while answering heartbeats");
+        ensure!(
+            client.metrics().last_heartbeat_rtt.is_some(),
+            "no heartbeat RTT recorded"
+        );
+        kill_process(pid, Signal::STOP)?;
+        wait_for(
+            || !client.is_healthy(),
+            "a stopped worker to look unhealthy",
+        )
+        .await?;
+        ensure!(!client.is_closed(), "a stopped worker's link is still open");
+        kill_process(pid, Signal::CONT)?;
+        wait_for(|| client.is_healthy(), "the resumed worker to look healthy").await?;
+        Ok(())
+    })
+}
+
+async fn wait_for(mut cond: impl FnMut() -> bool, what: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + support::DEADLINE;
+    while !cond() {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+fn breaker_and_metrics() -> Result<()> {
+    runtime()?.block_on(async {
+        let config = WorkerConfig {
+            client: ClientConfig {
+                breaker: Some(BreakerConfig {
+                    failure_threshold: 3,
+                    cool_down: Duration::from_millis(100),
+                }),
+                heartbeat: None,
+                ..ClientConfig::default()
+            },
+            ..WorkerConfig::default()
+        };
+        let worker = Worker::spawn_with(command("worker")?, config).await?;
+        let client = worker.client();
+        for i in 0..10i64 {
+            let _: i64 = client.call("add", &(i, i)).await?;
+        }
+        // Caller mistakes do not count against the worker.
+        for _ in 0..5 {
+            let _ = client.call::<_, i64>("nope", &()).await.unwrap_err();
+        }
+        ensure!(!client.circuit_open(), "unknown methods opened the breaker");
+        for _ in 0..3 {
+            let e = client.call::<_, ()>("fail", &("bad",)).await.unwrap_err();
+            ensure!(matches!(e, Error::Remote { .. }), "{e:?}");
+        }
+        ensure!(
+            client.circuit_open(),
+            "three failures did not open the breaker"
+        );
+        let e = client.call::<_, i64>("add", &(1, 1)).await.unwrap_err();
+        ensure!(matches!(e, Error::CircuitOpen { failures: 3, .. }), "{e:?}");
+        let m = client.metrics();
+        ensure!(m.requests == 19 && m.successes == 10, "metrics: {m:?}");
+        ensure!(
+            m.failures.get(&ErrorKind::UnknownMethod) == Some(&5),
+            "{m:?}"
+        );
+        ensure!(m.failures.get(&ErrorKind::Remote) == Some(&3), "{m:?}");
+        ensure!(m.failures.get(&ErrorKind::CircuitOpen) == Some(&1), "{m:?}");
+        ensure!(m.in_flight == 0 && m.latency_p50 > Duration::ZERO, "{m:?}");
+        // After the cool-down one probe goes through; its success closes the breaker.
+        let deadline = tokio::time::Instant::now() + support::DEADLINE;
+        let sum = loop {
+            match client.call::<_, i64>("add", &(2, 2)).await {
+                Ok(sum) => break sum,
+                Err(Error::CircuitOpen { .. }) => {
+                    ensure!(tokio::time::Instant::now() < deadline, "never half-opened");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        ensure!(
+            sum == 4 && !client.circuit_open(),
+            "the probe did not close the breaker"
+        );
+        Ok(())
+    })
 }
