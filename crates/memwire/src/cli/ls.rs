@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 use memwire::shm::resource;
 
 use super::Globals;
-use super::row::{HostRow, ResourceRow, Row, tables};
+use super::row::{HostRow, ResourceRow, Row, ServiceRow, tables};
 
 /// List memwire resources.
 #[derive(Debug, clap::Args)]
@@ -19,15 +19,28 @@ pub(crate) struct Args {
     all_namespaces: bool,
 }
 
-/// Every row `ls` shows in `scope`: resources, then transport hosts (which belong to the
-/// user's runtime directory, not to a namespace). Later kinds of object add their rows here.
+/// Every row `ls` shows in `scope`: resources, then RPC services and transport hosts (which
+/// belong to the user's runtime directory, not to a namespace). A service's own transport
+/// host is shown in its service row, not again as a host.
 pub(crate) fn rows(scope: &resource::Scope) -> Result<Vec<Row>> {
     let resources = resource::list(scope).context("listing resources")?;
     let hosts = memwire::transport::list_hosts().context("listing transport hosts")?;
+    let services = memwire::rpc::registry::list().context("listing services")?;
+    let host_of = |name: &str| hosts.iter().find(|h| h.name.as_str() == name);
     Ok(resources
         .iter()
         .map(|info| Row::Resource(ResourceRow::from(info)))
-        .chain(hosts.iter().map(|h| Row::TransportHost(HostRow::from(h))))
+        .chain(
+            services
+                .iter()
+                .map(|s| Row::Service(ServiceRow::new(s, host_of(&s.name)))),
+        )
+        .chain(
+            hosts
+                .iter()
+                .filter(|h| !services.iter().any(|s| s.name == h.name.as_str()))
+                .map(|h| Row::TransportHost(HostRow::from(h))),
+        )
         .collect())
 }
 
@@ -41,12 +54,12 @@ pub(crate) fn run(cx: &Globals, args: &Args) -> Result<()> {
         if args.all_namespaces {
             writeln!(
                 out,
-                "no memwire resources in any namespace, and no transport hosts"
+                "no memwire resources in any namespace, no services and no transport hosts"
             )?;
         } else {
             writeln!(
                 out,
-                "no memwire resources in namespace `{}`, and no transport hosts",
+                "no memwire resources in namespace `{}`, no services and no transport hosts",
                 cx.namespace
             )?;
         }

@@ -5,11 +5,13 @@
 //! | [`ls`] | `memwire ls` |
 //! | [`gc`] | `memwire gc` |
 //! | [`resource`] | `memwire resource create / put / cat / rm / info` |
+//! | [`call`] | `memwire call SERVICE METHOD [ARGS…]`, `memwire call SERVICE --list` |
 //! | [`bench`] | `memwire bench transport` (and its hidden peer, `memwire __bench-peer`) |
 //! | [`row`] | the rows `ls`, `gc` and `info` print, as tables or JSON |
 //! | [`units`] | sizes and durations on the command line and in tables |
 
 mod bench;
+mod call;
 mod gc;
 mod ls;
 mod resource;
@@ -50,6 +52,8 @@ enum Command {
     /// Create, fill, read and remove named resources.
     #[command(subcommand)]
     Resource(resource::Command),
+    /// Call a method of a running service by name, with JSON arguments.
+    Call(call::Args),
     /// Benchmarks to run on this machine: message passing between two processes.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -132,6 +136,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Ls(args) => ls::run(&cx, &args),
         Command::Gc(args) => gc::run(&cx, &args),
         Command::Resource(cmd) => resource::run(&cx, cmd),
+        Command::Call(args) => call::run(&args),
         Command::Bench(cmd) => bench::run(&cmd),
         Command::BenchPeer(args) => bench::run_peer(&args),
     }

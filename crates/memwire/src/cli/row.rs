@@ -21,6 +21,48 @@ pub(crate) enum Row {
     Resource(ResourceRow),
     /// A transport host listening in the runtime directory.
     TransportHost(HostRow),
+    /// A named RPC service in the registry.
+    Service(ServiceRow),
+}
+
+/// A registered RPC service, with what its transport host said.
+#[derive(Debug, Serialize)]
+pub(crate) struct ServiceRow {
+    pub(crate) name: String,
+    pub(crate) pid: u32,
+    /// Its bootstrap socket.
+    pub(crate) socket: PathBuf,
+    /// Time since it registered; JSON: `uptime_s`, float seconds.
+    #[serde(rename = "uptime_s", serialize_with = "secs")]
+    pub(crate) uptime: Duration,
+    /// Connected clients, when its host answered.
+    pub(crate) clients: Option<usize>,
+    /// `live` (its host answered), `busy` (running, did not answer), `no-host` (registered
+    /// but its socket is gone).
+    pub(crate) health: &'static str,
+}
+
+impl ServiceRow {
+    /// `entry` (a live registry entry) with its host's status, if any.
+    pub(crate) fn new(
+        entry: &memwire::rpc::ServiceEntry,
+        host: Option<&memwire::transport::HostStatus>,
+    ) -> Self {
+        use memwire::transport::HostState;
+        let (clients, health) = match host.map(|h| &h.state) {
+            Some(HostState::Live { peers, .. }) => (Some(peers.len()), "live"),
+            Some(HostState::Busy) => (None, "busy"),
+            Some(HostState::Stale) | None => (None, "no-host"),
+        };
+        Self {
+            name: entry.name.clone(),
+            pid: entry.pid,
+            socket: entry.socket.clone(),
+            uptime: entry.uptime(),
+            clients,
+            health,
+        }
+    }
 }
 
 /// A transport host, as `memwire_transport::list_hosts` sees it.
@@ -140,24 +182,48 @@ pub(crate) fn tables(rows: &[Row], show_namespace: bool) -> Vec<Table> {
         .iter()
         .filter_map(|row| match row {
             Row::Resource(r) => Some(r),
-            Row::TransportHost(_) => None,
+            Row::TransportHost(_) | Row::Service(_) => None,
         })
         .collect();
     let hosts: Vec<&HostRow> = rows
         .iter()
         .filter_map(|row| match row {
             Row::TransportHost(h) => Some(h),
-            Row::Resource(_) => None,
+            Row::Resource(_) | Row::Service(_) => None,
+        })
+        .collect();
+    let services: Vec<&ServiceRow> = rows
+        .iter()
+        .filter_map(|row| match row {
+            Row::Service(s) => Some(s),
+            Row::Resource(_) | Row::TransportHost(_) => None,
         })
         .collect();
     let mut out = Vec::new();
     if !resources.is_empty() {
         out.push(resource_table(&resources, show_namespace));
     }
+    if !services.is_empty() {
+        out.push(service_table(&services));
+    }
     if !hosts.is_empty() {
         out.push(host_table(&hosts));
     }
     out
+}
+
+fn service_table(rows: &[&ServiceRow]) -> Table {
+    let mut table = new_table(vec!["SERVICE", "PID", "UPTIME", "CLIENTS", "HEALTH"]);
+    for s in rows {
+        table.add_row(vec![
+            s.name.clone(),
+            s.pid.to_string(),
+            show_duration(s.uptime),
+            s.clients.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+            s.health.to_owned(),
+        ]);
+    }
+    table
 }
 
 fn host_table(rows: &[&HostRow]) -> Table {
