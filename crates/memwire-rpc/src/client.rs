@@ -1,9 +1,12 @@
 //! The caller's side: a [`Client`] shares one link among any number of concurrent calls.
 //!
-//! Sending is done by the calling task itself, straight into the link; one reader task per
-//! link takes every answer off it and hands it to the call that waits for it (by call id), so
-//! answers may come back in any order. When the peer goes away, every pending call fails with
-//! [`Error::PeerGone`] at once, and so does every later call.
+//! Sending is done by the calling task itself, straight into the link. Receiving too: a call
+//! waiting for its answer takes the link's receiving half if no other call holds it, and reads
+//! answers off the link itself (its own and, for the calls that wait behind it, theirs, which
+//! it hands over by call id); when its own answer is in, it lets the next waiting call take
+//! over. So a lone caller reads its answer with no task between it and the link: no wake-up,
+//! no thread hop. Answers may come back in any order. When the peer goes away, every pending
+//! call fails with [`Error::PeerGone`] at once, and so does every later call.
 //!
 //! Dropping a call's future (or its timeout running out) cancels it: the server is told and
 //! the handler sees [`crate::CallContext::is_cancelled`]. An [`ItemStream`] grants the server
@@ -15,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use memwire_transport::{Link, Message, Rx};
+use memwire_transport::{Link, Message, PeerWatch, Rx};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
@@ -64,9 +67,13 @@ pub struct Client {
 struct Inner {
     writer: Arc<Writer>,
     table: Arc<Table>,
+    /// The receiving half, held by whichever waiting call reads for everyone.
+    rx: tokio::sync::Mutex<Rx>,
+    /// Notified when the reader lets go, so a waiting call can take over.
+    lead: tokio::sync::Notify,
+    watch: PeerWatch,
     next_id: AtomicU64,
     peer: u32,
-    reader: tokio::task::AbortHandle,
     config: ClientConfig,
     breaker: Option<CircuitBreaker>,
     metrics: Metrics,
@@ -77,7 +84,6 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.reader.abort();
         if let Some(h) = self
             .heartbeat
             .lock()
@@ -252,15 +258,15 @@ impl Client {
     pub fn with_config(link: Link, config: ClientConfig) -> Self {
         let peer = link.peer().pid;
         let (tx, rx) = link.split();
-        let table = Arc::new(Table::default());
-        let reader = tokio::spawn(read(rx, Arc::clone(&table))).abort_handle();
         let client = Self {
             inner: Arc::new(Inner {
                 writer: Arc::new(Writer::new(tx)),
-                table,
+                table: Arc::new(Table::default()),
+                watch: rx.peer_watch(),
+                rx: tokio::sync::Mutex::new(rx),
+                lead: tokio::sync::Notify::new(),
                 next_id: AtomicU64::new(1),
                 peer,
-                reader,
                 config,
                 breaker: config.breaker.map(CircuitBreaker::new),
                 metrics: Metrics::new(),
@@ -394,17 +400,16 @@ impl Client {
             .writer
             .send(Kind::Ping, Encoding::Raw, id, "", &[])
             .await?;
-        let outcome = tokio::time::timeout(timeout, rx)
+        let mut rx = rx;
+        let outcome = tokio::time::timeout(timeout, wait_for(&self.inner, &mut rx))
             .await
             .map_err(|_| Error::Timeout(timeout))?;
         drop(guard);
         match outcome {
-            Ok(Outcome::End) => Ok(start.elapsed()),
-            Ok(Outcome::Closed(closed)) => Err(closed.error()),
-            Ok(_) => Err(Error::Protocol(format!("ping {id} answered with a value"))),
-            Err(_) => Err(Error::PeerGone {
-                pid: self.inner.peer,
-            }),
+            Some(Outcome::End) => Ok(start.elapsed()),
+            Some(Outcome::Closed(closed)) => Err(closed.error()),
+            Some(_) => Err(Error::Protocol(format!("ping {id} answered with a value"))),
+            None => Err(self.gone()),
         }
     }
 
@@ -412,18 +417,34 @@ impl Client {
     /// fails at once from then on.
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        self.inner.table.lock().closed.is_some()
+        self.inner.watch.is_gone() || self.inner.table.lock().closed.is_some()
     }
 
     /// Completes when the link closes.
     pub async fn closed(&self) {
-        loop {
-            let notified = self.inner.table.closing.notified();
-            if self.is_closed() {
-                return;
+        let closing = async {
+            loop {
+                let notified = self.inner.table.closing.notified();
+                if self.inner.table.lock().closed.is_some() {
+                    return;
+                }
+                notified.await;
             }
-            notified.await;
+        };
+        tokio::select! {
+            () = closing => {}
+            () = self.inner.watch.gone() => {}
         }
+    }
+
+    /// The error for a link that went away under a call.
+    fn gone(&self) -> Error {
+        self.inner.watch.error().map_or(
+            Error::PeerGone {
+                pid: self.inner.peer,
+            },
+            Error::from,
+        )
     }
 
     /// The service's methods, as it describes them.
@@ -564,26 +585,26 @@ impl Client {
             .writer
             .send(Kind::Request, encoding, id, method, payload)
             .await?;
+        let mut rx = rx;
+        let waiting = wait_for(&self.inner, &mut rx);
         let outcome = match timeout {
-            None => rx.await,
-            Some(t) => match tokio::time::timeout(t, rx).await {
+            None => waiting.await,
+            Some(t) => match tokio::time::timeout(t, waiting).await {
                 Ok(outcome) => outcome,
                 Err(_) => return Err(Error::Timeout(t)),
             },
         };
         guard.armed = false;
         match outcome {
-            Ok(Outcome::Reply(reply)) => Ok(reply),
-            Ok(Outcome::Failed(record)) => Err(remote_error(method, record)),
-            Ok(Outcome::Closed(closed)) => Err(closed.error()),
-            Ok(Outcome::End) => Err(Error::Protocol(format!(
+            Some(Outcome::Reply(reply)) => Ok(reply),
+            Some(Outcome::Failed(record)) => Err(remote_error(method, record)),
+            Some(Outcome::Closed(closed)) => Err(closed.error()),
+            Some(Outcome::End) => Err(Error::Protocol(format!(
                 "call {id} to {method:?} ended as a stream"
             ))),
-            // The reader task ended without closing the table: only when the runtime shuts
-            // down, taking the link with it.
-            Err(_) => Err(Error::PeerGone {
-                pid: self.inner.peer,
-            }),
+            // Our entry left the table without an answer: only `close` does that, and it
+            // answers first; kept for safety.
+            None => Err(self.gone()),
         }
     }
 }
@@ -738,7 +759,7 @@ impl<T: DeserializeOwned> ItemStream<T> {
     }
 
     async fn next_item(&mut self) -> Option<Result<T>> {
-        let outcome = self.items.recv().await;
+        let outcome = wait_for(&self.inner, &mut self.items).await;
         let item = match outcome {
             Some(Outcome::Reply(reply)) => reply.decode(),
             Some(Outcome::End) => {
@@ -806,35 +827,129 @@ impl<T> Drop for ItemStream<T> {
     }
 }
 
-/// The link's reader: delivers answers until the link ends, then fails what is pending.
-async fn read(mut rx: Rx, table: Arc<Table>) {
-    let closed = loop {
+/// Where a waiting call's answer lands: a oneshot (calls, pings) or a channel (streams).
+trait Inbox {
+    /// `Some(Some(outcome))`: it is in; `Some(None)`: it never will be; `None`: not yet.
+    fn try_take(&mut self) -> Option<Option<Outcome>>;
+    /// Waits for the answer; `None` if it never comes.
+    fn take(&mut self) -> impl std::future::Future<Output = Option<Outcome>> + Send;
+}
+
+impl Inbox for oneshot::Receiver<Outcome> {
+    fn try_take(&mut self) -> Option<Option<Outcome>> {
+        match self.try_recv() {
+            Ok(outcome) => Some(Some(outcome)),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(None),
+        }
+    }
+
+    async fn take(&mut self) -> Option<Outcome> {
+        self.await.ok()
+    }
+}
+
+impl Inbox for mpsc::UnboundedReceiver<Outcome> {
+    fn try_take(&mut self) -> Option<Option<Outcome>> {
+        match self.try_recv() {
+            Ok(outcome) => Some(Some(outcome)),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(None),
+        }
+    }
+
+    async fn take(&mut self) -> Option<Outcome> {
+        self.recv().await
+    }
+}
+
+/// Waits for `inbox`'s answer, reading the link for everyone while no other call does.
+async fn wait_for(inner: &Inner, inbox: &mut impl Inbox) -> Option<Outcome> {
+    loop {
+        if let Some(outcome) = inbox.try_take() {
+            return outcome;
+        }
+        if let Ok(rx) = inner.rx.try_lock() {
+            let mut reader = Reader {
+                inner,
+                rx: Some(rx),
+            };
+            loop {
+                if let Some(outcome) = inbox.try_take() {
+                    return outcome;
+                }
+                reader.read_one().await;
+            }
+        }
+        tokio::select! {
+            biased;
+            outcome = inbox.take() => return outcome,
+            () = inner.lead.notified() => {}
+        }
+    }
+}
+
+/// The call that reads the link for everyone; lets the next one take over when dropped.
+struct Reader<'a> {
+    inner: &'a Inner,
+    /// Always `Some` until dropped: `drop` lets go of it before waking the next reader.
+    rx: Option<tokio::sync::MutexGuard<'a, Rx>>,
+}
+
+impl Reader<'_> {
+    /// Reads one message and hands it to the call it answers; closes the table when the link
+    /// ends or the server breaks the protocol.
+    async fn read_one(&mut self) {
+        let table = &self.inner.table;
+        let Some(rx) = self.rx.as_mut() else { return };
         let message = match rx.recv_async().await {
             Ok(m) => m,
-            Err(memwire_transport::Error::PeerGone { pid }) => break Closed::PeerGone(pid),
-            Err(e) => break Closed::Protocol(e.to_string()),
+            Err(memwire_transport::Error::PeerGone { pid }) => {
+                return table.close(Closed::PeerGone(pid));
+            }
+            Err(e) => return table.close(Closed::Protocol(e.to_string())),
         };
-        let (kind, encoding, id) = match frame::decode(&message) {
-            Ok(f) => (f.kind, f.encoding, f.call_id),
-            Err(e) => break Closed::Protocol(e.to_string()),
-        };
-        let outcome = match kind {
-            Kind::Response | Kind::StreamItem => Outcome::Reply(Reply { message, encoding }),
-            Kind::StreamEnd | Kind::Pong => Outcome::End,
-            Kind::Error => {
-                let payload = message.get(frame::HEADER_LEN..).unwrap_or_default();
-                match codec::decode::<ErrorRecord>(Encoding::MessagePack, payload) {
-                    Ok(record) => Outcome::Failed(record),
-                    Err(e) => {
-                        break Closed::Protocol(format!("an error frame does not decode: {e}"));
-                    }
+        if let Err(closed) = dispatch(table, message) {
+            table.close(closed);
+        }
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        // Unlock first: a call woken while we still held the lock would find it taken, go
+        // back to waiting, and leave the link with no reader.
+        drop(self.rx.take());
+        // Wakes one waiting call (or lets the next that waits pass at once) to read next.
+        self.inner.lead.notify_one();
+    }
+}
+
+/// Hands one message from the server to the call it answers.
+fn dispatch(table: &Table, message: Message) -> Result<(), Closed> {
+    let (kind, encoding, id) = match frame::decode(&message) {
+        Ok(f) => (f.kind, f.encoding, f.call_id),
+        Err(e) => return Err(Closed::Protocol(e.to_string())),
+    };
+    let outcome = match kind {
+        Kind::Response | Kind::StreamItem => Outcome::Reply(Reply { message, encoding }),
+        Kind::StreamEnd | Kind::Pong => Outcome::End,
+        Kind::Error => {
+            let payload = message.get(frame::HEADER_LEN..).unwrap_or_default();
+            match codec::decode::<ErrorRecord>(Encoding::MessagePack, payload) {
+                Ok(record) => Outcome::Failed(record),
+                Err(e) => {
+                    return Err(Closed::Protocol(format!(
+                        "an error frame does not decode: {e}"
+                    )));
                 }
             }
-            other => break Closed::Protocol(format!("a server does not send {other:?} frames")),
-        };
-        if let Err(e) = table.deliver(kind, id, outcome) {
-            break Closed::Protocol(e);
+        }
+        other => {
+            return Err(Closed::Protocol(format!(
+                "a server does not send {other:?} frames"
+            )));
         }
     };
-    table.close(closed);
+    table.deliver(kind, id, outcome).map_err(Closed::Protocol)
 }

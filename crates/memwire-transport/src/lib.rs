@@ -11,6 +11,7 @@
 //! | `bootstrap` | [`Host`] (bind, accept, spawn) and [`Guest`] (connect, from the ticket) |
 //! | [`Link`] | a peer's two directions: [`Tx`] (loans, [`Loan`]) and [`Rx`] ([`Message`]) |
 //! | `awaiting` | with the `tokio` feature (default): [`Rx::recv_async`], [`Tx::loan_async`], [`Tx::send_async`] |
+//! | [`PeerWatch`] | whether the peer is still there, without receiving |
 //! | `bell` | the link's eventfd doorbells, one per half of each end, that async waiters sleep on |
 //! | `layout` | where rings and pools sit in the segment; the header a guest validates |
 //! | `control` | large messages' memfds on the control socket |
@@ -61,6 +62,8 @@ mod loan;
 #[allow(unsafe_code)]
 mod message;
 #[cfg(not(memwire_loom))]
+mod peer;
+#[cfg(not(memwire_loom))]
 mod pool;
 #[cfg(not(memwire_loom))]
 mod return_entry;
@@ -91,6 +94,8 @@ pub use link::{Link, Stats};
 pub use loan::Loan;
 #[cfg(not(memwire_loom))]
 pub use message::Message;
+#[cfg(not(memwire_loom))]
+pub use peer::PeerWatch;
 #[cfg(not(memwire_loom))]
 pub use pool::ClassUsage;
 #[cfg(not(memwire_loom))]

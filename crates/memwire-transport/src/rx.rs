@@ -70,6 +70,12 @@ impl Rx {
         })
     }
 
+    /// A handle that tells whether the link is gone, from anywhere.
+    #[must_use]
+    pub fn peer_watch(&self) -> crate::PeerWatch {
+        crate::PeerWatch::new(Arc::clone(&self.shared))
+    }
+
     /// The next message, waiting for it per the link's strategy. Messages already sent are
     /// delivered before a dead peer's [`Error::PeerGone`].
     pub fn recv(&mut self) -> Result<Message> {
