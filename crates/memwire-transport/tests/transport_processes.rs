@@ -33,6 +33,14 @@ fn main() {
                 "a_spawned_guest_that_starts_slowly_gets_its_link",
                 late_guest,
             ),
+            trial(
+                "a_spawned_guest_that_never_joins_is_killed_at_the_join_deadline",
+                never_joins,
+            ),
+            trial(
+                "a_spawned_guest_that_exits_before_joining_gives_its_status",
+                exits_before_joining,
+            ),
             trial("host_death_is_peer_gone_for_the_guest", host_death),
             trial("killed_guests_give_every_slot_back", killed_guests),
             trial("spinning_processes_make_no_wake_syscalls", no_wake_syscalls),
@@ -110,6 +118,13 @@ fn roles(role: &str) -> Result<()> {
             echo(Guest::from_env()?)
         }
         "connect_echo" => echo(Guest::connect(&host_name()?)?),
+        // A spawned guest that never asks for its link.
+        "never_join" => {
+            std::thread::sleep(Duration::from_secs(600));
+            Ok(())
+        }
+        // A spawned guest that fails before it asks for its link.
+        "exit_early" => std::process::exit(3),
         "async_echo" => async_echo_role(Guest::from_env()?),
         "async_echo_block" => async_echo_role(Guest::from_env_with(WaitStrategy::Block)?),
         "async_echo_spin" => async_echo_role(Guest::from_env_with(WaitStrategy::Spin)?),
@@ -352,6 +367,50 @@ fn late_guest() -> Result<()> {
     check_echo(&mut link, 100, 4)?;
     drop(link);
     ensure!(child.wait()?.success(), "late guest failed");
+    Ok(())
+}
+
+/// A spawned child that never calls `Guest::from_env` does not hang `Host::spawn`: at the join
+/// deadline the child is killed and reaped, and the call fails with `JoinTimeout`.
+fn never_joins() -> Result<()> {
+    let ns = unique_namespace("never-joins");
+    let host = Host::bind(
+        ns.as_str(),
+        HostConfig {
+            join_timeout: Some(Duration::from_millis(200)),
+            ..HostConfig::default()
+        },
+    )?;
+    match host.spawn(&mut command("never_join")?) {
+        Err(Error::JoinTimeout { pid, .. }) => {
+            // Reaped, not a zombie: its /proc entry is gone (a zombie keeps one).
+            ensure!(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "child {pid} still exists after JoinTimeout"
+            );
+        }
+        Ok(_) => bail!("a child that never joined got a link"),
+        Err(e) => bail!("expected JoinTimeout, got {e}"),
+    }
+    // The host still serves.
+    let (mut child, mut link) = host.spawn(&mut command("echo")?)?;
+    check_echo(&mut link, 100, 5)?;
+    drop(link);
+    ensure!(child.wait()?.success());
+    Ok(())
+}
+
+/// A spawned child that exits before it joins fails `Host::spawn` with its exit status, at
+/// once: the join deadline (the default, 30 s) is not waited out.
+fn exits_before_joining() -> Result<()> {
+    let host = host("exits-early", WaitStrategy::default())?;
+    match host.spawn(&mut command("exit_early")?) {
+        Err(Error::GuestExited { status, .. }) => {
+            ensure!(status.code() == Some(3), "exit status {status}");
+        }
+        Ok(_) => bail!("a child that exited got a link"),
+        Err(e) => bail!("expected GuestExited, got {e}"),
+    }
     Ok(())
 }
 

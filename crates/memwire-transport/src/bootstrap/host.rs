@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use memwire_shm::{Access, MemfdSegment, Name, ProcessHandle, ProcessId, Segment};
 
@@ -28,7 +28,15 @@ pub struct HostConfig {
     pub link: LinkConfig,
     /// How the host's side of each link waits.
     pub wait: WaitStrategy,
+    /// How long [`Host::spawn`] waits for its child to ask for its link before it kills the
+    /// child and fails with [`Error::JoinTimeout`] (default [`DEFAULT_JOIN_TIMEOUT`], 30 s: a
+    /// child may do real work before it calls [`crate::Guest::from_env`], but one that never
+    /// does must not hang its parent).
+    pub join_timeout: Option<Duration>,
 }
+
+/// [`HostConfig::join_timeout`] when unset.
+pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A peer entry, as [`Host::peers`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,7 +190,7 @@ impl Host {
                 op: "accept a guest",
                 source: e,
             })?;
-            match read_request(&stream) {
+            match read_request(&stream, Duration::from_secs(1)).ok() {
                 Some(Request::Join) => {}
                 Some(Request::Status) => {
                     self.answer_status(stream);
@@ -212,7 +220,10 @@ impl Host {
 
     /// Spawns `command` as a guest: the child inherits its end of a socket pair, named with
     /// the host's identity in `MEMWIRE_TICKET`, and calls [`crate::Guest::from_env`]. Waits
-    /// until it does, or exits (then the child is reaped and the call fails).
+    /// until it does, at most [`HostConfig::join_timeout`]: a child that exits first is reaped
+    /// and the call fails at once with [`Error::GuestExited`] (its exit status); one that is
+    /// still silent at the deadline is killed, reaped, and the call fails with
+    /// [`Error::JoinTimeout`].
     pub fn spawn(&self, command: &mut Command) -> Result<(Child, Link)> {
         let (ours, theirs) = UnixStream::pair().map_err(|e| Error::Io {
             op: "socketpair",
@@ -232,10 +243,11 @@ impl Host {
                 source: e,
             })?;
         drop(theirs);
-        match self.welcome_child(ours, &child) {
+        match self.welcome_child(ours, &mut child) {
             Ok(link) => Ok((child, link)),
             Err(e) => {
-                // Never leave a half-started guest behind.
+                // Never leave a half-started guest behind (for a child reaped already, both
+                // calls are no-ops).
                 let _ = child.kill();
                 let _ = child.wait();
                 Err(e)
@@ -243,16 +255,45 @@ impl Host {
         }
     }
 
-    fn welcome_child(&self, ours: UnixStream, child: &Child) -> Result<Link> {
+    fn welcome_child(&self, ours: UnixStream, child: &mut Child) -> Result<Link> {
         let peer = ProcessHandle::from_child(child)?;
-        // A child may work a while before it asks for its link: wait as long as it runs (its
-        // exit closes its end of the pair, so the read below fails at once then).
-        wait_for_join(&ours, &peer)?;
-        if read_request(&ours) != Some(Request::Join) {
-            return Err(Error::ProtocolViolation {
-                pid: peer.pid(),
-                what: "the spawned guest did not ask to join".into(),
-            });
+        let timeout = self.config.join_timeout.unwrap_or(DEFAULT_JOIN_TIMEOUT);
+        let deadline = Instant::now().checked_add(timeout);
+        // A child may work a while before it asks for its link: wait as long as it runs, up to
+        // the join deadline.
+        match wait_for_join(&ours, &peer, deadline)? {
+            Joined::Asked => {}
+            Joined::Exited => return Err(exited(child)),
+            Joined::TimedOut => {
+                return Err(Error::JoinTimeout {
+                    pid: peer.pid(),
+                    timeout,
+                });
+            }
+        }
+        // The child started its frame: give it what is left of the deadline (at least a
+        // moment) to finish it.
+        let left = deadline.map_or(Duration::from_secs(1), |d| {
+            d.saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(10))
+        });
+        match read_request(&ours, left) {
+            Ok(Request::Join) => {}
+            // Its end closed: it is exiting (the socket can close a moment before the pidfd
+            // tells), so wait for its exit, within the join deadline, for its status.
+            Err(Unread::Closed)
+                if peer
+                    .wait_timeout(left.max(Duration::from_millis(100)))
+                    .unwrap_or(false) =>
+            {
+                return Err(exited(child));
+            }
+            _ => {
+                return Err(Error::ProtocolViolation {
+                    pid: peer.pid(),
+                    what: "the spawned guest did not ask to join".into(),
+                });
+            }
         }
         self.welcome(ours, peer)?
             .ok_or(Error::Refused(RefuseReason::PeerTableFull))
@@ -365,17 +406,51 @@ impl Drop for Host {
     }
 }
 
-/// Waits until the spawned child `peer` has written on `ours` or has exited.
-fn wait_for_join(ours: &UnixStream, peer: &ProcessHandle) -> Result<()> {
+/// The error of a spawned child that exited before it joined: reaps it for its status.
+fn exited(child: &mut Child) -> Error {
+    let pid = child.id();
+    match child.wait() {
+        Ok(status) => Error::GuestExited { pid, status },
+        Err(source) => Error::Io {
+            op: "reap the spawned guest",
+            source,
+        },
+    }
+}
+
+/// What a spawned child did first.
+enum Joined {
+    /// It wrote on its socket (its join request, we hope).
+    Asked,
+    /// It exited.
+    Exited,
+    /// Neither, by the deadline.
+    TimedOut,
+}
+
+/// Waits until the spawned child `peer` has written on `ours`, has exited, or `deadline`
+/// (`None`: none) passed.
+fn wait_for_join(
+    ours: &UnixStream,
+    peer: &ProcessHandle,
+    deadline: Option<Instant>,
+) -> Result<Joined> {
     use rustix::event::{PollFd, PollFlags};
     loop {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            return Ok(Joined::TimedOut);
+        }
+        let ts = left.and_then(|l| rustix::event::Timespec::try_from(l).ok());
         let mut fds = [
             PollFd::new(ours, PollFlags::IN),
             PollFd::new(peer, PollFlags::IN),
         ];
-        match rustix::event::poll(&mut fds, None) {
-            Ok(_) => return Ok(()),
-            Err(rustix::io::Errno::INTR) => {}
+        match rustix::event::poll(&mut fds, ts.as_ref()) {
+            // Its exit closes its end of the pair too: the pidfd decides between the two.
+            Ok(_) if !fds[1].revents().is_empty() => return Ok(Joined::Exited),
+            Ok(_) if !fds[0].revents().is_empty() => return Ok(Joined::Asked),
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => {
                 return Err(Error::Io {
                     op: "wait for the spawned guest to join",
@@ -386,14 +461,27 @@ fn wait_for_join(ours: &UnixStream, peer: &ProcessHandle) -> Result<()> {
     }
 }
 
-/// Reads a client's first frame, giving it a second to send it.
-fn read_request(stream: &UnixStream) -> Option<Request> {
-    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+/// Why a spawned child's first frame could not be read.
+enum Unread {
+    /// It closed its end first.
+    Closed,
+    /// It sent no frame in time, or a malformed one.
+    Bad,
+}
+
+/// Reads a spawned child's first frame, giving it `timeout` to send it.
+fn read_request(stream: &UnixStream, timeout: Duration) -> Result<Request, Unread> {
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|_| Unread::Bad)?;
     let mut frame = [0u8; FRAME];
     let read = std::io::Read::read_exact(&mut &*stream, &mut frame);
-    stream.set_read_timeout(None).ok()?;
-    read.ok()?;
-    Request::decode(&frame).ok()
+    let _ = stream.set_read_timeout(None);
+    match read {
+        Ok(()) => Request::decode(&frame).map_err(|_| Unread::Bad),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(Unread::Closed),
+        Err(_) => Err(Unread::Bad),
+    }
 }
 
 #[cfg(test)]

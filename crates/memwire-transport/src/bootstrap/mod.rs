@@ -22,7 +22,7 @@ pub(crate) mod status;
 
 pub use guest::Guest;
 pub use hello::RefuseReason;
-pub use host::{Host, HostConfig, PeerInfo};
+pub use host::{DEFAULT_JOIN_TIMEOUT, Host, HostConfig, PeerInfo};
 pub use status::{HostState, HostStatus, PeerStatus, list_hosts, remove_stale_hosts};
 
 use std::path::PathBuf;
