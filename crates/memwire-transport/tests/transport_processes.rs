@@ -41,6 +41,11 @@ fn main() {
                 "a_spawned_guest_that_exits_before_joining_gives_its_status",
                 exits_before_joining,
             ),
+            trial("a_silent_client_delays_no_guest_behind_it", silent_client),
+            trial(
+                "a_silent_client_is_closed_at_its_hello_deadline",
+                silent_client_closed,
+            ),
             trial("host_death_is_peer_gone_for_the_guest", host_death),
             trial("killed_guests_give_every_slot_back", killed_guests),
             trial("spinning_processes_make_no_wake_syscalls", no_wake_syscalls),
@@ -118,6 +123,31 @@ fn roles(role: &str) -> Result<()> {
             echo(Guest::from_env()?)
         }
         "connect_echo" => echo(Guest::connect(&host_name()?)?),
+        // Connects to the host and says nothing; on a line on stdin, tells whether the host
+        // still holds the connection open.
+        "silent_asked" => {
+            let stream = connect_silently(&host_name()?)?;
+            std::io::stdin().read_line(&mut String::new())?;
+            let mut fds = [rustix::event::PollFd::new(
+                &stream,
+                rustix::event::PollFlags::IN | rustix::event::PollFlags::RDHUP,
+            )];
+            let zero = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            let events = rustix::event::poll(&mut fds, Some(&zero))?;
+            println!("{}", if events == 0 { "open" } else { "closed" });
+            Ok(())
+        }
+        // Connects to the host, says nothing, and tells when the host closes the connection.
+        "silent_until_closed" => {
+            let stream = connect_silently(&host_name()?)?;
+            stream.set_read_timeout(Some(support::DEADLINE))?;
+            let closed = matches!(std::io::Read::read(&mut &stream, &mut [0u8; 64]), Ok(0));
+            println!("{}", if closed { "closed" } else { "still open" });
+            Ok(())
+        }
         // A spawned guest that never asks for its link.
         "never_join" => {
             std::thread::sleep(Duration::from_secs(600));
@@ -236,6 +266,18 @@ fn roles(role: &str) -> Result<()> {
         }
         other => bail!("unknown role {other:?}"),
     }
+}
+
+/// Connects to host `name`'s bootstrap socket and prints "connected".
+fn connect_silently(name: &str) -> Result<std::os::unix::net::UnixStream> {
+    let stream = std::os::unix::net::UnixStream::connect(
+        memwire_shm::name::runtime_dir()?
+            .join("transport")
+            .join(format!("{name}.sock")),
+    )?;
+    println!("connected");
+    std::io::stdout().flush()?;
+    Ok(stream)
 }
 
 fn host(test: &str, wait: WaitStrategy) -> Result<Host> {
@@ -412,6 +454,88 @@ fn exits_before_joining() -> Result<()> {
         Err(e) => bail!("expected GuestExited, got {e}"),
     }
     Ok(())
+}
+
+/// Spawns `role` as a silent client of `host`, once it has connected.
+fn silent(
+    host: &Host,
+    role: &str,
+) -> Result<(support::Guard, BufReader<std::process::ChildStdout>)> {
+    let mut cmd = command(role)?;
+    cmd.env(HOST_ENV, host.name().as_str())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut client = spawn(cmd, None)?;
+    let mut out = BufReader::new(client.child().stdout.take().context("stdout")?);
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    ensure!(line.trim() == "connected", "silent client said {line:?}");
+    Ok((client, out))
+}
+
+/// A client that connects first and says nothing does not stall `accept`: a guest that
+/// connects after it gets its link while the silent connection is still open, long before its
+/// hello deadline (30 s here), which the host has not waited out.
+fn silent_client() -> Result<()> {
+    let ns = unique_namespace("silent");
+    let host = Host::bind(
+        ns.as_str(),
+        HostConfig {
+            hello_timeout: Some(Duration::from_secs(30)),
+            ..HostConfig::default()
+        },
+    )?;
+    let (mut quiet, mut quiet_out) = silent(&host, "silent_asked")?;
+    let mut cmd = command("connect_echo")?;
+    cmd.env(HOST_ENV, host.name().as_str());
+    let guest = spawn(cmd, None)?;
+    let mut link = host.accept_timeout(support::DEADLINE)?;
+    ensure!(
+        link.peer().pid == guest.id(),
+        "accept gave a link to {}, not the guest {}",
+        link.peer().pid,
+        guest.id()
+    );
+    check_echo(&mut link, 100, 6)?;
+    // The silent client is still connected: the host did not close it to get to the guest.
+    writeln!(quiet.child().stdin.as_mut().context("stdin")?)?;
+    let mut line = String::new();
+    quiet_out.read_line(&mut line)?;
+    ensure!(
+        line.trim() == "open",
+        "the silent connection was {line:?} when the guest got in"
+    );
+    ensure!(quiet.wait()?.success());
+    drop(link);
+    guest.wait_success()
+}
+
+/// A silent client is closed by the host once its hello deadline passes (while the host is in
+/// `accept`), and the host goes on to serve the next guest.
+fn silent_client_closed() -> Result<()> {
+    let ns = unique_namespace("silent-closed");
+    let host = Host::bind(
+        ns.as_str(),
+        HostConfig {
+            hello_timeout: Some(Duration::from_millis(100)),
+            ..HostConfig::default()
+        },
+    )?;
+    let (mut quiet, mut quiet_out) = silent(&host, "silent_until_closed")?;
+    std::thread::scope(|s| {
+        let accepted = s.spawn(|| host.accept_timeout(support::DEADLINE));
+        let mut line = String::new();
+        quiet_out.read_line(&mut line)?;
+        ensure!(line.trim() == "closed", "the silent client says {line:?}");
+        ensure!(quiet.wait()?.success());
+        let mut cmd = command("connect_echo")?;
+        cmd.env(HOST_ENV, host.name().as_str());
+        let guest = spawn(cmd, None)?;
+        let mut link = accepted.join().unwrap()?;
+        check_echo(&mut link, 100, 7)?;
+        drop(link);
+        guest.wait_success()
+    })
 }
 
 fn host_death() -> Result<()> {

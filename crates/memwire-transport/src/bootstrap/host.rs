@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use memwire_shm::{Access, MemfdSegment, Name, ProcessHandle, ProcessId, Segment};
 
 use super::hello::{FRAME, Hello, RefuseReason, Request};
+use super::lobby::{Arrival, Lobby};
 use super::status::{self, PeerStatus};
 use super::{TICKET_ENV, inherit, socket_path};
 use crate::bell::Bells;
@@ -33,7 +34,14 @@ pub struct HostConfig {
     /// child may do real work before it calls [`crate::Guest::from_env`], but one that never
     /// does must not hang its parent).
     pub join_timeout: Option<Duration>,
+    /// How long a client of the bootstrap socket has to send its first frame before the host
+    /// closes it (default [`DEFAULT_HELLO_TIMEOUT`], 1 s). Clients wait for it side by side:
+    /// a silent one delays no other guest (see [`Host::accept`]).
+    pub hello_timeout: Option<Duration>,
 }
+
+/// [`HostConfig::hello_timeout`] when unset.
+pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// [`HostConfig::join_timeout`] when unset.
 pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -82,6 +90,8 @@ pub struct Host {
     config: HostConfig,
     me: ProcessId,
     peers: Arc<Mutex<PeerTable>>,
+    /// Connections that have not sent their first frame yet; locked for a whole `accept`.
+    lobby: Mutex<Lobby>,
     /// Every link made, for status reports; dropped links drop out.
     links: Mutex<Vec<Weak<Shared>>>,
     epoch: AtomicU64,
@@ -121,10 +131,16 @@ impl Host {
                 });
             }
         };
+        // Non-blocking: `accept` polls the listener together with the clients of its lobby.
+        listener.set_nonblocking(true).map_err(|e| Error::Io {
+            op: "make the host socket non-blocking",
+            source: e,
+        })?;
         Ok(Self {
             name,
             path,
             listener,
+            lobby: Mutex::new(Lobby::default()),
             config,
             me: ProcessId::current()?,
             peers: Arc::new(Mutex::new(PeerTable {
@@ -150,6 +166,11 @@ impl Host {
     /// Waits for the next walk-in guest and returns its link. A guest the host must refuse
     /// (peer table full) is told so and the wait goes on; status requests (`memwire ls`) are
     /// answered on the way.
+    ///
+    /// Clients that connected but have not sent their first frame wait side by side (see
+    /// `lobby.rs`), each until its [`HostConfig::hello_timeout`]: a silent or slow client
+    /// never delays a guest that connects after it. Those still waiting when `accept` returns
+    /// are kept for the next call. Concurrent calls take turns.
     pub fn accept(&self) -> Result<Link> {
         self.accept_within(None)
     }
@@ -160,44 +181,18 @@ impl Host {
     }
 
     fn accept_within(&self, timeout: Option<Duration>) -> Result<Link> {
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let until = timeout.and_then(|t| Instant::now().checked_add(t));
+        let hello = self.config.hello_timeout.unwrap_or(DEFAULT_HELLO_TIMEOUT);
+        let mut lobby = self.lobby.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            if let Some(deadline) = deadline {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                let mut fds = [rustix::event::PollFd::new(
-                    &self.listener,
-                    rustix::event::PollFlags::IN,
-                )];
-                let ts = rustix::event::Timespec::try_from(left).ok();
-                let ready = match rustix::event::poll(&mut fds, ts.as_ref()) {
-                    Ok(n) => n > 0,
-                    Err(rustix::io::Errno::INTR) => false,
-                    Err(e) => {
-                        return Err(Error::Io {
-                            op: "wait for a guest",
-                            source: e.into(),
-                        });
-                    }
-                };
-                if !ready {
-                    if std::time::Instant::now() >= deadline {
-                        return Err(Error::Timeout(timeout.unwrap_or_default()));
-                    }
-                    continue;
-                }
-            }
-            let (stream, _) = self.listener.accept().map_err(|e| Error::Io {
-                op: "accept a guest",
-                source: e,
-            })?;
-            match read_request(&stream, Duration::from_secs(1)).ok() {
-                Some(Request::Join) => {}
-                Some(Request::Status) => {
+            let stream = match lobby.next(&self.listener, hello, until)? {
+                Some(Arrival::Join(stream)) => stream,
+                Some(Arrival::Status(stream)) => {
                     self.answer_status(stream);
                     continue;
                 }
-                None => continue, // Not a memwire client, or too slow to say what it wants.
-            }
+                None => return Err(Error::Timeout(timeout.unwrap_or_default())),
+            };
             let creds = memwire_shm::peer_credentials(&stream)?;
             let peer = match ProcessHandle::open(creds.pid) {
                 Ok(p) => p,
