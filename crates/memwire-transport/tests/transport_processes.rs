@@ -17,6 +17,12 @@ use memwire_transport::{Error, Guest, Host, HostConfig, Link, WaitStrategy};
 use support::{command, spawn, trial, unique_namespace, wait_until};
 
 const HOST_ENV: &str = "MEMWIRE_TEST_HOST";
+/// Large messages sent to a receiver that drains only on cue: more than the control socket
+/// holds (278 frames with the default 208 KiB socket buffer), fewer fds in flight than the
+/// usual `RLIMIT_NOFILE` allows.
+const CUED: u64 = 800;
+/// Their length: beyond the inline threshold, and the link has no size classes.
+const CUED_LEN: usize = 64;
 
 fn main() {
     support::private_runtime_dir("memwire-transport-test");
@@ -62,6 +68,10 @@ fn main() {
             trial(
                 "async_waits_sleep_and_spinning_async_pairs_make_no_wake_syscalls",
                 async_wake_counts,
+            ),
+            trial(
+                "an_async_large_commit_on_a_full_control_socket_frees_the_runtime_thread",
+                async_full_control_socket,
             ),
         ],
     )
@@ -146,6 +156,27 @@ fn roles(role: &str) -> Result<()> {
             stream.set_read_timeout(Some(support::DEADLINE))?;
             let closed = matches!(std::io::Read::read(&mut &stream, &mut [0u8; 64]), Ok(0));
             println!("{}", if closed { "closed" } else { "still open" });
+            Ok(())
+        }
+        // Takes its link, then reads nothing until cued by a line on stdin (or, failing the
+        // cue, after the deadline); then checks the `CUED` large messages.
+        "drain_on_cue" => {
+            let mut link = Guest::from_env()?;
+            let stdin = std::io::stdin();
+            let mut fds = [rustix::event::PollFd::new(
+                &stdin,
+                rustix::event::PollFlags::IN,
+            )];
+            let deadline = rustix::event::Timespec::try_from(support::DEADLINE)?;
+            rustix::event::poll(&mut fds, Some(&deadline))?;
+            for i in 0..CUED {
+                let m = link.rx().recv_timeout(support::DEADLINE)?;
+                ensure!(
+                    m.len() == CUED_LEN && m.iter().all(|&b| b == i as u8),
+                    "message {i}"
+                );
+            }
+            println!("drained");
             Ok(())
         }
         // A spawned guest that never asks for its link.
@@ -810,6 +841,64 @@ fn async_peer_killed() -> Result<()> {
     })?;
     ensure!(rx.stats().sleeps == 1, "{:?}", rx.stats());
     ensure!(host.peers().is_empty(), "{:?}", host.peers());
+    Ok(())
+}
+
+/// A large message's memfd travels on the control socket; when the receiver is slow to drain
+/// and the socket fills, `send_async` awaits room instead of blocking its (only) runtime
+/// thread. The receiver drains only when cued by another task on the same current-thread
+/// runtime, a task that can run only while the sender yields the thread: it must run before
+/// the last message is sent.
+fn async_full_control_socket() -> Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+    let ns = unique_namespace("async-full-control");
+    let link_config = memwire_transport::LinkConfig {
+        ring_depth: 4096,
+        classes: Vec::new(),
+        ..memwire_transport::LinkConfig::default()
+    };
+    let host = Host::bind(
+        ns.as_str(),
+        HostConfig {
+            link: link_config,
+            ..HostConfig::default()
+        },
+    )?;
+    let mut cmd = command("drain_on_cue")?;
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let (child, mut link) = host.spawn(&mut cmd)?;
+    let mut guest = support::Guard::from_child(child);
+    let mut cue = guest.child().stdin.take().context("stdin")?;
+    let sent = Arc::new(AtomicU64::new(0));
+    let cued_at = runtime()?.block_on(async {
+        // Spawned, not polled: a current-thread runtime runs it only when `block_on`'s future
+        // (the sender) is pending.
+        let cuer = tokio::spawn({
+            let sent = Arc::clone(&sent);
+            async move {
+                let at = sent.load(Ordering::Relaxed);
+                writeln!(cue)?;
+                anyhow::Ok(at)
+            }
+        });
+        for i in 0..CUED {
+            link.tx().send_async(&[i as u8; CUED_LEN]).await?;
+            sent.store(i + 1, Ordering::Relaxed);
+        }
+        cuer.await?
+    })?;
+    ensure!(
+        cued_at < CUED,
+        "the receiver was cued only after all {CUED} messages were sent: the sender held the \
+         runtime thread while the control socket was full"
+    );
+    let mut out = String::new();
+    BufReader::new(guest.child().stdout.take().context("stdout")?).read_line(&mut out)?;
+    ensure!(out.trim() == "drained", "guest said {out:?}");
+    eprintln!("cued after {cued_at} of {CUED} messages");
+    drop(link);
+    ensure!(guest.wait()?.success(), "guest failed");
     Ok(())
 }
 
