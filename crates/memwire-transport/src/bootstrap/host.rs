@@ -18,7 +18,7 @@ use crate::bell::Bells;
 use crate::config::{LinkConfig, WaitStrategy};
 use crate::error::{ConfigError, Error, Result};
 use crate::layout::{Layout, write_header};
-use crate::link::{Link, LinkParts, PeerSlot, Shared, Side};
+use crate::link::{Link, LinkParts, Peer, PeerSlot, Shared, Side};
 
 /// How a host shapes its links.
 #[derive(Clone, Debug, Default)]
@@ -194,12 +194,16 @@ impl Host {
                 None => return Err(Error::Timeout(timeout.unwrap_or_default())),
             };
             let creds = memwire_shm::peer_credentials(&stream)?;
-            let peer = match ProcessHandle::open(creds.pid) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::debug!(pid = creds.pid, error = %e, "guest left before it was welcomed");
-                    continue;
-                }
+            let peer = match visible(creds.pid) {
+                Some(pid) => match ProcessHandle::open(pid) {
+                    Ok(p) => Peer::watched(p),
+                    Err(e) => {
+                        tracing::debug!(pid, error = %e, "guest left before it was welcomed");
+                        continue;
+                    }
+                },
+                // Another pid namespace: no pidfd; the control socket's hang-up tells its death.
+                None => Peer::unseen(),
             };
             match self.welcome(stream, peer) {
                 Ok(Some(link)) => return Ok(link),
@@ -290,7 +294,7 @@ impl Host {
                 });
             }
         }
-        self.welcome(ours, peer)?
+        self.welcome(ours, Peer::watched(peer))?
             .ok_or(Error::Refused(RefuseReason::PeerTableFull))
     }
 
@@ -338,7 +342,7 @@ impl Host {
 
     /// Gives `stream`'s guest a peer entry and a fresh segment; `None` if it was refused,
     /// [`Error::PeerGone`] if it left before its welcome.
-    fn welcome(&self, stream: UnixStream, peer: ProcessHandle) -> Result<Option<Link>> {
+    fn welcome(&self, stream: UnixStream, peer: Peer) -> Result<Option<Link>> {
         let Some(slot) = PeerTable::take(&self.peers, peer.id()) else {
             let frame = Hello::Refuse(RefuseReason::PeerTableFull).encode();
             let _ = memwire_shm::send_with_fds(&stream, &frame, &[]);
@@ -399,6 +403,16 @@ impl Drop for Host {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// A walk-in guest's pid as `SO_PEERCRED` gave it, if we can open a pidfd on it: `None` for
+/// pid 0, a process not visible in our pid namespace.
+fn visible(pid: u32) -> Option<u32> {
+    #[cfg(test)]
+    if tests::HIDE_PIDS.with(std::cell::Cell::get) {
+        return None;
+    }
+    (pid != 0).then_some(pid)
 }
 
 /// The error of a spawned child that exited before it joined: reaps it for its status.
@@ -482,6 +496,42 @@ fn read_request(stream: &UnixStream, timeout: Duration) -> Result<Request, Unrea
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Makes `accept` on this thread treat every guest's pid as not visible (as
+        /// `SO_PEERCRED` reports a guest in another pid namespace): the seam for the test of
+        /// pid-less guests, which cannot make a real pid namespace without privileges.
+        pub(super) static HIDE_PIDS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// A walk-in guest whose pid the host cannot see (`SO_PEERCRED` pid 0) still gets its
+    /// link, without a pidfd: the host learns that it went from the control socket's hang-up
+    /// alone (the "guest" here is this very process, which never exits, so a pidfd could not
+    /// have told).
+    #[test]
+    fn a_guest_with_an_unseen_pid_is_accepted_and_its_hang_up_is_its_death() {
+        let host = bind("unseen-pid");
+        HIDE_PIDS.with(|h| h.set(true));
+        let name = host.name().to_string();
+        let guest = std::thread::spawn(move || crate::Guest::connect(&name));
+        let accepted = host.accept_timeout(Duration::from_secs(30));
+        HIDE_PIDS.with(|h| h.set(false));
+        let mut link = accepted.unwrap();
+        let mut guest = guest.join().unwrap().unwrap();
+        assert_eq!(link.peer().pid, 0);
+        assert_eq!(host.peers().len(), 1, "{:?}", host.peers());
+        guest.tx().send(b"from another namespace").unwrap();
+        assert_eq!(
+            &*link.rx().recv_timeout(Duration::from_secs(30)).unwrap(),
+            b"from another namespace"
+        );
+        drop(guest);
+        match link.rx().recv_timeout(Duration::from_secs(30)) {
+            Err(Error::PeerGone { pid: 0 }) => {}
+            other => panic!("recv after the unseen guest left gave {other:?}"),
+        }
+        assert!(host.peers().is_empty(), "{:?}", host.peers());
+    }
 
     fn bind(test: &str) -> Host {
         let name = format!("host-unit-{test}-{}", std::process::id());
