@@ -47,6 +47,8 @@ use rustix::net::{
 
 use crate::error::{Error, Result};
 
+#[allow(unsafe_code)]
+mod peercred;
 #[cfg(feature = "tokio")]
 mod tokio;
 
@@ -83,8 +85,10 @@ impl Received {
 /// The identity of the process at the other end of a Unix socket.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct PeerCredentials {
-    /// Process id of the peer when it connected (or created the socket pair). The kernel
-    /// records it then; the process may have exited since.
+    /// Process id of the peer when it connected (or created the socket pair), in our pid
+    /// namespace. The kernel records it then; the process may have exited since. **0** when
+    /// the peer's process is not visible in our pid namespace (it runs in a parent or sibling
+    /// namespace): then no pidfd can be opened on it.
     pub pid: u32,
     /// Effective user id of the peer when it connected.
     pub uid: u32,
@@ -264,7 +268,8 @@ pub(crate) fn recv_with_flags(
 }
 
 /// `getsockopt(socket, SOL_SOCKET, SO_PEERCRED)`: the pid, uid and gid of the peer, as the
-/// kernel recorded them when it connected (or created the socket pair).
+/// kernel recorded them when it connected (or created the socket pair). The pid is 0 for a
+/// peer not visible in our pid namespace.
 ///
 /// # Errors
 ///
@@ -285,13 +290,13 @@ pub(crate) fn recv_with_flags(
 /// # }
 /// ```
 pub fn peer_credentials(socket: impl AsFd) -> Result<PeerCredentials> {
-    let cred = rustix::net::sockopt::socket_peercred(socket)
-        .map_err(|e| Error::os("getsockopt SO_PEERCRED", e))?;
+    let cred =
+        peercred::peer_ucred(socket.as_fd()).map_err(|e| Error::os("getsockopt SO_PEERCRED", e))?;
     Ok(PeerCredentials {
-        // A pid is positive, so it fits a u32 unchanged.
-        pid: cred.pid.as_raw_nonzero().get().unsigned_abs(),
-        uid: cred.uid.as_raw(),
-        gid: cred.gid.as_raw(),
+        // A pid is never negative: 0 (not visible) or positive, so it fits a u32 unchanged.
+        pid: cred.pid.unsigned_abs(),
+        uid: cred.uid,
+        gid: cred.gid,
     })
 }
 

@@ -19,8 +19,12 @@
 //!
 //! **Runtime.** A half's first wait registers its doorbell with the current runtime; the half
 //! then belongs to that runtime, as a tokio socket does. Outside a runtime the call fails
-//! (`Error::Io`) instead of panicking. Committing a large message (beyond every size class)
-//! still passes its memfd on the control socket with a blocking wait when the socket is full.
+//! (`Error::Io`) instead of panicking.
+//!
+//! **Large messages.** A message beyond every size class passes its memfd on the link's
+//! control socket. [`Loan::commit_async`] (which [`Tx::send_async`] uses) awaits room there
+//! through the reactor when the socket is full (a receiver slow to drain), so no runtime
+//! thread ever blocks; the plain [`Loan::commit`] would block its thread until there is room.
 
 use memwire_shm::AsyncDoorbell;
 
@@ -107,11 +111,31 @@ impl Tx {
         Ok(Loan::new(self, body, len))
     }
 
-    /// Copies `data` into a loan awaited with [`Tx::loan_async`] and commits it.
+    /// Copies `data` into a loan awaited with [`Tx::loan_async`] and commits it with
+    /// [`Loan::commit_async`].
     pub async fn send_async(&mut self, data: &[u8]) -> Result<()> {
         let mut loan = self.loan_async(data.len()).await?;
         loan.as_mut_slice().copy_from_slice(data);
-        loan.commit()
+        loan.commit_async().await
+    }
+}
+
+impl Loan<'_> {
+    /// [`Loan::commit`] for async code: a large message (beyond every size class) whose memfd
+    /// finds the control socket full awaits room there instead of blocking the thread.
+    /// Anything smaller commits at once, as with `commit`. Cancel safe: a future dropped
+    /// before it completes has published nothing (the loan is dropped, its slot freed).
+    pub async fn commit_async(mut self) -> Result<()> {
+        let sent = match self.large() {
+            (tx, Some(segment)) => {
+                let seq = tx.next_seq;
+                crate::control::send_large_async(&tx.shared, seq, segment).await?;
+                tx.next_seq += 1;
+                Some(seq)
+            }
+            (_, None) => None,
+        };
+        self.publish(sent)
     }
 }
 

@@ -58,30 +58,94 @@ fn would_block(e: &memwire_shm::Error) -> bool {
     e.errno() == Some(Errno::AGAIN.raw_os_error())
 }
 
-/// Sends the frame for large message `seq`, waiting for room in the socket if needed.
+/// Sends `frame` with `segment` attached if the socket has room: `Ok(false)` when it is full.
+fn try_send(shared: &Shared, frame: &[u8; FRAME], segment: &MemfdSegment) -> Result<bool> {
+    match memwire_shm::send_with_fds(&shared.control, frame, &[segment.as_fd()]) {
+        Ok(n) => sent(shared, n).map(|()| true),
+        Err(e) if would_block(&e) => Ok(false),
+        Err(e) => Err(send_error(shared, e)),
+    }
+}
+
+/// Checks that a send took the whole frame.
+fn sent(shared: &Shared, n: usize) -> Result<()> {
+    if n == FRAME {
+        Ok(())
+    } else {
+        Err(shared.violate("control socket took part of a frame"))
+    }
+}
+
+/// A failed send: the link's own error once it is gone (the peer closed the socket).
+fn send_error(shared: &Shared, e: memwire_shm::Error) -> Error {
+    if shared.is_gone() {
+        shared.gone_error()
+    } else {
+        e.into()
+    }
+}
+
+/// Sends the frame for large message `seq`, waiting for room in the socket if needed (this
+/// thread sleeps in `poll`, waking every 100 ms to see whether the link is gone).
 pub(crate) fn send_large(shared: &Shared, seq: u64, segment: &MemfdSegment) -> Result<()> {
     let frame = encode_frame(seq);
-    loop {
-        match memwire_shm::send_with_fds(&shared.control, &frame, &[segment.as_fd()]) {
-            Ok(n) if n == FRAME => return Ok(()),
-            Ok(_) => return Err(shared.violate("control socket took part of a frame")),
-            Err(e) if would_block(&e) => {
-                if shared.is_gone() {
-                    return Err(shared.gone_error());
-                }
-                let mut fds = [rustix::event::PollFd::new(
-                    &shared.control,
-                    rustix::event::PollFlags::OUT,
-                )];
-                let timeout = rustix::event::Timespec::try_from(Duration::from_millis(100)).ok();
-                let _ = rustix::event::poll(&mut fds, timeout.as_ref());
-            }
-            Err(e) if shared.is_gone() => {
-                drop(e);
-                return Err(shared.gone_error());
-            }
-            Err(e) => return Err(e.into()),
+    while !try_send(shared, &frame, segment)? {
+        if shared.is_gone() {
+            return Err(shared.gone_error());
         }
+        let mut fds = [rustix::event::PollFd::new(
+            &shared.control,
+            rustix::event::PollFlags::OUT,
+        )];
+        let timeout = rustix::event::Timespec::try_from(Duration::from_millis(100)).ok();
+        let _ = rustix::event::poll(&mut fds, timeout.as_ref());
+    }
+    Ok(())
+}
+
+/// [`send_large`] for async code: when the socket is full, the task awaits its writability
+/// through tokio's reactor (no thread blocks) or the link going, whichever comes first.
+///
+/// Only a full socket costs anything: a dup of it is registered with the reactor for this one
+/// wait (a dup, so the registration is ours alone, whatever else watches the socket). Cancel
+/// safe: a future dropped while it waits has sent nothing.
+#[cfg(feature = "tokio")]
+pub(crate) async fn send_large_async(
+    shared: &Shared,
+    seq: u64,
+    segment: &MemfdSegment,
+) -> Result<()> {
+    let frame = encode_frame(seq);
+    if try_send(shared, &frame, segment)? {
+        return Ok(());
+    }
+    let io = |op| move |source| Error::Io { op, source };
+    let dup = shared
+        .control
+        .try_clone()
+        .map_err(io("dup the control socket"))?;
+    let socket = tokio::net::UnixStream::from_std(dup)
+        .map_err(io("register the control socket with tokio"))?;
+    // Made before the check: `notify_waiters` wakes every `Notified` made before it.
+    let mut gone = std::pin::pin!(shared.gone_waiters.notified());
+    if shared.is_gone() {
+        return Err(shared.gone_error());
+    }
+    let fds = [segment.as_fd()];
+    let mut send = std::pin::pin!(memwire_shm::fdpass::send_with_fds_async(
+        &socket, &frame, &fds
+    ));
+    let result = std::future::poll_fn(|cx| {
+        if gone.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(None);
+        }
+        send.as_mut().poll(cx).map(Some)
+    })
+    .await;
+    match result {
+        Some(Ok(n)) => sent(shared, n),
+        Some(Err(e)) => Err(send_error(shared, e)),
+        None => Err(shared.gone_error()),
     }
 }
 

@@ -82,6 +82,23 @@ pub enum Error {
     /// The host turned this guest away.
     #[error("host refused the connection: {0:?}")]
     Refused(crate::bootstrap::RefuseReason),
+    /// A guest spawned by [`crate::Host::spawn`] did not ask for its link within the host's
+    /// [`crate::HostConfig::join_timeout`]; it was killed and reaped.
+    #[error("spawned guest {pid} did not join within {timeout:?}: killed")]
+    JoinTimeout {
+        /// The child's pid.
+        pid: u32,
+        /// The deadline it missed.
+        timeout: Duration,
+    },
+    /// A guest spawned by [`crate::Host::spawn`] exited before it asked for its link.
+    #[error("spawned guest {pid} exited before it joined: {status}")]
+    GuestExited {
+        /// The child's pid.
+        pid: u32,
+        /// How it exited.
+        status: std::process::ExitStatus,
+    },
     /// Another live host already serves this name.
     #[error("a host named {name:?} is already running (socket {})", path.display())]
     HostExists {

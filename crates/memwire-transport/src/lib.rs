@@ -79,8 +79,8 @@ mod watch;
 mod wire;
 #[cfg(not(memwire_loom))]
 pub use bootstrap::{
-    Guest, Host, HostConfig, HostState, HostStatus, PeerInfo, PeerStatus, RefuseReason, TICKET_ENV,
-    list_hosts, remove_stale_hosts,
+    DEFAULT_HELLO_TIMEOUT, DEFAULT_JOIN_TIMEOUT, Guest, Host, HostConfig, HostState, HostStatus,
+    PeerInfo, PeerStatus, RefuseReason, TICKET_ENV, list_hosts, remove_stale_hosts,
 };
 #[cfg(not(memwire_loom))]
 pub use config::{

@@ -3,8 +3,8 @@
 //! the counters, whether the peer is gone).
 //!
 //! # Disconnect
-//! The peer's death is seen at once through its pidfd, by the process-wide watcher thread
-//! (`watch.rs`), which marks the link gone and wakes every thread of ours sleeping on it (and
+//! The peer's death is seen at once through its pidfd or the hang-up of the control socket, by
+//! the process-wide watcher thread (`watch.rs`), which marks the link gone and wakes every thread of ours sleeping on it (and
 //! rings our doorbells for the tokio tasks awaiting it): each returns [`Error::PeerGone`]. A peer that breaks the protocol is treated the same way, with
 //! [`Error::ProtocolViolation`]. The sender's slots in flight at a dead peer come back to its
 //! pool on the next call on the [`Tx`]; memory of received messages stays valid until they are
@@ -42,6 +42,52 @@ impl Side {
     }
 }
 
+/// The process at the other end of a link.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    id: ProcessId,
+    /// Its pidfd; `None` for a walk-in guest whose pid is not visible to us (`SO_PEERCRED`
+    /// gave 0: it runs in another pid namespace). Its death is then seen only through the
+    /// control socket's hang-up (`watch.rs`).
+    handle: Option<ProcessHandle>,
+}
+
+impl Peer {
+    /// A peer watched through its pidfd.
+    pub(crate) fn watched(handle: ProcessHandle) -> Self {
+        Self {
+            id: handle.id(),
+            handle: Some(handle),
+        }
+    }
+
+    /// A peer whose pid we cannot see: pid 0, start time 0, no pidfd.
+    pub(crate) fn unseen() -> Self {
+        Self {
+            id: ProcessId {
+                pid: 0,
+                start_time: 0,
+            },
+            handle: None,
+        }
+    }
+
+    /// Its identity (pid 0 when unseen).
+    pub(crate) fn id(&self) -> ProcessId {
+        self.id
+    }
+
+    /// Its pid (0 when unseen).
+    pub(crate) fn pid(&self) -> u32 {
+        self.id.pid
+    }
+
+    /// Its pidfd, if we have one.
+    pub(crate) fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.handle.as_ref().map(std::os::fd::AsFd::as_fd)
+    }
+}
+
 /// A host's peer-table entry, freed when dropped.
 #[derive(Debug)]
 pub(crate) struct PeerSlot {
@@ -66,7 +112,7 @@ pub(crate) struct LinkParts {
     pub(crate) layout: Layout,
     pub(crate) side: Side,
     pub(crate) control: UnixStream,
-    pub(crate) peer: ProcessHandle,
+    pub(crate) peer: Peer,
     pub(crate) wait: WaitStrategy,
     pub(crate) slot: Option<PeerSlot>,
     pub(crate) bells: Bells,
@@ -112,7 +158,7 @@ pub struct Stats {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) map: Arc<Mapping>,
-    pub(crate) peer: ProcessHandle,
+    pub(crate) peer: Peer,
     /// The control socket, non-blocking: large messages' memfds travel on it.
     pub(crate) control: UnixStream,
     gone: AtomicBool,
@@ -307,7 +353,8 @@ impl Link {
         &mut self.rx
     }
 
-    /// The process at the other end.
+    /// The process at the other end: pid 0 (start time 0) for a walk-in guest whose pid the
+    /// host cannot see (another pid namespace).
     #[must_use]
     pub fn peer(&self) -> ProcessId {
         self.tx.peer()

@@ -83,8 +83,26 @@ impl<'tx> Loan<'tx> {
         }
     }
 
-    /// Publishes the message. Never waits: the loan already made sure of room in the ring.
-    pub fn commit(mut self) -> Result<()> {
+    /// Publishes the message. Never waits for the receiver: the loan already made sure of room
+    /// in the ring. A large message (its own memfd) first passes its memfd on the control
+    /// socket; if that socket is full, this thread waits for room. Async code uses
+    /// [`Loan::commit_async`] instead, which awaits it.
+    pub fn commit(self) -> Result<()> {
+        self.publish(None)
+    }
+
+    /// The large message's memfd, if this loan is one, and the `Tx` that sends it.
+    pub(crate) fn large(&mut self) -> (&mut Tx, Option<&MemfdSegment>) {
+        let segment = match &self.body {
+            Some(Body::Large(segment, _)) => Some(segment),
+            _ => None,
+        };
+        (self.tx, segment)
+    }
+
+    /// Publishes the descriptor. A large message's memfd goes on the control socket first,
+    /// unless it was sent already as `sent`.
+    pub(crate) fn publish(mut self, sent: Option<u64>) -> Result<()> {
         let len = self.len;
         let descriptor = match self.body.take() {
             Some(Body::Inline(bytes)) => Descriptor::Inline {
@@ -102,7 +120,10 @@ impl<'tx> Loan<'tx> {
             }
             Some(Body::Large(segment, map)) => {
                 drop(map);
-                let seq = self.tx.send_large(&segment)?;
+                let seq = match sent {
+                    Some(seq) => seq,
+                    None => self.tx.send_large(&segment)?,
+                };
                 Descriptor::Memfd {
                     seq,
                     len: len as u64,

@@ -46,7 +46,7 @@ pub struct Tx {
     )]
     pub(crate) bell: AsyncBell,
     /// Sequence number of the next large message (its memfd travels on the control socket).
-    next_seq: u64,
+    pub(crate) next_seq: u64,
     data_consumer_word: usize,
     data_producer_word: usize,
     returns_consumer_word: usize,

@@ -5,6 +5,27 @@
 //! registrations ring. When a peer goes, it marks the link gone and wakes the link's sleepers.
 //! One thread for all links: none per link. It holds dups of the fds and a weak reference to
 //! each link, so it keeps no link alive; a dropped link's entry goes on the next wake-up.
+//!
+//! # How a peer's death is seen
+//! - **pidfd** (every spawned guest, every walk-in guest whose pid we can see, and the host as
+//!   its guests see it): the kernel makes the pidfd readable when the process exits, however
+//!   it exits (`SIGKILL` included). A pidfd names one process, never a later holder of its pid.
+//! - **control-socket hang-up** (every link, and the only sign for a walk-in guest whose pid
+//!   is not visible to the host, `SO_PEERCRED` pid 0: another pid namespace): the kernel
+//!   closes a dead process's fds, so its end of the socket closes and ours reports
+//!   `POLLRDHUP`/`POLLHUP`. It also fires when a live peer drops its link. It misses a death
+//!   only if another live process holds a copy of the peer's end (the peer forked and its
+//!   child kept the fd, which memwire never lets happen: every fd it makes is close-on-exec,
+//!   and a spawned child gets only its own end); then the link stays up until that holder
+//!   closes it too.
+//!
+//! # Why no heartbeat here
+//! A heartbeat detects a peer that is alive but stuck, and the death of a peer the kernel
+//! cannot report. Neither applies at this layer: both ends share one kernel, which reports
+//! every exit through the pidfd or the socket at once, without a timeout to tune and without
+//! waking an idle link; and whether a live peer is *responsive* is a question about requests,
+//! which memwire-rpc answers with its own heartbeat frames and call timeouts. A transport
+//! heartbeat would cost wake-ups on idle links and tell us nothing the kernel does not.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -17,7 +38,8 @@ use crate::link::Shared;
 
 struct Entry {
     link: Weak<Shared>,
-    pidfd: OwnedFd,
+    /// `None` for a peer whose pid we cannot see: the socket alone tells its death.
+    pidfd: Option<OwnedFd>,
     socket: OwnedFd,
 }
 
@@ -61,7 +83,7 @@ pub(crate) fn watch(link: &Arc<Shared>) -> Result<()> {
     };
     let entry = Entry {
         link: Arc::downgrade(link),
-        pidfd: dup(link.peer.as_fd())?,
+        pidfd: link.peer.pidfd().map(dup).transpose()?,
         socket: dup(link.control.as_fd())?,
     };
     let w = watcher()?;
@@ -97,9 +119,14 @@ impl Watcher {
             entries.retain(|e| e.link.strong_count() > 0);
             let mut fds = Vec::with_capacity(1 + 2 * entries.len());
             fds.push(PollFd::new(&self.bell, PollFlags::IN));
+            // How many fds each entry put in `fds` (1 or 2), in order.
+            let mut widths = Vec::with_capacity(entries.len());
             for e in &entries {
-                fds.push(PollFd::new(&e.pidfd, PollFlags::IN));
                 fds.push(PollFd::new(&e.socket, PollFlags::RDHUP));
+                if let Some(pidfd) = &e.pidfd {
+                    fds.push(PollFd::new(pidfd, PollFlags::IN));
+                }
+                widths.push(1 + usize::from(e.pidfd.is_some()));
             }
             match rustix::event::poll(&mut fds, None) {
                 Ok(_) => {}
@@ -112,9 +139,14 @@ impl Watcher {
                     continue;
                 }
             }
-            let gone: Vec<bool> = fds[1..]
-                .chunks(2)
-                .map(|pair| pair.iter().any(|fd| !fd.revents().is_empty()))
+            let mut rest = &fds[1..];
+            let gone: Vec<bool> = widths
+                .iter()
+                .map(|&w| {
+                    let (mine, after) = rest.split_at(w.min(rest.len()));
+                    rest = after;
+                    mine.iter().any(|fd| !fd.revents().is_empty())
+                })
                 .collect();
             let rung = !fds[0].revents().is_empty();
             drop(fds);

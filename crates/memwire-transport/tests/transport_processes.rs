@@ -17,6 +17,12 @@ use memwire_transport::{Error, Guest, Host, HostConfig, Link, WaitStrategy};
 use support::{command, spawn, trial, unique_namespace, wait_until};
 
 const HOST_ENV: &str = "MEMWIRE_TEST_HOST";
+/// Large messages sent to a receiver that drains only on cue: more than the control socket
+/// holds (278 frames with the default 208 KiB socket buffer), fewer fds in flight than the
+/// usual `RLIMIT_NOFILE` allows.
+const CUED: u64 = 800;
+/// Their length: beyond the inline threshold, and the link has no size classes.
+const CUED_LEN: usize = 64;
 
 fn main() {
     support::private_runtime_dir("memwire-transport-test");
@@ -32,6 +38,19 @@ fn main() {
             trial(
                 "a_spawned_guest_that_starts_slowly_gets_its_link",
                 late_guest,
+            ),
+            trial(
+                "a_spawned_guest_that_never_joins_is_killed_at_the_join_deadline",
+                never_joins,
+            ),
+            trial(
+                "a_spawned_guest_that_exits_before_joining_gives_its_status",
+                exits_before_joining,
+            ),
+            trial("a_silent_client_delays_no_guest_behind_it", silent_client),
+            trial(
+                "a_silent_client_is_closed_at_its_hello_deadline",
+                silent_client_closed,
             ),
             trial("host_death_is_peer_gone_for_the_guest", host_death),
             trial("killed_guests_give_every_slot_back", killed_guests),
@@ -49,6 +68,10 @@ fn main() {
             trial(
                 "async_waits_sleep_and_spinning_async_pairs_make_no_wake_syscalls",
                 async_wake_counts,
+            ),
+            trial(
+                "an_async_large_commit_on_a_full_control_socket_frees_the_runtime_thread",
+                async_full_control_socket,
             ),
         ],
     )
@@ -110,6 +133,59 @@ fn roles(role: &str) -> Result<()> {
             echo(Guest::from_env()?)
         }
         "connect_echo" => echo(Guest::connect(&host_name()?)?),
+        // Connects to the host and says nothing; on a line on stdin, tells whether the host
+        // still holds the connection open.
+        "silent_asked" => {
+            let stream = connect_silently(&host_name()?)?;
+            std::io::stdin().read_line(&mut String::new())?;
+            let mut fds = [rustix::event::PollFd::new(
+                &stream,
+                rustix::event::PollFlags::IN | rustix::event::PollFlags::RDHUP,
+            )];
+            let zero = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            let events = rustix::event::poll(&mut fds, Some(&zero))?;
+            println!("{}", if events == 0 { "open" } else { "closed" });
+            Ok(())
+        }
+        // Connects to the host, says nothing, and tells when the host closes the connection.
+        "silent_until_closed" => {
+            let stream = connect_silently(&host_name()?)?;
+            stream.set_read_timeout(Some(support::DEADLINE))?;
+            let closed = matches!(std::io::Read::read(&mut &stream, &mut [0u8; 64]), Ok(0));
+            println!("{}", if closed { "closed" } else { "still open" });
+            Ok(())
+        }
+        // Takes its link, then reads nothing until cued by a line on stdin (or, failing the
+        // cue, after the deadline); then checks the `CUED` large messages.
+        "drain_on_cue" => {
+            let mut link = Guest::from_env()?;
+            let stdin = std::io::stdin();
+            let mut fds = [rustix::event::PollFd::new(
+                &stdin,
+                rustix::event::PollFlags::IN,
+            )];
+            let deadline = rustix::event::Timespec::try_from(support::DEADLINE)?;
+            rustix::event::poll(&mut fds, Some(&deadline))?;
+            for i in 0..CUED {
+                let m = link.rx().recv_timeout(support::DEADLINE)?;
+                ensure!(
+                    m.len() == CUED_LEN && m.iter().all(|&b| b == i as u8),
+                    "message {i}"
+                );
+            }
+            println!("drained");
+            Ok(())
+        }
+        // A spawned guest that never asks for its link.
+        "never_join" => {
+            std::thread::sleep(Duration::from_secs(600));
+            Ok(())
+        }
+        // A spawned guest that fails before it asks for its link.
+        "exit_early" => std::process::exit(3),
         "async_echo" => async_echo_role(Guest::from_env()?),
         "async_echo_block" => async_echo_role(Guest::from_env_with(WaitStrategy::Block)?),
         "async_echo_spin" => async_echo_role(Guest::from_env_with(WaitStrategy::Spin)?),
@@ -221,6 +297,18 @@ fn roles(role: &str) -> Result<()> {
         }
         other => bail!("unknown role {other:?}"),
     }
+}
+
+/// Connects to host `name`'s bootstrap socket and prints "connected".
+fn connect_silently(name: &str) -> Result<std::os::unix::net::UnixStream> {
+    let stream = std::os::unix::net::UnixStream::connect(
+        memwire_shm::name::runtime_dir()?
+            .join("transport")
+            .join(format!("{name}.sock")),
+    )?;
+    println!("connected");
+    std::io::stdout().flush()?;
+    Ok(stream)
 }
 
 fn host(test: &str, wait: WaitStrategy) -> Result<Host> {
@@ -353,6 +441,132 @@ fn late_guest() -> Result<()> {
     drop(link);
     ensure!(child.wait()?.success(), "late guest failed");
     Ok(())
+}
+
+/// A spawned child that never calls `Guest::from_env` does not hang `Host::spawn`: at the join
+/// deadline the child is killed and reaped, and the call fails with `JoinTimeout`.
+fn never_joins() -> Result<()> {
+    let ns = unique_namespace("never-joins");
+    let host = Host::bind(
+        ns.as_str(),
+        HostConfig {
+            join_timeout: Some(Duration::from_millis(200)),
+            ..HostConfig::default()
+        },
+    )?;
+    match host.spawn(&mut command("never_join")?) {
+        Err(Error::JoinTimeout { pid, .. }) => {
+            // Reaped, not a zombie: its /proc entry is gone (a zombie keeps one).
+            ensure!(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "child {pid} still exists after JoinTimeout"
+            );
+        }
+        Ok(_) => bail!("a child that never joined got a link"),
+        Err(e) => bail!("expected JoinTimeout, got {e}"),
+    }
+    // The host still serves.
+    let (mut child, mut link) = host.spawn(&mut command("echo")?)?;
+    check_echo(&mut link, 100, 5)?;
+    drop(link);
+    ensure!(child.wait()?.success());
+    Ok(())
+}
+
+/// A spawned child that exits before it joins fails `Host::spawn` with its exit status, at
+/// once: the join deadline (the default, 30 s) is not waited out.
+fn exits_before_joining() -> Result<()> {
+    let host = host("exits-early", WaitStrategy::default())?;
+    match host.spawn(&mut command("exit_early")?) {
+        Err(Error::GuestExited { status, .. }) => {
+            ensure!(status.code() == Some(3), "exit status {status}");
+        }
+        Ok(_) => bail!("a child that exited got a link"),
+        Err(e) => bail!("expected GuestExited, got {e}"),
+    }
+    Ok(())
+}
+
+/// Spawns `role` as a silent client of `host`, once it has connected.
+fn silent(
+    host: &Host,
+    role: &str,
+) -> Result<(support::Guard, BufReader<std::process::ChildStdout>)> {
+    let mut cmd = command(role)?;
+    cmd.env(HOST_ENV, host.name().as_str())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut client = spawn(cmd, None)?;
+    let mut out = BufReader::new(client.child().stdout.take().context("stdout")?);
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    ensure!(line.trim() == "connected", "silent client said {line:?}");
+    Ok((client, out))
+}
+
+/// A client that connects first and says nothing does not stall `accept`: a guest that
+/// connects after it gets its link while the silent connection is still open, long before its
+/// hello deadline (30 s here), which the host has not waited out.
+fn silent_client() -> Result<()> {
+    let ns = unique_namespace("silent");
+    let host = Host::bind(
+        ns.as_str(),
+        HostConfig {
+            hello_timeout: Some(Duration::from_secs(30)),
+            ..HostConfig::default()
+        },
+    )?;
+    let (mut quiet, mut quiet_out) = silent(&host, "silent_asked")?;
+    let mut cmd = command("connect_echo")?;
+    cmd.env(HOST_ENV, host.name().as_str());
+    let guest = spawn(cmd, None)?;
+    let mut link = host.accept_timeout(support::DEADLINE)?;
+    ensure!(
+        link.peer().pid == guest.id(),
+        "accept gave a link to {}, not the guest {}",
+        link.peer().pid,
+        guest.id()
+    );
+    check_echo(&mut link, 100, 6)?;
+    // The silent client is still connected: the host did not close it to get to the guest.
+    writeln!(quiet.child().stdin.as_mut().context("stdin")?)?;
+    let mut line = String::new();
+    quiet_out.read_line(&mut line)?;
+    ensure!(
+        line.trim() == "open",
+        "the silent connection was {line:?} when the guest got in"
+    );
+    ensure!(quiet.wait()?.success());
+    drop(link);
+    guest.wait_success()
+}
+
+/// A silent client is closed by the host once its hello deadline passes (while the host is in
+/// `accept`), and the host goes on to serve the next guest.
+fn silent_client_closed() -> Result<()> {
+    let ns = unique_namespace("silent-closed");
+    let host = Host::bind(
+        ns.as_str(),
+        HostConfig {
+            hello_timeout: Some(Duration::from_millis(100)),
+            ..HostConfig::default()
+        },
+    )?;
+    let (mut quiet, mut quiet_out) = silent(&host, "silent_until_closed")?;
+    std::thread::scope(|s| {
+        let accepted = s.spawn(|| host.accept_timeout(support::DEADLINE));
+        let mut line = String::new();
+        quiet_out.read_line(&mut line)?;
+        ensure!(line.trim() == "closed", "the silent client says {line:?}");
+        ensure!(quiet.wait()?.success());
+        let mut cmd = command("connect_echo")?;
+        cmd.env(HOST_ENV, host.name().as_str());
+        let guest = spawn(cmd, None)?;
+        let mut link = accepted.join().unwrap()?;
+        check_echo(&mut link, 100, 7)?;
+        drop(link);
+        guest.wait_success()
+    })
 }
 
 fn host_death() -> Result<()> {
@@ -627,6 +841,64 @@ fn async_peer_killed() -> Result<()> {
     })?;
     ensure!(rx.stats().sleeps == 1, "{:?}", rx.stats());
     ensure!(host.peers().is_empty(), "{:?}", host.peers());
+    Ok(())
+}
+
+/// A large message's memfd travels on the control socket; when the receiver is slow to drain
+/// and the socket fills, `send_async` awaits room instead of blocking its (only) runtime
+/// thread. The receiver drains only when cued by another task on the same current-thread
+/// runtime, a task that can run only while the sender yields the thread: it must run before
+/// the last message is sent.
+fn async_full_control_socket() -> Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+    let ns = unique_namespace("async-full-control");
+    let link_config = memwire_transport::LinkConfig {
+        ring_depth: 4096,
+        classes: Vec::new(),
+        ..memwire_transport::LinkConfig::default()
+    };
+    let host = Host::bind(
+        ns.as_str(),
+        HostConfig {
+            link: link_config,
+            ..HostConfig::default()
+        },
+    )?;
+    let mut cmd = command("drain_on_cue")?;
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let (child, mut link) = host.spawn(&mut cmd)?;
+    let mut guest = support::Guard::from_child(child);
+    let mut cue = guest.child().stdin.take().context("stdin")?;
+    let sent = Arc::new(AtomicU64::new(0));
+    let cued_at = runtime()?.block_on(async {
+        // Spawned, not polled: a current-thread runtime runs it only when `block_on`'s future
+        // (the sender) is pending.
+        let cuer = tokio::spawn({
+            let sent = Arc::clone(&sent);
+            async move {
+                let at = sent.load(Ordering::Relaxed);
+                writeln!(cue)?;
+                anyhow::Ok(at)
+            }
+        });
+        for i in 0..CUED {
+            link.tx().send_async(&[i as u8; CUED_LEN]).await?;
+            sent.store(i + 1, Ordering::Relaxed);
+        }
+        cuer.await?
+    })?;
+    ensure!(
+        cued_at < CUED,
+        "the receiver was cued only after all {CUED} messages were sent: the sender held the \
+         runtime thread while the control socket was full"
+    );
+    let mut out = String::new();
+    BufReader::new(guest.child().stdout.take().context("stdout")?).read_line(&mut out)?;
+    ensure!(out.trim() == "drained", "guest said {out:?}");
+    eprintln!("cued after {cued_at} of {CUED} messages");
+    drop(link);
+    ensure!(guest.wait()?.success(), "guest failed");
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use crate::bell::{Bells, WELCOME_BELLS};
 use crate::config::WaitStrategy;
 use crate::error::{Error, Result};
 use crate::layout::{Layout, read_header};
-use crate::link::{Link, LinkParts, Side};
+use crate::link::{Link, LinkParts, Peer, Side};
 
 /// Ways for a guest to get its link.
 #[derive(Debug)]
@@ -146,7 +146,8 @@ fn handshake(
             "segment header disagrees with the welcome".into(),
         ));
     }
-    let peer = ProcessHandle::open_id(host).map_err(|_| Error::PeerGone { pid: host.pid })?;
+    let peer =
+        Peer::watched(ProcessHandle::open_id(host).map_err(|_| Error::PeerGone { pid: host.pid })?);
     let layout = Layout::new(&header.config);
     Link::new(LinkParts {
         map: Arc::new(map),

@@ -6,18 +6,19 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use memwire_shm::{Access, MemfdSegment, Name, ProcessHandle, ProcessId, Segment};
 
 use super::hello::{FRAME, Hello, RefuseReason, Request};
+use super::lobby::{Arrival, Lobby};
 use super::status::{self, PeerStatus};
 use super::{TICKET_ENV, inherit, socket_path};
 use crate::bell::Bells;
 use crate::config::{LinkConfig, WaitStrategy};
 use crate::error::{ConfigError, Error, Result};
 use crate::layout::{Layout, write_header};
-use crate::link::{Link, LinkParts, PeerSlot, Shared, Side};
+use crate::link::{Link, LinkParts, Peer, PeerSlot, Shared, Side};
 
 /// How a host shapes its links.
 #[derive(Clone, Debug, Default)]
@@ -28,7 +29,22 @@ pub struct HostConfig {
     pub link: LinkConfig,
     /// How the host's side of each link waits.
     pub wait: WaitStrategy,
+    /// How long [`Host::spawn`] waits for its child to ask for its link before it kills the
+    /// child and fails with [`Error::JoinTimeout`] (default [`DEFAULT_JOIN_TIMEOUT`], 30 s: a
+    /// child may do real work before it calls [`crate::Guest::from_env`], but one that never
+    /// does must not hang its parent).
+    pub join_timeout: Option<Duration>,
+    /// How long a client of the bootstrap socket has to send its first frame before the host
+    /// closes it (default [`DEFAULT_HELLO_TIMEOUT`], 1 s). Clients wait for it side by side:
+    /// a silent one delays no other guest (see [`Host::accept`]).
+    pub hello_timeout: Option<Duration>,
 }
+
+/// [`HostConfig::hello_timeout`] when unset.
+pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// [`HostConfig::join_timeout`] when unset.
+pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A peer entry, as [`Host::peers`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +90,8 @@ pub struct Host {
     config: HostConfig,
     me: ProcessId,
     peers: Arc<Mutex<PeerTable>>,
+    /// Connections that have not sent their first frame yet; locked for a whole `accept`.
+    lobby: Mutex<Lobby>,
     /// Every link made, for status reports; dropped links drop out.
     links: Mutex<Vec<Weak<Shared>>>,
     epoch: AtomicU64,
@@ -113,10 +131,16 @@ impl Host {
                 });
             }
         };
+        // Non-blocking: `accept` polls the listener together with the clients of its lobby.
+        listener.set_nonblocking(true).map_err(|e| Error::Io {
+            op: "make the host socket non-blocking",
+            source: e,
+        })?;
         Ok(Self {
             name,
             path,
             listener,
+            lobby: Mutex::new(Lobby::default()),
             config,
             me: ProcessId::current()?,
             peers: Arc::new(Mutex::new(PeerTable {
@@ -142,6 +166,11 @@ impl Host {
     /// Waits for the next walk-in guest and returns its link. A guest the host must refuse
     /// (peer table full) is told so and the wait goes on; status requests (`memwire ls`) are
     /// answered on the way.
+    ///
+    /// Clients that connected but have not sent their first frame wait side by side (see
+    /// `lobby.rs`), each until its [`HostConfig::hello_timeout`]: a silent or slow client
+    /// never delays a guest that connects after it. Those still waiting when `accept` returns
+    /// are kept for the next call. Concurrent calls take turns.
     pub fn accept(&self) -> Result<Link> {
         self.accept_within(None)
     }
@@ -152,51 +181,29 @@ impl Host {
     }
 
     fn accept_within(&self, timeout: Option<Duration>) -> Result<Link> {
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let until = timeout.and_then(|t| Instant::now().checked_add(t));
+        let hello = self.config.hello_timeout.unwrap_or(DEFAULT_HELLO_TIMEOUT);
+        let mut lobby = self.lobby.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            if let Some(deadline) = deadline {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                let mut fds = [rustix::event::PollFd::new(
-                    &self.listener,
-                    rustix::event::PollFlags::IN,
-                )];
-                let ts = rustix::event::Timespec::try_from(left).ok();
-                let ready = match rustix::event::poll(&mut fds, ts.as_ref()) {
-                    Ok(n) => n > 0,
-                    Err(rustix::io::Errno::INTR) => false,
-                    Err(e) => {
-                        return Err(Error::Io {
-                            op: "wait for a guest",
-                            source: e.into(),
-                        });
-                    }
-                };
-                if !ready {
-                    if std::time::Instant::now() >= deadline {
-                        return Err(Error::Timeout(timeout.unwrap_or_default()));
-                    }
-                    continue;
-                }
-            }
-            let (stream, _) = self.listener.accept().map_err(|e| Error::Io {
-                op: "accept a guest",
-                source: e,
-            })?;
-            match read_request(&stream) {
-                Some(Request::Join) => {}
-                Some(Request::Status) => {
+            let stream = match lobby.next(&self.listener, hello, until)? {
+                Some(Arrival::Join(stream)) => stream,
+                Some(Arrival::Status(stream)) => {
                     self.answer_status(stream);
                     continue;
                 }
-                None => continue, // Not a memwire client, or too slow to say what it wants.
-            }
+                None => return Err(Error::Timeout(timeout.unwrap_or_default())),
+            };
             let creds = memwire_shm::peer_credentials(&stream)?;
-            let peer = match ProcessHandle::open(creds.pid) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::debug!(pid = creds.pid, error = %e, "guest left before it was welcomed");
-                    continue;
-                }
+            let peer = match visible(creds.pid) {
+                Some(pid) => match ProcessHandle::open(pid) {
+                    Ok(p) => Peer::watched(p),
+                    Err(e) => {
+                        tracing::debug!(pid, error = %e, "guest left before it was welcomed");
+                        continue;
+                    }
+                },
+                // Another pid namespace: no pidfd; the control socket's hang-up tells its death.
+                None => Peer::unseen(),
             };
             match self.welcome(stream, peer) {
                 Ok(Some(link)) => return Ok(link),
@@ -212,7 +219,10 @@ impl Host {
 
     /// Spawns `command` as a guest: the child inherits its end of a socket pair, named with
     /// the host's identity in `MEMWIRE_TICKET`, and calls [`crate::Guest::from_env`]. Waits
-    /// until it does, or exits (then the child is reaped and the call fails).
+    /// until it does, at most [`HostConfig::join_timeout`]: a child that exits first is reaped
+    /// and the call fails at once with [`Error::GuestExited`] (its exit status); one that is
+    /// still silent at the deadline is killed, reaped, and the call fails with
+    /// [`Error::JoinTimeout`].
     pub fn spawn(&self, command: &mut Command) -> Result<(Child, Link)> {
         let (ours, theirs) = UnixStream::pair().map_err(|e| Error::Io {
             op: "socketpair",
@@ -232,10 +242,11 @@ impl Host {
                 source: e,
             })?;
         drop(theirs);
-        match self.welcome_child(ours, &child) {
+        match self.welcome_child(ours, &mut child) {
             Ok(link) => Ok((child, link)),
             Err(e) => {
-                // Never leave a half-started guest behind.
+                // Never leave a half-started guest behind (for a child reaped already, both
+                // calls are no-ops).
                 let _ = child.kill();
                 let _ = child.wait();
                 Err(e)
@@ -243,18 +254,47 @@ impl Host {
         }
     }
 
-    fn welcome_child(&self, ours: UnixStream, child: &Child) -> Result<Link> {
+    fn welcome_child(&self, ours: UnixStream, child: &mut Child) -> Result<Link> {
         let peer = ProcessHandle::from_child(child)?;
-        // A child may work a while before it asks for its link: wait as long as it runs (its
-        // exit closes its end of the pair, so the read below fails at once then).
-        wait_for_join(&ours, &peer)?;
-        if read_request(&ours) != Some(Request::Join) {
-            return Err(Error::ProtocolViolation {
-                pid: peer.pid(),
-                what: "the spawned guest did not ask to join".into(),
-            });
+        let timeout = self.config.join_timeout.unwrap_or(DEFAULT_JOIN_TIMEOUT);
+        let deadline = Instant::now().checked_add(timeout);
+        // A child may work a while before it asks for its link: wait as long as it runs, up to
+        // the join deadline.
+        match wait_for_join(&ours, &peer, deadline)? {
+            Joined::Asked => {}
+            Joined::Exited => return Err(exited(child)),
+            Joined::TimedOut => {
+                return Err(Error::JoinTimeout {
+                    pid: peer.pid(),
+                    timeout,
+                });
+            }
         }
-        self.welcome(ours, peer)?
+        // The child started its frame: give it what is left of the deadline (at least a
+        // moment) to finish it.
+        let left = deadline.map_or(Duration::from_secs(1), |d| {
+            d.saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(10))
+        });
+        match read_request(&ours, left) {
+            Ok(Request::Join) => {}
+            // Its end closed: it is exiting (the socket can close a moment before the pidfd
+            // tells), so wait for its exit, within the join deadline, for its status.
+            Err(Unread::Closed)
+                if peer
+                    .wait_timeout(left.max(Duration::from_millis(100)))
+                    .unwrap_or(false) =>
+            {
+                return Err(exited(child));
+            }
+            _ => {
+                return Err(Error::ProtocolViolation {
+                    pid: peer.pid(),
+                    what: "the spawned guest did not ask to join".into(),
+                });
+            }
+        }
+        self.welcome(ours, Peer::watched(peer))?
             .ok_or(Error::Refused(RefuseReason::PeerTableFull))
     }
 
@@ -302,7 +342,7 @@ impl Host {
 
     /// Gives `stream`'s guest a peer entry and a fresh segment; `None` if it was refused,
     /// [`Error::PeerGone`] if it left before its welcome.
-    fn welcome(&self, stream: UnixStream, peer: ProcessHandle) -> Result<Option<Link>> {
+    fn welcome(&self, stream: UnixStream, peer: Peer) -> Result<Option<Link>> {
         let Some(slot) = PeerTable::take(&self.peers, peer.id()) else {
             let frame = Hello::Refuse(RefuseReason::PeerTableFull).encode();
             let _ = memwire_shm::send_with_fds(&stream, &frame, &[]);
@@ -365,17 +405,61 @@ impl Drop for Host {
     }
 }
 
-/// Waits until the spawned child `peer` has written on `ours` or has exited.
-fn wait_for_join(ours: &UnixStream, peer: &ProcessHandle) -> Result<()> {
+/// A walk-in guest's pid as `SO_PEERCRED` gave it, if we can open a pidfd on it: `None` for
+/// pid 0, a process not visible in our pid namespace.
+fn visible(pid: u32) -> Option<u32> {
+    #[cfg(test)]
+    if tests::HIDE_PIDS.with(std::cell::Cell::get) {
+        return None;
+    }
+    (pid != 0).then_some(pid)
+}
+
+/// The error of a spawned child that exited before it joined: reaps it for its status.
+fn exited(child: &mut Child) -> Error {
+    let pid = child.id();
+    match child.wait() {
+        Ok(status) => Error::GuestExited { pid, status },
+        Err(source) => Error::Io {
+            op: "reap the spawned guest",
+            source,
+        },
+    }
+}
+
+/// What a spawned child did first.
+enum Joined {
+    /// It wrote on its socket (its join request, we hope).
+    Asked,
+    /// It exited.
+    Exited,
+    /// Neither, by the deadline.
+    TimedOut,
+}
+
+/// Waits until the spawned child `peer` has written on `ours`, has exited, or `deadline`
+/// (`None`: none) passed.
+fn wait_for_join(
+    ours: &UnixStream,
+    peer: &ProcessHandle,
+    deadline: Option<Instant>,
+) -> Result<Joined> {
     use rustix::event::{PollFd, PollFlags};
     loop {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            return Ok(Joined::TimedOut);
+        }
+        let ts = left.and_then(|l| rustix::event::Timespec::try_from(l).ok());
         let mut fds = [
             PollFd::new(ours, PollFlags::IN),
             PollFd::new(peer, PollFlags::IN),
         ];
-        match rustix::event::poll(&mut fds, None) {
-            Ok(_) => return Ok(()),
-            Err(rustix::io::Errno::INTR) => {}
+        match rustix::event::poll(&mut fds, ts.as_ref()) {
+            // Its exit closes its end of the pair too: the pidfd decides between the two.
+            Ok(_) if !fds[1].revents().is_empty() => return Ok(Joined::Exited),
+            Ok(_) if !fds[0].revents().is_empty() => return Ok(Joined::Asked),
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => {
                 return Err(Error::Io {
                     op: "wait for the spawned guest to join",
@@ -386,19 +470,68 @@ fn wait_for_join(ours: &UnixStream, peer: &ProcessHandle) -> Result<()> {
     }
 }
 
-/// Reads a client's first frame, giving it a second to send it.
-fn read_request(stream: &UnixStream) -> Option<Request> {
-    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+/// Why a spawned child's first frame could not be read.
+enum Unread {
+    /// It closed its end first.
+    Closed,
+    /// It sent no frame in time, or a malformed one.
+    Bad,
+}
+
+/// Reads a spawned child's first frame, giving it `timeout` to send it.
+fn read_request(stream: &UnixStream, timeout: Duration) -> Result<Request, Unread> {
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|_| Unread::Bad)?;
     let mut frame = [0u8; FRAME];
     let read = std::io::Read::read_exact(&mut &*stream, &mut frame);
-    stream.set_read_timeout(None).ok()?;
-    read.ok()?;
-    Request::decode(&frame).ok()
+    let _ = stream.set_read_timeout(None);
+    match read {
+        Ok(()) => Request::decode(&frame).map_err(|_| Unread::Bad),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(Unread::Closed),
+        Err(_) => Err(Unread::Bad),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Makes `accept` on this thread treat every guest's pid as not visible (as
+        /// `SO_PEERCRED` reports a guest in another pid namespace): the seam for the test of
+        /// pid-less guests, which cannot make a real pid namespace without privileges.
+        pub(super) static HIDE_PIDS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// A walk-in guest whose pid the host cannot see (`SO_PEERCRED` pid 0) still gets its
+    /// link, without a pidfd: the host learns that it went from the control socket's hang-up
+    /// alone (the "guest" here is this very process, which never exits, so a pidfd could not
+    /// have told).
+    #[test]
+    fn a_guest_with_an_unseen_pid_is_accepted_and_its_hang_up_is_its_death() {
+        let host = bind("unseen-pid");
+        HIDE_PIDS.with(|h| h.set(true));
+        let name = host.name().to_string();
+        let guest = std::thread::spawn(move || crate::Guest::connect(&name));
+        let accepted = host.accept_timeout(Duration::from_secs(30));
+        HIDE_PIDS.with(|h| h.set(false));
+        let mut link = accepted.unwrap();
+        let mut guest = guest.join().unwrap().unwrap();
+        assert_eq!(link.peer().pid, 0);
+        assert_eq!(host.peers().len(), 1, "{:?}", host.peers());
+        guest.tx().send(b"from another namespace").unwrap();
+        assert_eq!(
+            &*link.rx().recv_timeout(Duration::from_secs(30)).unwrap(),
+            b"from another namespace"
+        );
+        drop(guest);
+        match link.rx().recv_timeout(Duration::from_secs(30)) {
+            Err(Error::PeerGone { pid: 0 }) => {}
+            other => panic!("recv after the unseen guest left gave {other:?}"),
+        }
+        assert!(host.peers().is_empty(), "{:?}", host.peers());
+    }
 
     fn bind(test: &str) -> Host {
         let name = format!("host-unit-{test}-{}", std::process::id());

@@ -1,7 +1,13 @@
 //! Bootstrap: how a guest gets its link.
 //!
-//! - **Walk-in**: a host listens on `<runtime dir>/transport/<name>.sock`. A guest connects;
-//!   the host identifies it by `SO_PEERCRED`, opens a pidfd on it, takes a peer entry, creates
+//! - **Walk-in**: a host listens on `<runtime dir>/transport/<name>.sock`. A guest connects
+//!   and sends its join frame (connections wait for their first frame side by side, each
+//!   until its hello deadline, so a silent client delays nobody: `lobby.rs`); the host
+//!   identifies it by `SO_PEERCRED`, opens a pidfd on it (a guest whose pid is not visible to
+//!   the host, pid 0 because it runs in another pid namespace, is accepted without one: its
+//!   link reports pid 0 and the control socket's hang-up is the only sign of its death, see
+//!   `watch.rs`; such a guest must itself be able to see the host's pid, which it opens a
+//!   pidfd on), takes a peer entry, creates
 //!   the link's sealed memfd segment, and sends a [welcome frame](hello) with the segment's fd
 //!   and the link's four doorbells (`SCM_RIGHTS`). The socket stays open as the link's control channel (large messages'
 //!   memfds travel on it; its end-of-file is a second sign of death).
@@ -18,11 +24,12 @@ pub(crate) mod hello;
 pub(crate) mod host;
 #[allow(unsafe_code)]
 mod inherit;
+mod lobby;
 pub(crate) mod status;
 
 pub use guest::Guest;
 pub use hello::RefuseReason;
-pub use host::{Host, HostConfig, PeerInfo};
+pub use host::{DEFAULT_HELLO_TIMEOUT, DEFAULT_JOIN_TIMEOUT, Host, HostConfig, PeerInfo};
 pub use status::{HostState, HostStatus, PeerStatus, list_hosts, remove_stale_hosts};
 
 use std::path::PathBuf;
