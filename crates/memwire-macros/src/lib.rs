@@ -66,7 +66,8 @@ use syn::{ItemTrait, Path, ReturnType, TraitItem, Visibility};
 /// pattern, a reference or `impl Trait`; more than one `Sink` or `CallContext`; a streaming
 /// method returning anything but `()` or `Result<(), E>`; an `impl Trait` result; an unknown
 /// `#[rpc(…)]` option or `#[rpc(blocking)]` on an `async fn`; a method whose name starts with
-/// `rpc` (reserved for built-in methods such as `rpc.functions`).
+/// `rpc` (reserved for built-in methods such as `rpc.functions`), or is `new` or `client` (the
+/// client's own methods).
 #[proc_macro_attribute]
 pub fn service(
     args: proc_macro::TokenStream,

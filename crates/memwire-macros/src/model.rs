@@ -189,6 +189,12 @@ fn read_method(f: &TraitItemFn) -> Result<Method> {
             "method names starting with `rpc` are reserved for the built-in methods",
         ));
     }
+    if name == "new" || name == "client" {
+        return Err(Error::new_spanned(
+            &sig.ident,
+            format!("a method named `{name}` would clash with the generated client's own `{name}`"),
+        ));
+    }
     let mut inputs = sig.inputs.iter();
     match inputs.next() {
         Some(FnArg::Receiver(r))
