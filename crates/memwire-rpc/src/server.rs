@@ -210,20 +210,7 @@ impl<F: Future<Output = Result<Vec<u8>, Fault>> + Unpin> Future for CatchUnwind<
         let inner = &mut self.0;
         match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
             Ok(poll) => poll,
-            Err(panic) => Poll::Ready(Err(Fault::Remote {
-                kind: "panic".into(),
-                message: panic_message(panic.as_ref()),
-            })),
+            Err(panic) => Poll::Ready(Err(Fault::from_panic(panic.as_ref()))),
         }
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "the handler panicked".to_owned()
     }
 }

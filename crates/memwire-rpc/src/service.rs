@@ -95,6 +95,22 @@ impl Fault {
         }
     }
 
+    /// A panic's fault: kind `panic`, the panic's message (when it is a string).
+    #[must_use]
+    pub fn from_panic(payload: &(dyn std::any::Any + Send)) -> Self {
+        let message = if let Some(s) = payload.downcast_ref::<&str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "the handler panicked".to_owned()
+        };
+        Self::Remote {
+            kind: "panic".into(),
+            message,
+        }
+    }
+
     pub(crate) fn record(&self) -> codec::ErrorRecord {
         let (code, kind, message) = match self {
             Self::UnknownMethod => ("unknown_method", String::new(), String::new()),
@@ -108,6 +124,26 @@ impl Fault {
             message,
         }
     }
+}
+
+/// Runs a blocking handler on tokio's blocking threads, so it holds up no task serving other
+/// calls; what `#[rpc(blocking)]` generates. A blocking handler that wants to stop when its
+/// call is cancelled polls [`CallContext::is_cancelled`]: it runs on until it returns.
+///
+/// # Errors
+/// [`Fault::Remote`] of kind `panic` when `handler` panicked; [`Fault::Cancelled`] when the
+/// runtime shut down before it ran.
+pub async fn run_blocking<F, R>(handler: F) -> Result<R, Fault>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    tokio::task::spawn_blocking(handler)
+        .await
+        .map_err(|e| match e.try_into_panic() {
+            Ok(panic) => Fault::from_panic(panic.as_ref()),
+            Err(_) => Fault::Cancelled,
+        })
 }
 
 /// One call's shared state at the server: cancellation and stream credit.

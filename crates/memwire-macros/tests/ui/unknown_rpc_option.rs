@@ -1,0 +1,7 @@
+#[memwire_rpc::service(crate = memwire_rpc)]
+pub trait Math {
+    #[rpc(blocking, timeout = 5)]
+    fn factorial(&self, n: u64) -> u64;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[memwire_rpc::service(crate = memwire_rpc)]
+pub trait Math {
+    fn add(a: i64, b: i64) -> i64;
+}
+
+fn main() {}
