@@ -128,19 +128,32 @@ impl Rx {
     /// The next message if one is there; [`Error::PeerGone`] (or the violation) once the link
     /// is gone and every message sent before was taken.
     pub(crate) fn try_take(&mut self) -> Result<Option<Message>> {
+        if let Some(message) = self.pop()? {
+            return Ok(Some(message));
+        }
+        if self.shared.is_gone() {
+            // The peer may have pushed its last message and gone between the pop above and
+            // the check: whoever marked the link gone saw the peer's exit (or hang-up), which
+            // came after that push, so one more pop finds it.
+            return match self.pop()? {
+                Some(message) => Ok(Some(message)),
+                None => Err(self.shared.gone_error()),
+            };
+        }
+        Ok(None)
+    }
+
+    /// The next message in the ring, if any.
+    fn pop(&mut self) -> Result<Option<Message>> {
         match self.data.try_pop() {
             Ok(Some(popped)) => {
                 self.shared
                     .wake(popped.wake, self.data_producer_word, Half::Tx);
-                return self.accept(&popped.entry).map(Some);
+                self.accept(&popped.entry).map(Some)
             }
-            Ok(None) => {}
-            Err(e) => return Err(self.shared.violate(e)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.shared.violate(e)),
         }
-        if self.shared.is_gone() {
-            return Err(self.shared.gone_error());
-        }
-        Ok(None)
     }
 
     /// Validates a descriptor copied out of the ring and makes it a message.

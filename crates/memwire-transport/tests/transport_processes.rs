@@ -53,6 +53,10 @@ fn main() {
                 silent_client_closed,
             ),
             trial("host_death_is_peer_gone_for_the_guest", host_death),
+            trial(
+                "a_message_sent_just_before_exit_arrives_before_peer_gone",
+                last_words,
+            ),
             trial("killed_guests_give_every_slot_back", killed_guests),
             trial("spinning_processes_make_no_wake_syscalls", no_wake_syscalls),
             trial(
@@ -126,6 +130,12 @@ fn roles(role: &str) -> Result<()> {
     let host_name = || std::env::var(HOST_ENV).context("no host name");
     match role {
         "echo" => echo(Guest::from_env()?),
+        // Says one word and exits at once.
+        "bye" => {
+            let mut link = Guest::from_env()?;
+            link.tx().send(b"bye")?;
+            Ok(())
+        }
         "echo_spin" => echo(Guest::from_env_with(WaitStrategy::Spin)?),
         // A guest with work to do before it asks for its link (a slow start).
         "late_echo" => {
@@ -950,5 +960,31 @@ fn async_wake_counts() -> Result<()> {
     let (host, guest) = round_trips(WaitStrategy::Spin, "async_echo_spin", SPINNING)?;
     ensure!(host.wake_syscalls == 0 && host.sleeps == 0, "host {host:?}");
     ensure!(guest == [0, 0], "guest wakes, sleeps: {guest:?}");
+    Ok(())
+}
+
+/// A guest that sends and exits at once: its message is delivered before `PeerGone`, however
+/// the exit races the receiver (a hundred times, for the race to show).
+fn last_words() -> Result<()> {
+    let host = host("last_words", WaitStrategy::Spin)?;
+    for round in 0..100 {
+        let (mut child, mut link) = host.spawn(&mut command("bye")?)?;
+        let message = link
+            .rx()
+            .recv()
+            .with_context(|| format!("round {round}: the last message was lost"))?;
+        ensure!(
+            message.as_slice() == b"bye",
+            "round {round}: {:?}",
+            message.as_slice()
+        );
+        drop(message);
+        let after = link.rx().recv().unwrap_err();
+        ensure!(
+            matches!(after, Error::PeerGone { .. }),
+            "round {round}: {after:?}"
+        );
+        child.wait()?;
+    }
     Ok(())
 }
