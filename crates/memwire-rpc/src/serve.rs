@@ -12,7 +12,8 @@ use crate::server::serve_link;
 use crate::service::Service;
 
 /// Serves `service` on the link this process was spawned with ([`crate::Worker::spawn`]), on
-/// a runtime of its own, until the parent closes the link or dies. Call it from `main`.
+/// a runtime of its own, until the parent closes the link or dies, or SIGTERM comes (then it
+/// returns `Ok`). Call it from `main`.
 ///
 /// # Errors
 /// [`Error::Io`] when this process was not started by a worker parent (no `MEMWIRE_TICKET`)
@@ -48,7 +49,12 @@ pub async fn serve_async<S: Service>(service: Arc<S>) -> Result<()> {
     if parent != host {
         return Err(Error::PeerGone { pid: host });
     }
-    serve_link(link, service).await
+    // SIGTERM (what `Worker::stop` sends) ends serving cleanly; so does the link closing.
+    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        served = serve_link(link, service) => served,
+        _ = terminate.recv() => Ok(()),
+    }
 }
 
 /// Serves `service` as the named service `name` on a runtime of its own: binds the bootstrap

@@ -5,8 +5,8 @@
 //! [`crate::serve`]. Its stdout and stderr are piped back and forwarded line by line as
 //! `tracing` events (target `memwire::worker`, field `worker`), and to [`Worker::output`] for
 //! whoever wants them. Dropping the `Worker` kills the child; [`Worker::stop`] first closes the
-//! link (the child's `serve` returns and it exits), then kills it after a deadline. The child
-//! dies with its parent: its end of the link watches the parent's pidfd.
+//! link and sends SIGTERM (the child's `serve` returns and it exits), then kills it after a
+//! deadline. The child dies with its parent: its end of the link watches the parent's pidfd.
 //!
 //! With a [`RestartPolicy`], a worker that dies is started again, after a backoff that
 //! doubles from `initial_backoff` to `max_backoff`; calls made while it is down fail with
@@ -257,8 +257,8 @@ impl Worker {
         self.output.take()
     }
 
-    /// Stops the worker: closes its link (its `serve` returns), waits up to `stop_timeout`
-    /// for it to exit, then kills it. Gives its exit status (`None` for a connected service).
+    /// Stops the worker: closes its link and sends it SIGTERM (its `serve` returns), waits up
+    /// to `stop_timeout` for it to exit, then kills it. Gives its exit status (`None` for a connected service).
     ///
     /// # Errors
     /// [`Error::Io`] if waiting for the child fails.
@@ -272,11 +272,17 @@ impl Worker {
             state.spawner = None;
             (state.child.take(), state.client.take())
         };
-        // Closes the link, unless the caller kept a clone: the child's `serve` returns.
+        // Closes the link, unless the caller kept a clone; SIGTERM ends `serve` either way.
         drop(client);
         let Some(mut child) = child else {
             return Ok(None);
         };
+        if let Some(pid) = i32::try_from(child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
         let deadline = self.config.stop_timeout;
         tokio::task::spawn_blocking(move || wait_or_kill(&mut child, deadline))
             .await

@@ -459,6 +459,8 @@ fn worker_output_and_stop() -> Result<()> {
                 ],
             "lines: {lines:?}"
         );
+        // A client kept past `stop` holds the link open; the worker still stops cleanly.
+        let kept = worker.client();
         let status = worker
             .stop()
             .await?
@@ -467,6 +469,7 @@ fn worker_output_and_stop() -> Result<()> {
             status.success(),
             "the worker did not exit cleanly: {status}"
         );
+        drop(kept);
         let last = output
             .recv()
             .await
