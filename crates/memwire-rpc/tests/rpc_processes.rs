@@ -60,6 +60,18 @@ fn main() {
                 "the_breaker_opens_on_failures_and_closes_after_a_good_probe",
                 breaker_and_metrics,
             ),
+            trial(
+                "a_client_sending_malformed_frames_is_cut_off_and_others_are_served",
+                malformed_from_client,
+            ),
+            trial(
+                "a_server_answering_malformed_frames_fails_calls_with_protocol",
+                malformed_from_server,
+            ),
+            trial(
+                "a_killed_services_registry_entry_is_ignored",
+                killed_service_is_ignored,
+            ),
         ],
     )
 }
@@ -87,6 +99,15 @@ fn roles(role: &str) -> Result<()> {
             memwire_rpc::serve_as(&name, Math::default())?;
             println!("stopped");
             Ok(())
+        }
+        // Answers every frame with bytes that are no frame.
+        "bad_server" => {
+            let mut link = Guest::from_env()?;
+            loop {
+                let message = link.rx().recv()?;
+                drop(message);
+                link.tx().send(&[9; 20])?;
+            }
         }
         // Spawns a worker, prints its pid, and waits to be killed.
         "parent" => {
@@ -710,4 +731,79 @@ fn breaker_and_metrics() -> Result<()> {
         );
         Ok(())
     })
+}
+
+fn malformed_from_client() -> Result<()> {
+    let name = format!("math-bad-client-{}", std::process::id());
+    let mut cmd = command("named")?;
+    cmd.env("MEMWIRE_TEST_SERVICE", &name);
+    let _service = support::spawn(cmd, None)?;
+    wait_until_registered(&name)?;
+    runtime()?.block_on(async {
+        let good = Worker::connect(&name).await?;
+        let client = good.client();
+        for garbage in [
+            vec![],
+            vec![1; 15],
+            vec![
+                2, 1, 2, 0, 3, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, b'a', b'd', b'd',
+            ],
+            vec![1, 1, 2, 0, 200, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, b'a'],
+            vec![1, 2, 2, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0],
+        ] {
+            let owned = name.clone();
+            let mut bad = tokio::task::spawn_blocking(move || Guest::connect(&owned)).await??;
+            bad.tx().send(&garbage)?;
+            let e = tokio::time::timeout(support::DEADLINE, bad.rx().recv_async())
+                .await
+                .context("the server neither answered nor cut off a malformed client")?
+                .unwrap_err();
+            ensure!(
+                matches!(e, memwire_transport::Error::PeerGone { .. }),
+                "the server kept a client that sent {garbage:?}: {e:?}"
+            );
+            let sum: i64 = client.call("add", &(2, 3)).await?;
+            ensure!(sum == 5, "the good client got {sum}");
+        }
+        Ok(())
+    })
+}
+
+fn malformed_from_server() -> Result<()> {
+    let host = Host::bind(
+        &format!("rpc-bad-server-{}", std::process::id()),
+        HostConfig::default(),
+    )?;
+    let (child, link) = host.spawn(&mut command("bad_server")?)?;
+    let _child = support::Guard::from_child(child);
+    runtime()?.block_on(async {
+        let client = Client::new(link);
+        let e = client.call::<_, i64>("add", &(1, 2)).await.unwrap_err();
+        ensure!(matches!(e, Error::Protocol(_)), "{e:?}");
+        let e = client.call::<_, i64>("add", &(1, 2)).await.unwrap_err();
+        ensure!(matches!(e, Error::Protocol(_)), "a second call: {e:?}");
+        ensure!(client.is_closed(), "the link is still open");
+        Ok(())
+    })
+}
+
+fn killed_service_is_ignored() -> Result<()> {
+    let name = format!("math-killed-{}", std::process::id());
+    let mut cmd = command("named")?;
+    cmd.env("MEMWIRE_TEST_SERVICE", &name);
+    let service = support::spawn(cmd, None)?;
+    wait_until_registered(&name)?;
+    service.kill()?;
+    let entries = registry::list()?;
+    ensure!(
+        entries.iter().all(|e| e.name != name),
+        "a killed service is listed: {entries:?}"
+    );
+    let e = runtime()?.block_on(Worker::connect(&name)).unwrap_err();
+    ensure!(matches!(e, Error::NoService { .. }), "{e:?}");
+    // Its name is free again.
+    let mut cmd = command("named")?;
+    cmd.env("MEMWIRE_TEST_SERVICE", &name);
+    let _again = support::spawn(cmd, None)?;
+    wait_until_registered(&name)
 }
