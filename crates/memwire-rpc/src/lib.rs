@@ -60,6 +60,7 @@
 //! | `serve` | [`serve`]: a worker's `main` serves on the link it was spawned with; [`serve_as`]: a named service |
 //! | `worker` | [`Worker`]: spawn a worker (output forwarded, restarts) or connect to a service |
 //! | `writer` | the link's sending half, shared by every call |
+//! | `fuzzing` | thin entry points for the fuzz targets in `fuzz/`; not an API |
 //! | [`breaker`] | the circuit breaker: which failures open it, the half-open probe |
 //! | [`Metrics`] | per-handle counts, calls in flight, latency percentiles, heartbeat RTT |
 //! | [`registry`] | named services on this machine: register, look up, list; stale entries cleaned |
@@ -70,6 +71,8 @@ mod client;
 mod codec;
 mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 mod metrics;
 pub mod registry;
 mod serve;
