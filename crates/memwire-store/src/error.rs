@@ -1,0 +1,120 @@
+//! What a store operation can fail with. The first six are what a client is told when the
+//! server refuses a request (on every transport: local calls and WebSocket alike, under the
+//! names [`Code::as_str`] gives); the connection stays usable after each.
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No key, or a key the server does not know (or revoked).
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The key may not do this (another tenant, a read-only role, a service outside its
+    /// pattern).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// No such tenant, service or variable.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The tenant's memory or variable quota would be exceeded.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
+    /// The request is malformed (a bad name, a value too large, an unknown field).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// A compare-and-set found another version.
+    #[error("conflict: expected version {expected}, found {found}")]
+    Conflict {
+        /// The version the caller expected.
+        expected: u64,
+        /// The variable's version now (0: it does not exist).
+        found: u64,
+    },
+    /// The server is gone; a local client reconnects by itself.
+    #[error("the store server is gone")]
+    ServerGone,
+    /// A file of the server's data directory is corrupt (not a torn tail, which is dropped and
+    /// reported at start-up).
+    #[error("{path} is corrupt at offset {offset}: {what}")]
+    Corrupt {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Where the damage starts.
+        offset: u64,
+        /// What is wrong there.
+        what: String,
+    },
+    /// An OS primitive failed.
+    #[error(transparent)]
+    Shm(#[from] memwire_shm::Error),
+    /// A file or socket operation failed.
+    #[error("{op}: {source}")]
+    Io {
+        /// What was being done, naming the file or socket.
+        op: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// The error's code on the wire, if a client may be told it.
+    #[must_use]
+    pub fn code(&self) -> Option<Code> {
+        Some(match self {
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::NotFound(_) => Code::NotFound,
+            Self::QuotaExceeded(_) => Code::QuotaExceeded,
+            Self::BadRequest(_) => Code::BadRequest,
+            Self::Conflict { .. } => Code::Conflict,
+            _ => return None,
+        })
+    }
+
+    /// An I/O error with what was being done.
+    pub fn io(op: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            op: op.into(),
+            source,
+        }
+    }
+}
+
+/// The errors a server tells its clients, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Code {
+    /// [`Error::Unauthenticated`].
+    Unauthenticated,
+    /// [`Error::PermissionDenied`].
+    PermissionDenied,
+    /// [`Error::NotFound`].
+    NotFound,
+    /// [`Error::QuotaExceeded`].
+    QuotaExceeded,
+    /// [`Error::BadRequest`].
+    BadRequest,
+    /// [`Error::Conflict`].
+    Conflict,
+}
+
+impl Code {
+    /// The code as on the wire: `unauthenticated`, `permission_denied`, `not_found`,
+    /// `quota_exceeded`, `bad_request`, `conflict`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated",
+            Self::PermissionDenied => "permission_denied",
+            Self::NotFound => "not_found",
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::BadRequest => "bad_request",
+            Self::Conflict => "conflict",
+        }
+    }
+}
+
+/// A specialised `Result` for the store.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
