@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::frame::{self, Encoding, Kind};
 use crate::metrics::{CallTimer, Metrics, MetricsSnapshot};
 use crate::server::LIST_FUNCTIONS;
-use crate::service::FunctionInfo;
+use crate::service::{FunctionInfo, Payload};
 use crate::writer::Writer;
 
 /// Items a stream lets the server send ahead of the consumer.
@@ -447,6 +447,51 @@ impl Client {
         )
     }
 
+    /// Calls `method` with `len` raw bytes that `fill` writes in place, in the link's memory:
+    /// the server's handler reads them where they are ([`crate::Request::into_payload`]), and
+    /// the answer comes back in place too, undecoded (a handler's
+    /// [`crate::Responder::send_loaned`] bytes, or its encoded result). Large buffers cross
+    /// without a copy.
+    ///
+    /// # Errors
+    /// Every [`Error`] a call can end with.
+    pub async fn call_loaned(
+        &self,
+        method: &str,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<Payload> {
+        let reply = self
+            .call_filled(method, Encoding::Raw, len, None, fill)
+            .await?;
+        Ok(Payload::new(
+            reply.message,
+            frame::HEADER_LEN,
+            reply.encoding,
+        ))
+    }
+
+    /// Calls `method` by name (MessagePack arguments) and gives its answer's bytes in place,
+    /// undecoded: for a method that answers with a large buffer.
+    ///
+    /// # Errors
+    /// Every [`Error`] a call can end with.
+    pub async fn call_for_payload<A: Serialize + ?Sized>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<Payload> {
+        let payload = encode_args(method, Encoding::MessagePack, args)?;
+        let reply = self
+            .call_raw(method, Encoding::MessagePack, &payload, None)
+            .await?;
+        Ok(Payload::new(
+            reply.message,
+            frame::HEADER_LEN,
+            reply.encoding,
+        ))
+    }
+
     /// The service's methods, as it describes them.
     ///
     /// # Errors
@@ -535,9 +580,24 @@ impl Client {
         payload: &[u8],
         timeout: Option<Duration>,
     ) -> Result<Reply> {
+        self.call_filled(method, encoding, payload.len(), timeout, |buf| {
+            buf.copy_from_slice(payload);
+        })
+        .await
+    }
+
+    /// [`Client::call_raw`] whose `len`-byte payload `fill` writes in place.
+    async fn call_filled(
+        &self,
+        method: &str,
+        encoding: Encoding,
+        len: usize,
+        timeout: Option<Duration>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<Reply> {
         let guard = self.admit()?;
         let result = self
-            .call_unguarded(method, encoding, payload, timeout)
+            .call_unguarded(method, encoding, len, timeout, fill)
             .await;
         guard.finish(
             &self.inner,
@@ -570,9 +630,15 @@ impl Client {
         &self,
         method: &str,
         encoding: Encoding,
-        payload: &[u8],
+        len: usize,
         timeout: Option<Duration>,
+        fill: impl FnOnce(&mut [u8]),
     ) -> Result<Reply> {
+        if !frame::check_method(method) {
+            return Err(Error::UnknownMethod {
+                method: method.to_owned(),
+            });
+        }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.inner.table.insert(id, Waiting::Call(tx))?;
@@ -583,7 +649,7 @@ impl Client {
         };
         self.inner
             .writer
-            .send(Kind::Request, encoding, id, method, payload)
+            .send_with(Kind::Request, encoding, id, method, len, fill)
             .await?;
         let mut rx = rx;
         let waiting = wait_for(&self.inner, &mut rx);

@@ -91,7 +91,7 @@ pub use registry::{Registration, Registry, ServiceEntry};
 pub use serve::{serve, serve_as, serve_as_async, serve_async};
 pub use server::{LIST_FUNCTIONS, serve_link};
 pub use service::{
-    BoxFuture, CallContext, Fault, FunctionInfo, Param, Request, Responder, Service, Sink,
+    BoxFuture, CallContext, Fault, FunctionInfo, Param, Payload, Request, Responder, Service, Sink,
     run_blocking,
 };
 pub use worker::{OutputLine, OutputStream, RestartPolicy, Worker, WorkerConfig};

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
@@ -19,7 +19,7 @@ use memwire_transport::Link;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::frame::{self, Encoding, Kind};
-use crate::service::{CallState, Fault, Request, Service};
+use crate::service::{ANSWER_SENT, ANSWER_STREAM, CallState, Fault, Request, Service};
 use crate::writer::Writer;
 
 /// The name of the built-in method that lists a service's functions.
@@ -140,8 +140,8 @@ async fn run_call<S: Service>(
     calls: Calls,
 ) {
     let call_id = request.context().call_id();
-    let encoding = request.encoding();
-    let streamed = request_streamed(&request);
+    let encoding = crate::service::reply_encoding(request.encoding());
+    let answer = request.responder_answer();
     let outcome = if request.method() == LIST_FUNCTIONS {
         let functions = service.functions();
         codec::encode(encoding, &functions).map_err(|message| Fault::Remote {
@@ -165,7 +165,8 @@ async fn run_call<S: Service>(
         return;
     }
     let sent = match outcome {
-        Ok(_) if streamed.load(Ordering::Relaxed) => {
+        Ok(_) if answer.load(Ordering::Relaxed) == ANSWER_SENT => Ok(()),
+        Ok(_) if answer.load(Ordering::Relaxed) == ANSWER_STREAM => {
             writer
                 .send(Kind::StreamEnd, Encoding::Raw, call_id, "", &[])
                 .await
@@ -185,10 +186,6 @@ async fn run_call<S: Service>(
     if let Err(e) = sent {
         tracing::debug!(call_id, error = %e, "could not answer a call");
     }
-}
-
-fn request_streamed(request: &Request) -> Arc<AtomicBool> {
-    request.responder_streamed()
 }
 
 /// Polls `call` once here; if it is not done, hands it to its own task.

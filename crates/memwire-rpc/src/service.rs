@@ -10,7 +10,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use memwire_transport::Message;
 use serde::de::DeserializeOwned;
@@ -244,10 +244,12 @@ impl Request {
             method: frame::HEADER_LEN..frame::HEADER_LEN + method_len,
             encoding,
             responder: Responder {
-                encoding,
+                // A raw request (a loaned buffer) is answered in MessagePack, unless the
+                // handler sends raw bytes itself.
+                encoding: reply_encoding(encoding),
                 context: CallContext { call_id, state },
                 writer,
-                streamed: Arc::new(AtomicBool::new(false)),
+                answer: Arc::new(AtomicU8::new(ANSWER_VALUE)),
             },
         }
     }
@@ -292,8 +294,20 @@ impl Request {
         Ok((args, self.responder))
     }
 
-    pub(crate) fn responder_streamed(&self) -> Arc<AtomicBool> {
-        self.responder.streamed()
+    pub(crate) fn responder_answer(&self) -> Arc<AtomicU8> {
+        self.responder.answer()
+    }
+
+    /// Releases the arguments' decoding: the payload stays in the link's memory, unread and
+    /// uncopied, for as long as the [`Payload`] lives (a method that takes a large buffer).
+    #[must_use]
+    pub fn into_payload(self) -> (Payload, Responder) {
+        let payload = Payload {
+            at: self.method.end,
+            encoding: self.encoding,
+            message: self.message,
+        };
+        (payload, self.responder)
     }
 
     /// For a method without parameters: accepts any arguments (an empty tuple, `nil`, or an
@@ -310,8 +324,24 @@ pub struct Responder {
     encoding: Encoding,
     context: CallContext,
     writer: Arc<Writer>,
-    streamed: Arc<AtomicBool>,
+    /// How the call is answered: [`ANSWER_VALUE`], [`ANSWER_STREAM`] or [`ANSWER_SENT`].
+    answer: Arc<AtomicU8>,
 }
+
+/// How the answer to a request in `encoding` is encoded.
+pub(crate) fn reply_encoding(encoding: Encoding) -> Encoding {
+    match encoding {
+        Encoding::Raw => Encoding::MessagePack,
+        other => other,
+    }
+}
+
+/// The handler's result is the answer.
+pub(crate) const ANSWER_VALUE: u8 = 0;
+/// The handler streamed items; the server ends the stream.
+pub(crate) const ANSWER_STREAM: u8 = 1;
+/// The handler sent the answer itself ([`Responder::send_loaned`]).
+pub(crate) const ANSWER_SENT: u8 = 2;
 
 impl Responder {
     /// The call's context.
@@ -335,7 +365,7 @@ impl Responder {
     #[must_use]
     pub fn sink<T: Serialize>(&self) -> Sink<T> {
         // Relaxed: read by the server task that runs this call, after the handler finished.
-        self.streamed.store(true, Ordering::Relaxed);
+        self.answer.store(ANSWER_STREAM, Ordering::Relaxed);
         Sink {
             encoding: self.encoding,
             context: self.context.clone(),
@@ -344,8 +374,34 @@ impl Responder {
         }
     }
 
-    pub(crate) fn streamed(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.streamed)
+    pub(crate) fn answer(&self) -> Arc<AtomicU8> {
+        Arc::clone(&self.answer)
+    }
+
+    /// Answers with `len` raw bytes that `fill` writes in place, in the link's memory (no copy
+    /// on the way to the caller, who reads them with [`crate::Client::call_loaned`]). The
+    /// handler then returns `Ok` with an empty vector.
+    ///
+    /// # Errors
+    /// [`Fault::Remote`] of kind `link` if the link failed.
+    pub async fn send_loaned(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), Fault> {
+        self.writer
+            .send_with(
+                Kind::Response,
+                Encoding::Raw,
+                self.context.call_id,
+                "",
+                len,
+                fill,
+            )
+            .await
+            .map_err(|e| Fault::Remote {
+                kind: "link".into(),
+                message: e.to_string(),
+            })?;
+        // Relaxed: read by the server task that runs this call, after the handler finished.
+        self.answer.store(ANSWER_SENT, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -397,5 +453,64 @@ impl<T: Serialize> Sink<T> {
     #[must_use]
     pub fn context(&self) -> &CallContext {
         &self.context
+    }
+}
+
+/// A message's payload in place in the link's memory: the bytes stay where the peer wrote
+/// them until this is dropped (then the slot goes back to the peer).
+#[derive(Debug)]
+pub struct Payload {
+    message: Message,
+    at: usize,
+    encoding: Encoding,
+}
+
+impl Payload {
+    pub(crate) fn new(message: Message, at: usize, encoding: Encoding) -> Self {
+        Self {
+            message,
+            at,
+            encoding,
+        }
+    }
+
+    /// The bytes, in place.
+    #[must_use]
+    pub fn as_slice(&self) -> &[u8] {
+        self.message.get(self.at..).unwrap_or_default()
+    }
+
+    /// Their length.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    /// How they are encoded (`Raw` for bytes sent with a loan).
+    #[must_use]
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// Decodes them as a `T` (in their encoding).
+    ///
+    /// # Errors
+    /// [`Fault::BadArguments`] when they do not decode (raw bytes never do).
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, Fault> {
+        codec::decode(self.encoding, self.as_slice()).map_err(Fault::BadArguments)
+    }
+}
+
+impl std::ops::Deref for Payload {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
     }
 }

@@ -28,13 +28,30 @@ impl Writer {
         method: &str,
         payload: &[u8],
     ) -> Result<()> {
-        let len = frame::encoded_len(method, payload.len());
+        self.send_with(kind, encoding, call_id, method, payload.len(), |buf| {
+            buf.copy_from_slice(payload);
+        })
+        .await
+    }
+
+    /// Sends one frame whose `payload_len`-byte payload `fill` writes in place, in the link's
+    /// memory: the bytes are never copied on their way to the peer.
+    pub(crate) async fn send_with(
+        &self,
+        kind: Kind,
+        encoding: Encoding,
+        call_id: u64,
+        method: &str,
+        payload_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<()> {
+        let len = frame::encoded_len(method, payload_len);
         let mut tx = self.tx.lock().await;
         let mut loan = tx.loan_async(len).await.map_err(Error::from)?;
         let buf = loan.as_mut_slice();
         let at = frame::encode_head(buf, kind, encoding, call_id, method);
-        buf[at..].copy_from_slice(payload);
-        loan.commit().map_err(Error::from)
+        fill(&mut buf[at..]);
+        loan.commit_async().await.map_err(Error::from)
     }
 
     /// Sends a frame without a payload if that can be done now, without waiting: for paths

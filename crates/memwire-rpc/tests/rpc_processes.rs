@@ -37,6 +37,7 @@ fn main() {
             ),
             trial("a_dropped_call_is_cancelled_at_the_handler", drop_cancels),
             trial("streams_arrive_in_order_with_backpressure", streams),
+            trial("loaned_buffers_cross_both_ways", loaned_buffers),
             trial(
                 "a_worker_killed_mid_call_fails_every_pending_call",
                 killed_mid_call,
@@ -184,6 +185,18 @@ impl Service for Math {
                 request
                     .into_responder()
                     .reply(&self.saw_cancel.load(Ordering::SeqCst))
+            }),
+            // Sums a loaned buffer where it lies.
+            "checksum" => Box::pin(async move {
+                let (payload, r) = request.into_payload();
+                let sum = payload.iter().map(|&b| u64::from(b)).sum::<u64>();
+                r.reply(&(payload.len(), sum))
+            }),
+            // Answers with `len` bytes of `byte`, written in place.
+            "fill" => Box::pin(async move {
+                let ((len, byte), r): ((usize, u8), _) = request.into_args()?;
+                r.send_loaned(len, |buf| buf.fill(byte)).await?;
+                Ok(Vec::new())
             }),
             "sent" => Box::pin(async move {
                 request
@@ -806,4 +819,35 @@ fn killed_service_is_ignored() -> Result<()> {
     cmd.env("MEMWIRE_TEST_SERVICE", &name);
     let _again = support::spawn(cmd, None)?;
     wait_until_registered(&name)
+}
+
+fn loaned_buffers() -> Result<()> {
+    let s = setup("loaned")?;
+    s.runtime.block_on(async {
+        for len in [0usize, 3, 56, 4096, 100_000, 8 << 20] {
+            let payload = s
+                .client
+                .call_loaned("checksum", len, |buf| {
+                    for (i, b) in buf.iter_mut().enumerate() {
+                        *b = (i % 251) as u8;
+                    }
+                })
+                .await?;
+            let (n, sum): (usize, u64) = payload.decode().map_err(|f| anyhow::anyhow!("{f}"))?;
+            let expected: u64 = (0..len).map(|i| (i % 251) as u64).sum();
+            ensure!((n, sum) == (len, expected), "{len} bytes: got ({n}, {sum})");
+
+            let back = s.client.call_for_payload("fill", &(len, 7u8)).await?;
+            ensure!(
+                back.encoding() == memwire_rpc::Encoding::Raw,
+                "{:?}",
+                back.encoding()
+            );
+            ensure!(
+                back.len() == len && back.iter().all(|&b| b == 7),
+                "{len} bytes back"
+            );
+        }
+        Ok(())
+    })
 }
