@@ -11,7 +11,7 @@
 //! ```
 //!
 //! - **Closed**: every call is admitted. A success resets the count of consecutive failures; a
-//!   failure that [counts](counts) increments it, and the breaker opens when it reaches
+//!   failure that [`counts`] increments it, and the breaker opens when it reaches
 //!   [`BreakerConfig::failure_threshold`].
 //! - **Open**: every call is refused with [`Error::CircuitOpen`] (nothing is sent) until
 //!   [`BreakerConfig::cool_down`] has passed since it opened.

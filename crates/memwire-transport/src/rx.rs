@@ -77,17 +77,17 @@ impl Rx {
     }
 
     /// The next message, waiting for it per the link's strategy. Messages already sent are
-    /// delivered before a dead peer's [`Error::PeerGone`].
+    /// delivered before a dead peer's [`crate::Error::PeerGone`].
     pub fn recv(&mut self) -> Result<Message> {
         self.recv_within(None)
     }
 
-    /// The next message if one is there, else [`Error::WouldBlock`].
+    /// The next message if one is there, else [`crate::Error::WouldBlock`].
     pub fn try_recv(&mut self) -> Result<Message> {
         self.recv_within(Some(Duration::ZERO))
     }
 
-    /// The next message, or [`Error::Timeout`] after `timeout`.
+    /// The next message, or [`crate::Error::Timeout`] after `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message> {
         self.recv_within(Some(timeout))
     }
