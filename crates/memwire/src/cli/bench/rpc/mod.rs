@@ -4,7 +4,8 @@
 //! The parent (pinned to its CPU, a current-thread tokio runtime on that thread) starts the
 //! peer, the `memwire` binary itself as the hidden `memwire __bench-rpc-peer` ([`peer`]), with
 //! `Worker::spawn_with`; the peer pins itself to another CPU and serves the [`adder`] service
-//! with `memwire::rpc::serve_with`. Each case gets a fresh worker. `transport-spin` is the
+//! with `memwire::rpc::serve_async_with` on a current-thread runtime. Each case gets a fresh
+//! worker. `transport-spin` is the
 //! transport bench's own `spin` case at 64 B untouched (its harness, its `__bench-peer`), and
 //! `unix-socket` is [`socket`]'s blocking caller and server.
 //!

@@ -2,13 +2,16 @@
 //! harness spawns it).
 //!
 //! - `--serve spin` / `--serve block`: a worker started by `Worker::spawn_with`; it serves
-//!   [`AdderServer`] with `memwire::rpc::serve_with`, its end of the link waiting the same way
+//!   [`AdderServer`] with `memwire::rpc::serve_async_with` on a current-thread runtime, its
+//!   end of the link waiting the same way
 //!   as the parent's (`Spin`, or `Block`), until the parent stops it (link closed, SIGTERM).
 //!   It dies with its parent through the link's watch on the parent's pidfd.
 //! - `--serve socket`: the Unix socket baseline's blocking server loop on the socket it got as
 //!   standard input ([`super::socket`]); it ends at end-of-file, so with its parent too.
 //!
 //! Either way it first pins itself to `--cpu`, so the threads it starts run there too.
+
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use memwire::transport::WaitStrategy;
@@ -59,5 +62,17 @@ pub(crate) fn run(args: &RpcPeerArgs) -> Result<()> {
         Serve::Spin => WaitStrategy::Spin,
         Serve::Block => WaitStrategy::Block,
     };
-    memwire::rpc::serve_with(AdderServer::new(Sum), wait).context("serving the benchmark's adder")
+    // Current-thread: `serve_with`'s multi-thread runtime parks two idle workers on this
+    // pinned CPU, and they woke ~1 400 times a second each, preempting the spinning reader
+    // (counted in /proc/PID/task/*/status while `typed-spin` ran).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the worker's runtime")?;
+    runtime
+        .block_on(memwire::rpc::serve_async_with(
+            Arc::new(AdderServer::new(Sum)),
+            wait,
+        ))
+        .context("serving the benchmark's adder")
 }

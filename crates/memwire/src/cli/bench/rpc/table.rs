@@ -53,9 +53,9 @@ P50..MAX: time of one call, from its start to its answer (transport-spin: a 64 B
 trip; spawn-to-first-call: from Worker::spawn_with to the first call's answer, stop not
 counted). ONE-WAY: mean / 2. CALLS/S: 1 / mean with one call in flight; typed-spin-16: calls
 answered per second of wall clock with 16 in flight (its P50..MAX are per call).
-Caller: a current-thread tokio runtime on the pinned parent thread. Worker: `memwire::rpc::
-serve_with` in its own process, link waiting Spin on both ends (typed-block: Block on both
-ends, no spinning at all); no circuit breaker and no heartbeats in the client's config.
+Caller: a current-thread tokio runtime on the pinned parent thread. Worker: its own process,
+`memwire::rpc::serve_async_with` on a current-thread runtime, link waiting Spin on both ends
+(typed-block: Block on both ends, sleeping at once); no circuit breaker, no heartbeats.
 unix-socket: the same add(i64, i64) with postcard, length-prefixed, blocking server loop.
 ";
 
