@@ -57,7 +57,7 @@
 //! | [`macro@service`] | the `#[service]` attribute (from memwire-macros) |
 //! | `server` | [`serve_link`]: run a service's calls on a link |
 //! | `client` | [`Client`]: calls, timeouts, cancellation, streams |
-//! | `serve` | [`serve`]: a worker's `main` serves on the link it was spawned with; [`serve_as`]: a named service |
+//! | `serve` | [`serve`]: a worker's `main` serves on the link it was spawned with ([`serve_with`]: waiting its own way); [`serve_as`]: a named service |
 //! | `worker` | [`Worker`]: spawn a worker (output forwarded, restarts) or connect to a service |
 //! | `writer` | the link's sending half, shared by every call |
 //! | `fuzzing` | thin entry points for the fuzz targets in `fuzz/`; not an API |
@@ -88,7 +88,7 @@ pub use frame::Encoding;
 pub use memwire_macros::service;
 pub use metrics::{CallTimer, Metrics, MetricsSnapshot};
 pub use registry::{Registration, Registry, ServiceEntry};
-pub use serve::{serve, serve_as, serve_as_async, serve_async};
+pub use serve::{serve, serve_as, serve_as_async, serve_async, serve_async_with, serve_with};
 pub use server::{LIST_FUNCTIONS, serve_link};
 pub use service::{
     BoxFuture, CallContext, Fault, FunctionInfo, Param, Payload, Request, Responder, Service, Sink,

@@ -1,10 +1,11 @@
-//! A worker's side: [`serve`] the service on the link a parent spawned it with.
+//! A worker's side: [`serve`] the service on the link a parent spawned it with ([`serve_with`]:
+//! with a wait strategy of its own).
 
 use std::sync::Arc;
 
 use std::time::Duration;
 
-use memwire_transport::{Guest, Host, HostConfig, TICKET_ENV};
+use memwire_transport::{Guest, Host, HostConfig, TICKET_ENV, WaitStrategy};
 
 use crate::error::{Error, Result};
 use crate::registry;
@@ -19,12 +20,23 @@ use crate::service::Service;
 /// [`Error::Io`] when this process was not started by a worker parent (no `MEMWIRE_TICKET`)
 /// or its parent is already gone; the link's errors.
 pub fn serve<S: Service>(service: S) -> Result<()> {
+    serve_with(service, WaitStrategy::default())
+}
+
+/// [`serve`], with this end of the link waiting per `wait` instead of the default
+/// spin-then-block. The parent's end waits per its own `WorkerConfig::host.wait`; a worker
+/// meant to spin (a benchmark, a latency-bound pair pinned to CPUs of their own) passes
+/// [`WaitStrategy::Spin`] here too, so neither end ever sleeps.
+///
+/// # Errors
+/// As [`serve`].
+pub fn serve_with<S: Service>(service: S, wait: WaitStrategy) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Error::io("start the worker's runtime", e))?;
-    runtime.block_on(serve_async(Arc::new(service)))
+    runtime.block_on(serve_async_with(Arc::new(service), wait))
 }
 
 /// [`serve`] on the caller's runtime.
@@ -32,6 +44,14 @@ pub fn serve<S: Service>(service: S) -> Result<()> {
 /// # Errors
 /// As [`serve`].
 pub async fn serve_async<S: Service>(service: Arc<S>) -> Result<()> {
+    serve_async_with(service, WaitStrategy::default()).await
+}
+
+/// [`serve_with`] on the caller's runtime.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_async_with<S: Service>(service: Arc<S>, wait: WaitStrategy) -> Result<()> {
     if std::env::var_os(TICKET_ENV).is_none() {
         return Err(Error::io(
             "serve",
@@ -41,7 +61,7 @@ pub async fn serve_async<S: Service>(service: Arc<S>) -> Result<()> {
             ),
         ));
     }
-    let link = Guest::from_env()?;
+    let link = Guest::from_env_with(wait)?;
     // The parent named in the ticket must still be our parent: if it died before we got
     // here, we were re-parented and nobody will ever call us.
     let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get().unsigned_abs());

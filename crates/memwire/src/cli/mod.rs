@@ -6,7 +6,7 @@
 //! | [`gc`] | `memwire gc` |
 //! | [`resource`] | `memwire resource create / put / cat / rm / info` |
 //! | [`call`] | `memwire call SERVICE METHOD [ARGS…]`, `memwire call SERVICE --list` |
-//! | [`bench`] | `memwire bench transport` (and its hidden peer, `memwire __bench-peer`) |
+//! | [`bench`] | `memwire bench transport` and `bench rpc` (and their hidden peers, `memwire __bench-peer`, `__bench-rpc-peer`) |
 //! | [`row`] | the rows `ls`, `gc` and `info` print, as tables or JSON |
 //! | [`units`] | sizes and durations on the command line and in tables |
 
@@ -60,6 +60,9 @@ enum Command {
     /// The peer process `memwire bench` spawns (internal).
     #[command(name = "__bench-peer", hide = true)]
     BenchPeer(bench::PeerArgs),
+    /// The worker `memwire bench rpc` spawns (internal).
+    #[command(name = "__bench-rpc-peer", hide = true)]
+    BenchRpcPeer(bench::RpcPeerArgs),
 }
 
 impl Cli {
@@ -139,6 +142,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Call(args) => call::run(&args),
         Command::Bench(cmd) => bench::run(&cmd),
         Command::BenchPeer(args) => bench::run_peer(&args),
+        Command::BenchRpcPeer(args) => bench::run_rpc_peer(&args),
     }
 }
 

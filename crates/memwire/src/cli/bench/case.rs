@@ -25,8 +25,11 @@ pub(crate) use super::peer::Launcher;
 pub(crate) enum Suite {
     /// memwire-transport's links: `spin` and `block`.
     Transport,
-    /// What the transport is measured against: floors, sockets, pipes.
+    /// What the transport (or, in `bench rpc`, a call) is measured against: floors, sockets,
+    /// pipes, the raw link.
     Baseline,
+    /// memwire-rpc's calls (`bench rpc`).
+    Rpc,
 }
 
 impl Suite {
@@ -35,6 +38,7 @@ impl Suite {
         match self {
             Self::Transport => "transport",
             Self::Baseline => "baseline",
+            Self::Rpc => "rpc",
         }
     }
 }

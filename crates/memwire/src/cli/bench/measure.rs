@@ -39,7 +39,7 @@ pub(crate) struct Budget {
 impl Budget {
     /// Round trips before timing starts: a tenth of `iters`, at least 10, at most 10 000, and
     /// at most a tenth of the echo time.
-    fn warmup(&self) -> u64 {
+    pub(crate) fn warmup(&self) -> u64 {
         (self.iters / 10).clamp(10, 10_000)
     }
 }
@@ -298,7 +298,7 @@ impl Session {
 }
 
 /// Waits for a peer that was told to stop; kills it if it does not exit in time.
-fn reap(child: &mut Child) -> Result<ExitStatus> {
+pub(crate) fn reap(child: &mut Child) -> Result<ExitStatus> {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().context("waiting for the peer")? {

@@ -5,6 +5,10 @@
 //! two to different CPUs where it may ([`pin`]), and times each case at each size and payload
 //! mode ([`measure`]). It prints a table and can write JSON ([`report`]).
 //!
+//! `memwire bench rpc` ([`rpc`]) measures calls through memwire-rpc the same way: its peer is
+//! the hidden `memwire __bench-rpc-peer`, a worker serving a `#[memwire::service]`; its
+//! baselines are the transport's `spin` case and the same call over a Unix socket.
+//!
 //! # Cases
 //! A case is one impl of [`case::Case`]: a name, a suite, the payload modes it applies to,
 //! and its two sides. [`Case::parent`](case::Case::parent) returns the [`case::Parent`]
@@ -30,6 +34,7 @@
 //! | [`touch`] | writing and checksumming payloads |
 //! | [`report`] | rows, the table and the JSON |
 //! | [`targets`] | the targets, checked against one run's rows |
+//! | [`rpc`] | the `bench rpc` command: calls through memwire-rpc, its baselines and targets |
 
 mod baseline;
 mod case;
@@ -38,12 +43,14 @@ mod measure;
 mod peer;
 mod pin;
 mod report;
+mod rpc;
 mod spin;
 mod targets;
 mod touch;
 mod transport;
 
 pub(crate) use peer::{PeerArgs, run as run_peer};
+pub(crate) use rpc::{RpcPeerArgs, run_peer as run_rpc_peer};
 
 /// `memwire bench ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -51,11 +58,15 @@ pub(crate) enum Command {
     /// Message latency and throughput between two processes, against the machine's floors,
     /// a Unix socket and a pipe.
     Transport(transport::Args),
+    /// Calls between two processes through memwire-rpc: typed and by name, spinning and
+    /// blocking, 16 in flight, a worker's start, against the raw link and a Unix socket.
+    Rpc(rpc::Args),
 }
 
 /// Runs a `memwire bench` command.
 pub(crate) fn run(cmd: &Command) -> anyhow::Result<()> {
     match cmd {
         Command::Transport(args) => transport::run(args),
+        Command::Rpc(args) => rpc::run(args),
     }
 }

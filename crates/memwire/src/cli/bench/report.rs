@@ -129,21 +129,27 @@ pub(crate) fn table(rows: &[Row]) -> String {
          writes and two checksums in one process.\n× FUTEX (block): P50 / the P50 of \
          floor-futex timed in chunks alternating with that row's.\n",
     );
-    if let Some(m) = rows.first().map(|r| &r.machine) {
-        let pinning = match (m.parent_cpu, m.peer_cpu) {
-            (Some(a), Some(b)) => format!("pinned: parent on CPU {a}, peer on CPU {b}"),
-            _ => "not pinned".to_owned(),
-        };
-        out.push_str(&format!(
-            "machine: {}, {} CPUs, Linux {}; {pinning}\n",
-            m.cpu, m.cores, m.kernel
-        ));
-    }
+    out.push_str(&machine_line(rows));
     out
 }
 
+/// `machine: CPU, N CPUs, Linux K; pinned: ...`, from the first row; empty without rows.
+pub(crate) fn machine_line(rows: &[Row]) -> String {
+    let Some(m) = rows.first().map(|r| &r.machine) else {
+        return String::new();
+    };
+    let pinning = match (m.parent_cpu, m.peer_cpu) {
+        (Some(a), Some(b)) => format!("pinned: parent on CPU {a}, peer on CPU {b}"),
+        _ => "not pinned".to_owned(),
+    };
+    format!(
+        "machine: {}, {} CPUs, Linux {}; {pinning}\n",
+        m.cpu, m.cores, m.kernel
+    )
+}
+
 /// `312 ns`, `24.1 µs`, `1.20 ms`, `1.50 s`.
-fn show_ns(ns: f64) -> String {
+pub(crate) fn show_ns(ns: f64) -> String {
     if ns < 1e3 {
         format!("{ns:.0} ns")
     } else if ns < 1e6 {
@@ -156,7 +162,7 @@ fn show_ns(ns: f64) -> String {
 }
 
 /// `950`, `41.2 k`, `3.10 M`.
-fn show_rate(per_s: f64) -> String {
+pub(crate) fn show_rate(per_s: f64) -> String {
     if per_s < 1e3 {
         format!("{per_s:.0}")
     } else if per_s < 1e6 {

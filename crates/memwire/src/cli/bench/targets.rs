@@ -92,6 +92,14 @@ pub(crate) fn check(rows: &[Row]) -> Vec<Check> {
 
 /// The section printed after the table; empty without checks.
 pub(crate) fn section(checks: &[Check]) -> String {
+    titled(
+        checks,
+        "targets (issue 4; ratios of round-trip P50s, this run):",
+    )
+}
+
+/// The checks under `title`, one a line with ✓ or ✗; empty without checks.
+pub(crate) fn titled(checks: &[Check], title: &str) -> String {
     if checks.is_empty() {
         return String::new();
     }
@@ -109,7 +117,7 @@ pub(crate) fn section(checks: &[Check]) -> String {
     if let Some(col) = table.column_mut(2) {
         col.set_cell_alignment(CellAlignment::Right);
     }
-    format!("\ntargets (issue 4; ratios of round-trip P50s, this run):\n{table}\n",)
+    format!("\n{title}\n{table}\n")
 }
 
 fn show_size(size: usize) -> String {

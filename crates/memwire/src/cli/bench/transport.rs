@@ -1,7 +1,7 @@
 //! `memwire bench transport`: every case at every size and payload mode, then the table.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
@@ -110,7 +110,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
 }
 
 /// A bar on stderr while the runs go, none when stderr is not a terminal.
-fn progress(len: u64) -> ProgressBar {
+pub(crate) fn progress(len: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -168,9 +168,25 @@ fn set_x_floor(rows: &mut [Row]) {
 }
 
 fn output(args: &Args, rows: &[Row]) -> Result<()> {
-    let to_stdout = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    write_out(args.json.as_deref(), rows, || {
+        format!(
+            "{}{}",
+            report::table(rows),
+            targets::section(&targets::check(rows))
+        )
+    })
+}
+
+/// Writes `rows` as JSON to `json` if given (`-`: to stdout, instead of the text), and the
+/// text to stdout otherwise.
+pub(crate) fn write_out(
+    json: Option<&Path>,
+    rows: &[Row],
+    text: impl FnOnce() -> String,
+) -> Result<()> {
+    let to_stdout = json.is_some_and(|p| p.as_os_str() == "-");
     let mut out = std::io::stdout().lock();
-    if let Some(path) = args.json.as_deref().filter(|_| !to_stdout) {
+    if let Some(path) = json.filter(|_| !to_stdout) {
         let json = serde_json::to_vec_pretty(rows)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
@@ -178,8 +194,7 @@ fn output(args: &Args, rows: &[Row]) -> Result<()> {
         serde_json::to_writer_pretty(&mut out, rows)?;
         writeln!(out)?;
     } else {
-        write!(out, "{}", report::table(rows))?;
-        write!(out, "{}", targets::section(&targets::check(rows)))?;
+        write!(out, "{}", text())?;
     }
     out.flush().context("writing to stdout")
 }

@@ -1,0 +1,171 @@
+//! What `memwire bench rpc` prints: its table, its notes, and the issue's targets checked
+//! against the run (reported with ✓ or ✗, never asserted: timing belongs to the benchmark).
+
+use comfy_table::{CellAlignment, Table, presets};
+
+use crate::cli::bench::report::{Row, machine_line, show_ns, show_rate};
+use crate::cli::bench::targets::{Check, titled};
+
+/// The table, its notes, the machine, then the targets.
+pub(crate) fn text(rows: &[Row]) -> String {
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING).set_header(vec![
+        "SUITE", "CASE", "SIZE", "P50", "P99", "P99.9", "MAX", "ONE-WAY", "CALLS/S", "SAMPLES",
+    ]);
+    for r in rows {
+        let dash_if_zero = |x: f64, show: fn(f64) -> String| {
+            if x > 0.0 { show(x) } else { "-".to_owned() }
+        };
+        table.add_row(vec![
+            r.suite.as_str().to_owned(),
+            r.case.to_owned(),
+            if r.size > 0 {
+                crate::cli::units::show_size(r.size as u64)
+            } else {
+                "-".to_owned()
+            },
+            show_ns(r.rtt_p50_ns as f64),
+            show_ns(r.rtt_p99_ns as f64),
+            show_ns(r.rtt_p999_ns as f64),
+            show_ns(r.rtt_max_ns as f64),
+            dash_if_zero(r.one_way_mean_ns, show_ns),
+            dash_if_zero(r.msgs_per_s, show_rate),
+            r.samples.to_string(),
+        ]);
+    }
+    for col in 3..10 {
+        if let Some(c) = table.column_mut(col) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut out = table.to_string();
+    out.push_str(NOTES);
+    out.push_str(&machine_line(rows));
+    out.push_str(&titled(
+        &check(rows),
+        "targets (issue 5; ratios of P50s and of calls/s, this run):",
+    ));
+    out
+}
+
+const NOTES: &str = "
+P50..MAX: time of one call, from its start to its answer (transport-spin: a 64 B echo round
+trip; spawn-to-first-call: from Worker::spawn_with to the first call's answer, stop not
+counted). ONE-WAY: mean / 2. CALLS/S: 1 / mean with one call in flight; typed-spin-16: calls
+answered per second of wall clock with 16 in flight (its P50..MAX are per call).
+Caller: a current-thread tokio runtime on the pinned parent thread. Worker: its own process,
+`memwire::rpc::serve_async_with` on a current-thread runtime, link waiting Spin on both ends
+(typed-block: Block on both ends, sleeping at once); no circuit breaker, no heartbeats.
+unix-socket: the same add(i64, i64) with postcard, length-prefixed, blocking server loop.
+";
+
+/// Every target the rows allow checking: ratios of one run's figures.
+pub(crate) fn check(rows: &[Row]) -> Vec<Check> {
+    let find = |case: &str| rows.iter().find(|r| r.case == case);
+    let p50 = |r: &Row| r.rtt_p50_ns.max(1) as f64;
+    let mut checks = Vec::new();
+    let typed = find("typed-spin");
+    if let (Some(typed), Some(raw)) = (typed, find("transport-spin")) {
+        let x = p50(typed) / p50(raw);
+        checks.push(ratio(
+            "typed-spin P50",
+            x,
+            "transport-spin",
+            "≤ 2×",
+            x <= 2.0,
+        ));
+    }
+    if let (Some(typed), Some(socket)) = (typed, find("unix-socket")) {
+        let x = p50(socket) / p50(typed);
+        let of = "faster than unix-socket";
+        checks.push(ratio("typed-spin P50", x, of, "≥ 25×", x >= 25.0));
+    }
+    if let (Some(typed), Some(by_name)) = (typed, find("by-name-spin")) {
+        let x = p50(by_name) / p50(typed);
+        checks.push(ratio("by-name-spin P50", x, "typed-spin", "≤ 2×", x <= 2.0));
+    }
+    if let (Some(one), Some(many)) = (typed, find("typed-spin-16")) {
+        let x = many.msgs_per_s / one.msgs_per_s.max(f64::MIN_POSITIVE);
+        let of = "typed-spin's";
+        checks.push(ratio("typed-spin-16 calls/s", x, of, "≥ 4×", x >= 4.0));
+    }
+    checks
+}
+
+fn ratio(what: &str, x: f64, of: &str, target: &'static str, met: bool) -> Check {
+    Check {
+        what: what.to_owned(),
+        measured: format!("{x:.2}× {of}"),
+        target,
+        met,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::bench::case::{Payload, Suite};
+    use crate::cli::bench::report::Machine;
+
+    fn row(case: &'static str, p50: u64, per_s: f64) -> Row {
+        Row {
+            suite: Suite::Rpc,
+            case,
+            size: 0,
+            payload: Payload::Touched,
+            samples: 1,
+            rtt_p50_ns: p50,
+            rtt_p99_ns: p50,
+            rtt_p999_ns: p50,
+            rtt_max_ns: p50,
+            one_way_mean_ns: p50 as f64 / 2.0,
+            msgs_per_s: per_s,
+            gb_per_s: None,
+            throughput_from: "round_trip",
+            wake_syscalls_per_msg: None,
+            x_floor: None,
+            floor_futex_p50_ns: None,
+            x_floor_futex: None,
+            machine: Machine {
+                cpu: String::new(),
+                cores: 2,
+                kernel: String::new(),
+                pinned: true,
+                parent_cpu: Some(0),
+                peer_cpu: Some(1),
+            },
+        }
+    }
+
+    #[test]
+    fn each_target_is_checked_against_its_own_rows() {
+        let rows = [
+            row("typed-spin", 1_000, 1e6),
+            row("by-name-spin", 2_500, 4e5),
+            row("typed-spin-16", 8_000, 3e6),
+            row("transport-spin", 600, 1.6e6),
+            row("unix-socket", 40_000, 2.5e4),
+        ];
+        let got: Vec<(String, String, bool)> = check(&rows)
+            .into_iter()
+            .map(|c| (c.what, c.measured, c.met))
+            .collect();
+        let want = [
+            ("typed-spin P50", "1.67× transport-spin", true),
+            ("typed-spin P50", "40.00× faster than unix-socket", true),
+            ("by-name-spin P50", "2.50× typed-spin", false),
+            ("typed-spin-16 calls/s", "3.00× typed-spin's", false),
+        ];
+        let want: Vec<(String, String, bool)> = want
+            .iter()
+            .map(|&(w, m, ok)| (w.to_owned(), m.to_owned(), ok))
+            .collect();
+        assert_eq!(got, want);
+        assert!(check(&rows[..1]).is_empty());
+        let text = text(&rows);
+        assert!(
+            text.contains("typed-spin-16") && text.contains("issue 5"),
+            "{text}"
+        );
+    }
+}
