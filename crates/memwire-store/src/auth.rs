@@ -12,16 +12,16 @@
 //!   optionally a [`ServicePattern`]. A pattern-limited key reads through the server only: a
 //!   mapping shows the whole tenant, so [`may_map_tenant`] refuses it, and so does
 //!   [`authorize`] for every whole-tenant request (`service: None`).
-//! - Unknown, revoked and malformed keys are [`Error::Unauthenticated`](crate::Error); a key
+//! - Unknown, revoked and malformed keys are [`Error::Unauthenticated`](crate::Error::Unauthenticated); a key
 //!   asking beyond its tenant, role or pattern is
-//!   [`Error::PermissionDenied`](crate::Error), with a message that says which.
+//!   [`Error::PermissionDenied`](crate::Error::PermissionDenied), with a message that says which.
 //! - On its first start the server writes an admin key to `admin.key`
 //!   ([`ensure_admin_key`]); the CLI reads it with [`read_admin_key`].
 //!
 //! What a hostile client can do: present any string as a key (it is hashed, never parsed
 //! beyond its shape, and compared in constant time), and ask for any tenant or service name
 //! (names reach messages quoted and cut short). What the user's own data directory may hold:
-//! anything; a damaged `keys.json` is [`Error::Corrupt`](crate::Error), never a panic.
+//! anything; a damaged `keys.json` is [`Error::Corrupt`](crate::Error::Corrupt), never a panic.
 
 mod admin;
 mod key;
