@@ -7,8 +7,14 @@
 //! | module | what it holds |
 //! | --- | --- |
 //! | [`Error`] | what an operation can fail with; [`Code`], what a client is told |
+//! | [`auth`] | API keys ([`KeyStore`]), roles and [`authorize`]; the admin key file; [`validate_name`] |
 #![deny(unsafe_code)]
 
+pub mod auth;
 mod error;
 
+pub use auth::{
+    Action, KeyRecord, KeyStore, Role, ServicePattern, authorize, ensure_admin_key, may_map_tenant,
+    read_admin_key, validate_name,
+};
 pub use error::{Code, Error, Result};
