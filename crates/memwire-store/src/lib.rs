@@ -7,8 +7,11 @@
 //! | module | what it holds |
 //! | --- | --- |
 //! | [`Error`] | what an operation can fail with; [`Code`], what a client is told |
+//! | [`Log`] | the durable log and its snapshots: [`Log::append`] before acknowledging, [`Recovery`] on start-up |
 #![deny(unsafe_code)]
 
 mod error;
+mod log;
 
 pub use error::{Code, Error, Result};
+pub use log::{BadSnapshot, FsyncPolicy, Log, LogOptions, Recovery, TornTail};
