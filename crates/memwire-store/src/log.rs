@@ -77,8 +77,9 @@
 //!
 //! # Memory and concurrency
 //!
-//! One `Log` per directory and one writer (`&mut self`); the caller keeps a second process
-//! away (the server's lock file). Recovery holds all replayed records in memory at once, as
+//! One `Log` per directory and one writer (`&mut self`): `open` takes an exclusive `flock` of
+//! the directory, held until the log is dropped (the kernel drops it when the process dies), so
+//! a second `Log` of the same directory, in this process or another, is refused. Recovery holds all replayed records in memory at once, as
 //! the caller will; appends reuse one buffer.
 
 mod format;
@@ -215,6 +216,8 @@ pub struct BadSnapshot {
 #[derive(Debug)]
 pub struct Log {
     dir: PathBuf,
+    /// The directory, `flock`ed exclusively while this log lives.
+    _lock: File,
     options: LogOptions,
     /// The newest log file, opened `O_APPEND`; shared with the sync thread.
     file: Arc<File>,
@@ -263,6 +266,7 @@ impl Log {
                 sync_dir(parent)?;
             }
         }
+        let lock = lock_dir(dir)?;
         let recovered = recover::recover(dir)?;
         let (file, path, first_lsn, len) = match recovered.current {
             Some((first_lsn, len)) => {
@@ -288,6 +292,7 @@ impl Log {
         };
         let log = Self {
             dir: dir.to_owned(),
+            _lock: lock,
             options,
             file,
             path,
@@ -461,6 +466,20 @@ impl Failure {
             format!("the log accepts no more writes: {} failed earlier", self.op),
             source,
         )
+    }
+}
+
+/// `flock(dir, LOCK_EX | LOCK_NB)`: the directory, locked for this log alone.
+fn lock_dir(dir: &Path) -> Result<File> {
+    let op = || format!("lock directory {}", dir.display());
+    let file = File::open(dir).map_err(|e| Error::io(op(), e))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::io(
+            format!("{}: another log has it open", op()),
+            rustix::io::Errno::WOULDBLOCK.into(),
+        )),
+        Err(errno) => Err(Error::io(op(), errno.into())),
     }
 }
 

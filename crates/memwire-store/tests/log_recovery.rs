@@ -92,6 +92,18 @@ fn round_trip_and_appends_go_on() {
 }
 
 #[test]
+fn a_second_log_of_a_directory_is_refused_while_the_first_lives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(tmp.path(), FsyncPolicy::Never).unwrap();
+    assert!(matches!(
+        Log::open(tmp.path(), FsyncPolicy::Never),
+        Err(Error::Io { .. })
+    ));
+    drop(log);
+    Log::open(tmp.path(), FsyncPolicy::Never).unwrap();
+}
+
+#[test]
 fn an_oversized_payload_is_a_bad_request_and_leaves_no_trace() {
     let tmp = tempfile::tempdir().unwrap();
     let options = LogOptions::new(FsyncPolicy::Never).with_max_payload(10);
