@@ -181,6 +181,18 @@ pub struct TornTail {
     pub bytes_dropped: u64,
 }
 
+impl std::fmt::Display for TornTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "dropped a torn record of {} bytes at offset {} of {}",
+            self.bytes_dropped,
+            self.offset,
+            self.path.display()
+        )
+    }
+}
+
 /// A snapshot that did not read back whole.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -191,6 +203,18 @@ pub struct BadSnapshot {
     pub offset: u64,
     /// What is wrong there.
     pub what: String,
+}
+
+impl std::fmt::Display for BadSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "skipped snapshot {}, damaged at offset {}: {}",
+            self.path.display(),
+            self.offset,
+            self.what
+        )
+    }
 }
 
 /// The durable log of one directory: append records, take snapshots, recover both on open.

@@ -184,6 +184,14 @@ fn a_bad_payload_checksum_or_zeros_at_the_end_are_a_torn_tail() {
     assert_eq!(recovery.records, expected(1..=2));
     let torn = recovery.torn_tail.unwrap();
     assert_eq!((torn.offset, torn.bytes_dropped), (ends[1], 5000));
+    assert_eq!(
+        torn.to_string(),
+        format!(
+            "dropped a torn record of 5000 bytes at offset {} of {}",
+            ends[1],
+            file.display()
+        )
+    );
 }
 
 #[test]
@@ -321,6 +329,13 @@ fn a_damaged_newest_snapshot_falls_back_to_an_older_one() {
     assert_eq!(recovery.records, expected(4..=5));
     assert_eq!(recovery.bad_snapshots.len(), 1);
     assert_eq!(recovery.bad_snapshots[0].path, bad);
+    assert_eq!(
+        recovery.bad_snapshots[0].to_string(),
+        format!(
+            "skipped snapshot {}, damaged at offset 0: 26 bytes, shorter than a snapshot header",
+            bad.display()
+        )
+    );
     fs::remove_file(&bad).unwrap();
 
     // The only snapshot damaged: nothing to fall back to.
