@@ -32,6 +32,10 @@ use crate::server::LIST_FUNCTIONS;
 use crate::service::{FunctionInfo, Payload};
 use crate::writer::Writer;
 
+/// Polls of the link, each followed by a turn for the runtime's other tasks, before a reading
+/// call waits as the link's strategy says (about the time of a few round trips).
+const POLLS_BEFORE_WAITING: u32 = 64;
+
 /// Items a stream lets the server send ahead of the consumer.
 pub const STREAM_WINDOW: u32 = 64;
 
@@ -965,10 +969,28 @@ struct Reader<'a> {
 impl Reader<'_> {
     /// Reads one message and hands it to the call it answers; closes the table when the link
     /// ends or the server breaks the protocol.
+    ///
+    /// It first polls the link a few times, giving the runtime's other tasks a turn between
+    /// polls (calls that have yet to send their requests run then, so calls in flight overlap
+    /// even on one thread); only then does it wait as the link's strategy says.
     async fn read_one(&mut self) {
         let table = &self.inner.table;
         let Some(rx) = self.rx.as_mut() else { return };
-        let message = match rx.recv_async().await {
+        let mut polled = None;
+        for _ in 0..POLLS_BEFORE_WAITING {
+            match rx.try_recv() {
+                Err(memwire_transport::Error::WouldBlock) => tokio::task::yield_now().await,
+                other => {
+                    polled = Some(other);
+                    break;
+                }
+            }
+        }
+        let received = match polled {
+            Some(result) => result,
+            None => rx.recv_async().await,
+        };
+        let message = match received {
             Ok(m) => m,
             Err(memwire_transport::Error::PeerGone { pid }) => {
                 return table.close(Closed::PeerGone(pid));

@@ -8,13 +8,16 @@
 //! | --- | --- |
 //! | [`Error`] | what an operation can fail with; [`Code`], what a client is told |
 //! | [`auth`] | API keys ([`KeyStore`]), roles and [`authorize`]; the admin key file; [`validate_name`] |
+//! | [`Log`] | the durable log and its snapshots: [`Log::append`] before acknowledging, [`Recovery`] on start-up |
 #![deny(unsafe_code)]
 
 pub mod auth;
 mod error;
+mod log;
 
 pub use auth::{
     Action, KeyRecord, KeyStore, Role, ServicePattern, authorize, ensure_admin_key, may_map_tenant,
     read_admin_key, validate_name,
 };
 pub use error::{Code, Error, Result};
+pub use log::{BadSnapshot, FsyncPolicy, Log, LogOptions, Recovery, TornTail};
