@@ -13,6 +13,11 @@ use crate::layout;
 use crate::limits::{Limits, SizeClass};
 use crate::return_entry::{RETURN_ENTRY_SIZE, ReturnEntry};
 
+/// Bytes of a descriptor.
+pub const DESCRIPTOR_LEN: usize = DESCRIPTOR_SIZE;
+/// Bytes of a return entry.
+pub const RETURN_ENTRY_LEN: usize = RETURN_ENTRY_SIZE;
+
 /// A pool configuration, as `(inline_max, [(slot_size, slot_count)], max_memfd_len)`.
 pub type Config<'a> = (u8, &'a [(u32, u32)], u64);
 

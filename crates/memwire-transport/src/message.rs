@@ -14,15 +14,16 @@ use memwire_shm::Mapping;
 
 use crate::bell::Half;
 use crate::descriptor::INLINE_MAX;
+use crate::layout::ReturnRing;
 use crate::link::Shared;
-use crate::return_entry::ReturnEntry;
-use crate::ring::{Producer, PushError, SegmentRing};
+use crate::return_entry::{RETURN_ENTRY_SIZE, ReturnEntry};
+use crate::ring::{Producer, PushError};
 
 /// The return ring of the direction we receive on, shared by the messages that will give
 /// their slots back through it (from any thread).
 #[derive(Debug)]
 pub(crate) struct Returns {
-    pub(crate) ring: Mutex<Producer<SegmentRing<8>, 8>>,
+    pub(crate) ring: Mutex<Producer<ReturnRing, RETURN_ENTRY_SIZE>>,
     /// The sender sleeps on this word waiting for slots.
     pub(crate) consumer_word: usize,
 }

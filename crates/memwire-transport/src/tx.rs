@@ -7,15 +7,15 @@ use memwire_shm::{Access, Mapping, MemfdSegment, ProcessId, Segment};
 
 use crate::bell::{AsyncBell, Half};
 use crate::config::{LinkConfig, WaitStrategy};
-use crate::descriptor::{Descriptor, INLINE_MAX};
+use crate::descriptor::{DESCRIPTOR_SIZE, Descriptor, INLINE_MAX};
 use crate::error::{Error, Result};
-use crate::layout::Direction;
+use crate::layout::{DataRing, Direction, ReturnRing};
 use crate::limits::Limits;
 use crate::link::{Counters, Shared, Stats, stats};
 use crate::loan::{Body, Loan};
 use crate::pool::{ClassUsage, Pool};
-use crate::return_entry::ReturnEntry;
-use crate::ring::{Consumer, Producer, PushError, SegmentRing, WaitKind};
+use crate::return_entry::{RETURN_ENTRY_SIZE, ReturnEntry};
+use crate::ring::{Consumer, Producer, PushError, WaitKind};
 use crate::wait::Waiter;
 
 /// What a loan waits for.
@@ -31,8 +31,8 @@ pub(crate) enum Lack {
 #[derive(Debug)]
 pub struct Tx {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) data: Producer<SegmentRing<64>, 64>,
-    pub(crate) returns: Consumer<SegmentRing<8>, 8>,
+    pub(crate) data: Producer<DataRing, DESCRIPTOR_SIZE>,
+    pub(crate) returns: Consumer<ReturnRing, RETURN_ENTRY_SIZE>,
     pub(crate) pool: Pool,
     /// Our own pool as the receiver sees it: what a return entry may name.
     limits: Limits,
@@ -64,8 +64,8 @@ impl Tx {
         let data_producer_word = data_ring.producer_state_offset();
         let returns_consumer_word = return_ring.consumer_state_offset();
         Ok(Self {
-            data: Producer::new(data_ring).map_err(|e| shared.violate(e))?,
-            returns: Consumer::new(return_ring).map_err(|e| shared.violate(e))?,
+            data: Producer::new(data_ring),
+            returns: Consumer::new(return_ring),
             pool: Pool::new(config, &dir.pools),
             limits: crate::link::limits(config)?,
             inline_max: usize::from(config.inline_max).min(INLINE_MAX),

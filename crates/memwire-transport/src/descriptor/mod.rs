@@ -1,22 +1,25 @@
 //! The descriptor: what travels through a ring, one cache line per message.
 //!
-//! A sender writes a descriptor into its ring; the receiver copies the 64 bytes out of shared
-//! memory once (a `[u8; 64]`), decodes the copy with [`Descriptor::decode`] against the
+//! A sender writes a descriptor into its ring; the receiver copies the 60 bytes out of shared
+//! memory once (a `[u8; 60]`), decodes the copy with [`Descriptor::decode`] against the
 //! [`Limits`] it holds for the sender's pool, and only then uses it. A message is carried in
 //! one of three ways: inline in the descriptor, in a slot of the sender's pool, or in its own
 //! sealed memfd passed over the link's control socket.
+//!
+//! In the ring, a descriptor follows its slot's 4-byte sequence word, so slot and descriptor
+//! make one 64-byte cache line (`ring` module doc): line offset = descriptor offset + 4.
 //!
 //! ```text
 //! offset  size  inline (kind 1)      slot (kind 2)          memfd (kind 3)
 //!      0     1  kind = 1             kind = 2               kind = 3
 //!      1     1  len <= inline_max    class < classes        reserved = 0
 //!      2     2  reserved = 0         reserved = 0           reserved = 0
-//!      4     4  reserved = 0         index < slot_count     reserved = 0
-//!      8     4  payload[0..4]        generation             reserved = 0
-//!     12     4  payload[4..8]        len <= slot_size       reserved = 0
-//!     16     8  payload[8..16]       reserved = 0           seq
-//!     24     8  payload[16..24]      reserved = 0           largest < len <= max_memfd_len
-//!     32    32  payload[24..56]      reserved = 0           reserved = 0
+//!      4     4  payload[0..4]        index < slot_count     reserved = 0
+//!      8     4  payload[4..8]        generation             reserved = 0
+//!     12     4  payload[8..12]       len <= slot_size       reserved = 0
+//!     16     8  payload[12..20]      reserved = 0           seq
+//!     24     8  payload[20..28]      reserved = 0           largest < len <= max_memfd_len
+//!     32    28  payload[28..56]      reserved = 0           reserved = 0
 //! ```
 //!
 //! (`largest` is the largest slot size or `inline_max`, whichever is larger.)
@@ -26,7 +29,7 @@
 //!
 //! # What a hostile peer can do, and what the reader checks
 //!
-//! The sender is untrusted: it can write any 64 bytes, and change them while the receiver reads.
+//! The sender is untrusted: it can write any 60 bytes, and change them while the receiver reads.
 //! The receiver therefore decodes a private copy, and every byte pattern gives either a
 //! [`Descriptor`] that fits the limits or a [`DescriptorError`], never a panic:
 //!
@@ -51,10 +54,10 @@
 use crate::limits::Limits;
 use crate::wire::{u32_at, u64_at};
 
-/// Bytes per descriptor: one cache line, so producer and consumer never share a line with a
-/// neighbouring entry.
-pub(crate) const DESCRIPTOR_SIZE: usize = 64;
-/// Payload bytes that fit in the descriptor itself: everything after the 8-byte head.
+/// Bytes per descriptor: with the ring's sequence word, one cache line, so producer and
+/// consumer never share a line with a neighbouring entry and a message moves one line.
+pub(crate) const DESCRIPTOR_SIZE: usize = 64 - crate::ring::SEQ_BYTES;
+/// Payload bytes that fit in the descriptor itself: everything after the 4-byte head.
 pub(crate) const INLINE_MAX: usize = DESCRIPTOR_SIZE - INLINE_OFFSET;
 
 const KIND_INLINE: u8 = 1;
@@ -68,12 +71,12 @@ const GENERATION_OFFSET: usize = 8;
 const SLOT_LEN_OFFSET: usize = 12;
 const SEQ_OFFSET: usize = 16;
 const MEMFD_LEN_OFFSET: usize = 24;
-const INLINE_OFFSET: usize = 8;
+const INLINE_OFFSET: usize = 4;
 
 /// A decoded, validated descriptor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Descriptor {
-    /// Small payload carried in the descriptor: bytes `[8 .. 8 + len]`.
+    /// Small payload carried in the descriptor: bytes `[4 .. 4 + len]`.
     Inline {
         /// Payload length; at most the receiver's `inline_max` (so at most [`INLINE_MAX`]).
         len: u8,
@@ -185,7 +188,7 @@ fn reserved(
 }
 
 impl Descriptor {
-    /// The 64 bytes of the layout in the module doc; every byte a kind does not use is zero.
+    /// The 60 bytes of the layout in the module doc; every byte a kind does not use is zero.
     pub(crate) fn encode(&self) -> [u8; DESCRIPTOR_SIZE] {
         let mut raw = [0; DESCRIPTOR_SIZE];
         match *self {

@@ -67,8 +67,9 @@ fn round_trips_each_kind() {
         assert_eq!(Descriptor::decode(&d.encode(), &limits()), Ok(d));
     }
     let raw = Descriptor::Inline { len: 5, bytes }.encode();
-    assert_eq!(&raw[..8], &[1, 5, 0, 0, 0, 0, 0, 0]);
-    assert_eq!(&raw[8..13], b"hello");
+    assert_eq!(&raw[..4], &[1, 5, 0, 0]);
+    assert_eq!(&raw[4..9], b"hello");
+    assert_eq!(raw.len(), 60);
     let raw = slot(1, 2, 3).encode();
     assert_eq!(
         &raw[..16],
@@ -114,11 +115,11 @@ fn every_error_variant_is_reachable() {
                     len: 1,
                     bytes: [0; INLINE_MAX],
                 },
-                7,
+                2,
                 9,
             ),
             ReservedNotZero {
-                offset: 7,
+                offset: 2,
                 value: 9,
             },
         ),
@@ -130,9 +131,9 @@ fn every_error_variant_is_reachable() {
             },
         ),
         (
-            with(slot(0, 0, 0), 63, 1),
+            with(slot(0, 0, 0), 59, 1),
             ReservedNotZero {
-                offset: 63,
+                offset: 59,
                 value: 1,
             },
         ),
@@ -318,7 +319,11 @@ fn valid(inline_max: u8, classes: &[SizeClass], max_memfd: u64) -> BoxedStrategy
 
 /// Arbitrary bytes, or a valid descriptor with up to 3 bytes overwritten, so that the
 /// checks past the kind byte see inputs too.
-fn hostile(inline_max: u8, classes: &[SizeClass], max_memfd: u64) -> BoxedStrategy<[u8; 64]> {
+fn hostile(
+    inline_max: u8,
+    classes: &[SizeClass],
+    max_memfd: u64,
+) -> BoxedStrategy<[u8; DESCRIPTOR_SIZE]> {
     let mutated = (
         valid(inline_max, classes, max_memfd),
         proptest::collection::vec((0..DESCRIPTOR_SIZE, any::<u8>()), 0..=3),

@@ -15,25 +15,29 @@ fn entry(value: u64) -> Entry {
 }
 
 fn segment<const N: usize>(capacity: u32) -> SegmentRing<N> {
-    let len = SegmentRing::<N>::footprint(capacity, N) as u64;
+    let len = SegmentRing::<N>::footprint(capacity) as u64;
     let segment = MemfdSegment::create("ring-test", len).unwrap();
     let mapping = Arc::new(segment.map(Access::ReadWrite).unwrap());
     SegmentRing::new(mapping, 0, capacity).unwrap()
 }
 
-/// Resets `mem` to an empty ring whose indices both stand at `index`, both sides awake.
+/// Resets `mem` to an empty ring whose head stands at `index`, both sides awake: as a ring
+/// that has passed `index` entries would be, each slot holding the sequence word of its
+/// previous lap (a fresh ring starts at 0 with zeroed slots, see the module doc).
 fn reset<M: RingMemory<N>, const N: usize>(mem: &M, index: u32) {
-    mem.tail().store(index, Ordering::Relaxed);
+    let capacity = mem.capacity();
+    for k in 0..capacity {
+        let previous = index.wrapping_sub(capacity).wrapping_add(k);
+        mem.seq(previous & (capacity - 1))
+            .store(published(previous), Ordering::Relaxed);
+    }
     mem.head().store(index, Ordering::Relaxed);
     mem.consumer_state().store(0, Ordering::Relaxed);
     mem.producer_state().store(0, Ordering::Relaxed);
 }
 
 fn pair<M: RingMemory<N> + Clone, const N: usize>(mem: &M) -> (Producer<M, N>, Consumer<M, N>) {
-    (
-        Producer::new(mem.clone()).unwrap(),
-        Consumer::new(mem.clone()).unwrap(),
-    )
+    (Producer::new(mem.clone()), Consumer::new(mem.clone()))
 }
 
 fn fifo_across_wrap<M: RingMemory<8> + Clone>(mem: M) {
@@ -62,7 +66,7 @@ fn fifo_across_wrap<M: RingMemory<8> + Clone>(mem: M) {
         received += 1;
     }
     assert_eq!(received, sent);
-    assert!(mem.tail().load(Ordering::Relaxed) < 1000, "indices wrapped");
+    assert!(mem.head().load(Ordering::Relaxed) < 1000, "indices wrapped");
 }
 
 #[test]
@@ -74,12 +78,12 @@ fn fifo_across_slot_and_index_wrap() {
 }
 
 #[test]
-fn carries_64_byte_descriptors_intact() {
-    let mem = segment::<64>(8);
+fn carries_60_byte_descriptors_intact() {
+    let mem = segment::<60>(8);
     let (mut tx, mut rx) = pair(&mem);
     for round in 0..20u8 {
-        let descriptor: [u8; 64] =
-            std::array::from_fn(|i| round.wrapping_mul(64).wrapping_add(i as u8));
+        let descriptor: [u8; 60] =
+            std::array::from_fn(|i| round.wrapping_mul(60).wrapping_add(i as u8));
         let _ = tx.try_push(&descriptor).unwrap();
         assert_eq!(rx.try_pop().unwrap().unwrap().entry, descriptor);
     }
@@ -111,7 +115,7 @@ fn full_and_empty_rings() {
     full_and_empty(segment::<8>(4));
 }
 
-fn corrupt_peer_indices<M: RingMemory<8> + Clone>(mem: M) {
+fn corrupt_peer_words<M: RingMemory<8> + Clone>(mem: M) {
     let capacity = mem.capacity();
     let start = u32::MAX - 1;
     let corrupt = |head, tail| RingError::Corrupt {
@@ -120,28 +124,32 @@ fn corrupt_peer_indices<M: RingMemory<8> + Clone>(mem: M) {
         capacity,
     };
 
-    // A producer's tail far ahead of the head, or behind it.
-    for tail in [
-        start.wrapping_add(capacity + 1),
-        start.wrapping_sub(1),
-        start ^ 0x8000_0000,
-    ] {
-        reset(&mem, start);
-        let mut rx = Consumer::<M, 8>::new(mem.clone()).unwrap();
-        mem.tail().store(tail, Ordering::Relaxed);
-        assert_eq!(rx.try_pop(), Err(corrupt(start, tail)));
-        assert_eq!(rx.len(), Err(corrupt(start, tail)));
-        assert_eq!(rx.prepare_sleep(WaitKind::Futex), Err(corrupt(start, tail)));
-        assert_eq!(
-            Consumer::<M, 8>::new(mem.clone()).err(),
-            Some(corrupt(start, tail))
-        );
-    }
-    // Exactly `capacity` ahead is a full ring: the consumer copies out whatever is there.
+    // A producer's sequence words: what the previous lap left is an empty slot; any value but
+    // that and the expected one is refused; the expected one on a slot never written makes us
+    // copy out whatever bytes are there (the layer above validates them). None of them skips
+    // or repeats an index of ours.
     reset(&mem, start);
-    let mut rx = Consumer::<M, 8>::new(mem.clone()).unwrap();
-    mem.tail()
-        .store(start.wrapping_add(capacity), Ordering::Relaxed);
+    let mut rx = Consumer::<M, 8>::new(mem.clone());
+    let next = start & (capacity - 1);
+    mem.seq(next)
+        .store(published(start.wrapping_sub(capacity)), Ordering::Relaxed);
+    assert_eq!(rx.try_pop(), Ok(None));
+    assert_eq!(rx.prepare_sleep(WaitKind::Futex), Ok(true));
+    rx.cancel_sleep();
+    for seq in [0, 1, start, published(start).wrapping_add(capacity)] {
+        mem.seq(next).store(seq, Ordering::Relaxed);
+        let bad = RingError::Sequence { index: start, seq };
+        assert_eq!(rx.try_pop(), Err(bad));
+        assert_eq!(rx.is_empty(), Err(bad));
+        assert_eq!(rx.prepare_sleep(WaitKind::Futex), Err(bad));
+        rx.cancel_sleep();
+    }
+    for k in 0..capacity {
+        let index = start.wrapping_add(k);
+        mem.seq(index & (capacity - 1))
+            .store(published(index), Ordering::Relaxed);
+    }
+    assert_eq!(rx.len(), Ok(capacity));
     for _ in 0..capacity {
         assert!(rx.try_pop().unwrap().is_some());
     }
@@ -166,10 +174,6 @@ fn corrupt_peer_indices<M: RingMemory<8> + Clone>(mem: M) {
         );
         assert_eq!(tx.prepare_sleep(WaitKind::Futex), Err(corrupt(head, tail)));
         assert_eq!(tx.len(), Err(corrupt(head, tail)));
-        assert_eq!(
-            Producer::<M, 8>::new(mem.clone()).err(),
-            Some(corrupt(head, tail))
-        );
     }
 
     // A state word naming no way to wait.
@@ -185,9 +189,9 @@ fn corrupt_peer_indices<M: RingMemory<8> + Clone>(mem: M) {
 }
 
 #[test]
-fn corrupt_peer_indices_are_rejected_without_panicking() {
-    corrupt_peer_indices(HeapRing::<8>::new(4));
-    corrupt_peer_indices(segment::<8>(4));
+fn corrupt_peer_words_are_rejected_without_panicking() {
+    corrupt_peer_words(HeapRing::<8>::new(4));
+    corrupt_peer_words(segment::<8>(4));
 }
 
 fn wake_only_a_sleeper<M: RingMemory<8> + Clone>(mem: M) {
@@ -243,10 +247,11 @@ fn wakes_are_reported_only_to_a_declared_sleeper() {
     wake_only_a_sleeper(segment::<8>(4));
 }
 
-/// Scribbles `head_word`, `tail_word` and the state words into a ring holding `filled`
-/// entries from `start`; every call must return, and reject exactly the out-of-range words.
+/// Scribbles `head_word`, the sequence word of the consumer's next slot (`seq_word`) and the
+/// state words into a ring holding `filled` entries from `start`; every call must return, and
+/// reject exactly the out-of-range head and the sequence words no producer writes.
 fn scribbles<M: RingMemory<8> + Clone>(mem: &M, start: u32, filled: u32, words: [u32; 4]) {
-    let [head_word, tail_word, consumer_state, producer_state] = words;
+    let [head_word, seq_word, consumer_state, producer_state] = words;
     let capacity = mem.capacity();
     reset(mem, start);
     let (mut tx, mut rx) = pair::<M, 8>(mem);
@@ -262,11 +267,21 @@ fn scribbles<M: RingMemory<8> + Clone>(mem: &M, start: u32, filled: u32, words: 
         Err(e) => assert!(!head_ok && matches!(e, RingError::Corrupt { .. })),
     }
 
-    mem.tail().store(tail_word, Ordering::Relaxed);
-    let tail_ok = tail_word.wrapping_sub(start) <= capacity;
-    match rx.len() {
-        Ok(len) => assert!(tail_ok && len == tail_word.wrapping_sub(start)),
-        Err(e) => assert!(!tail_ok && matches!(e, RingError::Corrupt { .. })),
+    mem.seq(start & (capacity - 1))
+        .store(seq_word, Ordering::Relaxed);
+    let previous = published(start.wrapping_sub(capacity));
+    let fresh = seq_word == 0 && start < capacity;
+    match rx.is_empty() {
+        Ok(empty) => assert!(
+            (!empty && seq_word == published(start)) || (empty && (seq_word == previous || fresh))
+        ),
+        Err(e) => assert_eq!(
+            e,
+            RingError::Sequence {
+                index: start,
+                seq: seq_word
+            }
+        ),
     }
 
     // Whatever the words hold now, every operation returns.
@@ -290,11 +305,12 @@ proptest! {
         words in any::<[u32; 4]>(),
         near in any::<[i8; 2]>(),
     ) {
-        // Half the cases put the peer's word near the real one, where the boundary is.
+        // Half the cases put the peer's words near the real ones, where the boundaries are.
         let mut words = words;
         if near[0] % 2 == 0 {
             words[0] = start.wrapping_add_signed(i32::from(near[0] / 16));
-            words[1] = start.wrapping_add_signed(i32::from(near[1] / 16));
+            // Around this lap's and the previous lap's words (capacity 4).
+            words[1] = published(start).wrapping_add_signed(i32::from(near[1] / 32));
         }
         scribbles(&HeapRing::<8>::new(4), start, filled, words);
         SEGMENT.with(|mem| scribbles(mem, start, filled, words));
