@@ -20,9 +20,11 @@ use crate::return_entry::{RETURN_ENTRY_SIZE, ReturnEntry};
 use crate::ring::{Producer, PushError};
 
 /// The return ring of the direction we receive on, shared by the messages that will give
-/// their slots back through it (from any thread).
+/// their slots back through it (from any thread), with the link they belong to: a message
+/// holds this one `Arc`, so receiving one costs one reference-count increment, not two.
 #[derive(Debug)]
 pub(crate) struct Returns {
+    pub(crate) shared: Arc<Shared>,
     pub(crate) ring: Mutex<Producer<ReturnRing, RETURN_ENTRY_SIZE>>,
     /// The sender sleeps on this word waiting for slots.
     pub(crate) consumer_word: usize,
@@ -35,7 +37,6 @@ enum Body {
         bytes: [u8; INLINE_MAX],
     },
     Slot {
-        shared: Arc<Shared>,
         returns: Arc<Returns>,
         entry: ReturnEntry,
         offset: usize,
@@ -59,7 +60,6 @@ impl Message {
     }
 
     pub(crate) fn slot(
-        shared: Arc<Shared>,
         returns: Arc<Returns>,
         entry: ReturnEntry,
         offset: usize,
@@ -67,7 +67,6 @@ impl Message {
     ) -> Self {
         Self {
             body: Body::Slot {
-                shared,
                 returns,
                 entry,
                 offset,
@@ -104,14 +103,14 @@ impl Message {
         match &self.body {
             Body::Inline { len, bytes } => &bytes[..usize::from(*len)],
             Body::Slot {
-                shared,
+                returns,
                 offset,
                 len,
                 ..
             } => {
                 // SAFETY: see the module doc: the slot is ours until this message drops, and
                 // `offset .. offset + len` was checked against the validated layout.
-                let bytes = unsafe { shared.map.bytes(*offset, *len) };
+                let bytes = unsafe { returns.shared.map.bytes(*offset, *len) };
                 bytes.expect("a received slot lies inside the validated layout")
             }
             Body::Large(map) => {
@@ -134,15 +133,10 @@ impl std::ops::Deref for Message {
 
 impl Drop for Message {
     fn drop(&mut self) {
-        let Body::Slot {
-            shared,
-            returns,
-            entry,
-            ..
-        } = &self.body
-        else {
+        let Body::Slot { returns, entry, .. } = &self.body else {
             return;
         };
+        let shared = &returns.shared;
         if shared.is_gone() {
             return; // Nobody left to give it back to.
         }

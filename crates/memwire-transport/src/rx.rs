@@ -53,6 +53,7 @@ impl Rx {
             data_producer_word: data_ring.producer_state_offset(),
             data: Consumer::new(data_ring),
             returns: Arc::new(Returns {
+                shared: Arc::clone(&shared),
                 ring: Mutex::new(Producer::new(return_ring)),
                 consumer_word: returns_consumer_word,
             }),
@@ -152,7 +153,6 @@ impl Rx {
                 // `decode` checked class < classes, index < count and len <= slot size.
                 let (base, size) = self.pools[usize::from(class)];
                 Message::slot(
-                    Arc::clone(&self.shared),
                     Arc::clone(&self.returns),
                     ReturnEntry {
                         class,
@@ -174,8 +174,8 @@ impl Rx {
                 Message::large(crate::control::recv_large(&self.shared, seq, len)?)
             }
         };
-        Counters::add(&self.shared.counters.messages_received, 1);
-        Counters::add(&self.shared.counters.bytes_received, message.len() as u64);
+        Counters::bump(&self.shared.counters.messages_received, 1);
+        Counters::bump(&self.shared.counters.bytes_received, message.len() as u64);
         Ok(message)
     }
 }

@@ -252,8 +252,8 @@ impl Tx {
             Ok(pushed) => {
                 self.shared
                     .wake(pushed.wake, self.data_consumer_word, Half::Rx);
-                Counters::add(&self.shared.counters.messages_sent, 1);
-                Counters::add(&self.shared.counters.bytes_sent, len as u64);
+                Counters::bump(&self.shared.counters.messages_sent, 1);
+                Counters::bump(&self.shared.counters.bytes_sent, len as u64);
                 Ok(())
             }
             Err(PushError::Full) => Err(self.shared.violate("ring full although a loan saw room")),
