@@ -13,10 +13,12 @@ use crate::layout;
 use crate::limits::{Limits, SizeClass};
 use crate::return_entry::{RETURN_ENTRY_SIZE, ReturnEntry};
 
-/// Bytes of a descriptor.
+/// Bytes of a descriptor's ring slot image (its last 4 are the ring's, ignored by decoding).
 pub const DESCRIPTOR_LEN: usize = DESCRIPTOR_SIZE;
-/// Bytes of a return entry.
+/// Bytes of a return entry's ring slot image (likewise).
 pub const RETURN_ENTRY_LEN: usize = RETURN_ENTRY_SIZE;
+/// Bytes of either image that are the entry's own: all but the ring's sequence word.
+pub const SEQ_BYTES: usize = crate::ring::SEQ_BYTES;
 
 /// A pool configuration, as `(inline_max, [(slot_size, slot_count)], max_memfd_len)`.
 pub type Config<'a> = (u8, &'a [(u32, u32)], u64);

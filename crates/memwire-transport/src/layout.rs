@@ -4,9 +4,9 @@
 //! offset 0      header page (below)
 //! then, for direction 0 (host → guest) and direction 1 (guest → host):
 //!               data ring:   3 control cache lines + ring_depth × 64-byte slots
-//!                            (sequence word + 60-byte descriptor)
+//!                            (60-byte descriptor, then its sequence word)
 //!               return ring: 3 control cache lines + return_depth × 16-byte slots
-//!                            (sequence word + 12-byte return entry)
+//!                            (12-byte return entry, then its sequence word)
 //!               pools:       for each class, count × size bytes, page-aligned
 //! ```
 //!
@@ -36,8 +36,8 @@ use crate::return_entry::RETURN_ENTRY_SIZE;
 use crate::wire::{u32_at, u64_at};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"MWLINK01");
-/// 2: rings publish through per-slot sequence words (no `tail` word); 60-byte descriptors,
-/// 12-byte return entries.
+/// 2: rings publish through a sequence word at the end of each slot (no `tail` word); 60-byte
+/// descriptors and 12-byte return entries in 64- and 16-byte slots.
 const LAYOUT_VERSION: u32 = 2;
 const PAGE: usize = 4096;
 /// Size of the header.

@@ -1,14 +1,14 @@
 //! The return entry: what a receiver sends back, through the return ring, to free a slot.
 //!
 //! ```text
-//! byte    0      1  2  3    4  5  6  7    8  9 10 11
-//!       class    index      generation    reserved = 0
+//! byte    0      1  2  3    4  5  6  7    8  9 10 11     12 13 14 15
+//!       class    index      generation    reserved = 0    (the ring's sequence word)
 //!       (u8)     (u24 LE)   (u32 LE)
 //! ```
 //!
-//! Bytes 0..8 as one little-endian `u64`: bits 0..8 class, 8..32 index, 32..64 generation. In
-//! the ring, an entry follows its slot's 4-byte sequence word: 16-byte slots, four to a cache
-//! line. The receiver writes it; the slot's owner (the sender) reads it, so it is untrusted
+//! Bytes 0..8 as one little-endian `u64`: bits 0..8 class, 8..32 index, 32..64 generation. As
+//! a descriptor, an entry is handled as the image of its 16-byte ring slot (four to a cache
+//! line), whose last 4 bytes are the ring's: encoding leaves them 0, decoding ignores them. The receiver writes it; the slot's owner (the sender) reads it, so it is untrusted
 //! input there. [`ReturnEntry::decode`] checks that the class exists, the index is inside it and
 //! the reserved bytes are zero ([`DescriptorError::ReservedNotZero`], which keeps decoding
 //! exact), which is all a return entry can be checked against without state. The generation is
@@ -20,10 +20,12 @@
 use crate::descriptor::DescriptorError;
 use crate::limits::Limits;
 
-/// Bytes per return entry: with the ring's sequence word, a 16-byte slot.
-pub(crate) const RETURN_ENTRY_SIZE: usize = 16 - crate::ring::SEQ_BYTES;
+/// Bytes of a return entry's slot image, the ring's sequence word included.
+pub(crate) const RETURN_ENTRY_SIZE: usize = 16;
 /// Where the reserved bytes start.
 const RESERVED_OFFSET: usize = 8;
+/// Where the ring's sequence word starts: the end of the entry itself.
+const ENTRY_LEN: usize = RETURN_ENTRY_SIZE - crate::ring::SEQ_BYTES;
 /// Bits of the index: [`crate::limits::MAX_SLOT_COUNT`] is `1 << INDEX_BITS`.
 const INDEX_BITS: u32 = 24;
 const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
@@ -40,7 +42,7 @@ pub(crate) struct ReturnEntry {
 }
 
 impl ReturnEntry {
-    /// The 12 bytes of the layout in the module doc.
+    /// The slot image of the layout in the module doc.
     pub(crate) fn encode(&self) -> [u8; RETURN_ENTRY_SIZE] {
         debug_assert!(
             self.index <= INDEX_MASK,
@@ -58,12 +60,12 @@ impl ReturnEntry {
     /// Decodes a return entry a peer wrote, checking its class and index against `limits`
     /// ([`DescriptorError::NoSuchClass`], [`DescriptorError::SlotOutOfRange`]) and its reserved
     /// bytes ([`DescriptorError::ReservedNotZero`]). Never panics; an accepted entry re-encodes
-    /// to `raw`.
+    /// to `raw` but for the sequence word's place, which is ignored.
     pub(crate) fn decode(
         raw: [u8; RETURN_ENTRY_SIZE],
         limits: &Limits,
     ) -> Result<Self, DescriptorError> {
-        if let Some(i) = raw[RESERVED_OFFSET..].iter().position(|&b| b != 0) {
+        if let Some(i) = raw[RESERVED_OFFSET..ENTRY_LEN].iter().position(|&b| b != 0) {
             return Err(DescriptorError::ReservedNotZero {
                 offset: RESERVED_OFFSET + i,
                 value: raw[RESERVED_OFFSET + i],
@@ -110,7 +112,10 @@ mod tests {
             index: 0x00ab_cdef,
             generation: 0x0102_0304,
         };
-        assert_eq!(e.encode(), [1, 0xef, 0xcd, 0xab, 4, 3, 2, 1, 0, 0, 0, 0]);
+        assert_eq!(
+            e.encode(),
+            [1, 0xef, 0xcd, 0xab, 4, 3, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
         assert_eq!(ReturnEntry::decode(e.encode(), &limits()), Ok(e));
         // The largest index of the largest class fits 24 bits.
         let top = ReturnEntry {
@@ -124,14 +129,14 @@ mod tests {
     #[test]
     fn refuses_a_class_or_index_out_of_range() {
         assert_eq!(
-            ReturnEntry::decode([2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], &limits()),
+            ReturnEntry::decode([2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], &limits()),
             Err(DescriptorError::NoSuchClass {
                 class: 2,
                 classes: 2
             })
         );
         assert_eq!(
-            ReturnEntry::decode([0, 8, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0], &limits()),
+            ReturnEntry::decode([0, 8, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], &limits()),
             Err(DescriptorError::SlotOutOfRange {
                 class: 0,
                 index: 8,
@@ -139,10 +144,19 @@ mod tests {
             })
         );
         assert_eq!(
-            ReturnEntry::decode([0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 7, 0], &limits()),
+            ReturnEntry::decode([0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0], &limits()),
             Err(DescriptorError::ReservedNotZero {
                 offset: 10,
                 value: 7
+            })
+        );
+        // The sequence word's place is not the entry's.
+        assert_eq!(
+            ReturnEntry::decode([0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 9, 9, 9], &limits()),
+            Ok(ReturnEntry {
+                class: 0,
+                index: 1,
+                generation: 1
             })
         );
         // No classes: nothing can be returned, not even a zeroed entry.
@@ -168,7 +182,7 @@ mod tests {
                 Ok(e) => {
                     let c = classes.get(usize::from(e.class));
                     prop_assert!(c.is_some_and(|c| e.index < c.slot_count));
-                    prop_assert_eq!(e.encode(), raw);
+                    prop_assert_eq!(&e.encode()[..ENTRY_LEN], &raw[..ENTRY_LEN]);
                 }
                 Err(err) => {
                     let expected = matches!(

@@ -1,13 +1,15 @@
 //! The descriptor: what travels through a ring, one cache line per message.
 //!
-//! A sender writes a descriptor into its ring; the receiver copies the 60 bytes out of shared
-//! memory once (a `[u8; 60]`), decodes the copy with [`Descriptor::decode`] against the
+//! A sender writes a descriptor into its ring; the receiver copies the slot out of shared memory
+//! once (a `[u8; 64]`), decodes the copy with [`Descriptor::decode`] against the
 //! [`Limits`] it holds for the sender's pool, and only then uses it. A message is carried in
 //! one of three ways: inline in the descriptor, in a slot of the sender's pool, or in its own
 //! sealed memfd passed over the link's control socket.
 //!
-//! In the ring, a descriptor follows its slot's 4-byte sequence word, so slot and descriptor
-//! make one 64-byte cache line (`ring` module doc): line offset = descriptor offset + 4.
+//! A descriptor is handled as the 64-byte image of its ring slot, one cache line: 60 bytes of
+//! descriptor, then the ring's 4-byte sequence word, which is not part of the descriptor:
+//! [`Descriptor::encode`] leaves it 0 and [`Descriptor::decode`] ignores it (`ring` module doc
+//! says why images are whole 16-byte words).
 //!
 //! ```text
 //! offset  size  inline (kind 1)      slot (kind 2)          memfd (kind 3)
@@ -20,6 +22,7 @@
 //!     16     8  payload[12..20]      reserved = 0           seq
 //!     24     8  payload[20..28]      reserved = 0           largest < len <= max_memfd_len
 //!     32    28  payload[28..56]      reserved = 0           reserved = 0
+//!     60     4  (the ring's sequence word)
 //! ```
 //!
 //! (`largest` is the largest slot size or `inline_max`, whichever is larger.)
@@ -29,14 +32,14 @@
 //!
 //! # What a hostile peer can do, and what the reader checks
 //!
-//! The sender is untrusted: it can write any 60 bytes, and change them while the receiver reads.
+//! The sender is untrusted: it can write any 64 bytes, and change them while the receiver reads.
 //! The receiver therefore decodes a private copy, and every byte pattern gives either a
 //! [`Descriptor`] that fits the limits or a [`DescriptorError`], never a panic:
 //!
 //! - an unknown kind (including 0) is [`DescriptorError::BadKind`];
 //! - every byte a kind does not use is reserved and must be zero
 //!   ([`DescriptorError::ReservedNotZero`]): this catches a peer speaking another layout
-//!   version, and makes decoding exact (an accepted descriptor re-encodes to the same bytes);
+//!   version, and makes decoding exact (an accepted descriptor re-encodes to the same 60 bytes);
 //! - an inline length is at most `inline_max`; payload bytes past it are carried but ignored;
 //! - a slot names an existing class and an index inside it, and its length fits the slot. Any
 //!   length up to the slot size is accepted, **including lengths small enough to go inline**
@@ -54,11 +57,13 @@
 use crate::limits::Limits;
 use crate::wire::{u32_at, u64_at};
 
-/// Bytes per descriptor: with the ring's sequence word, one cache line, so producer and
-/// consumer never share a line with a neighbouring entry and a message moves one line.
-pub(crate) const DESCRIPTOR_SIZE: usize = 64 - crate::ring::SEQ_BYTES;
+/// Bytes of a descriptor's slot image: one cache line, so producer and consumer never share a
+/// line with a neighbouring entry and a message moves one line.
+pub(crate) const DESCRIPTOR_SIZE: usize = 64;
+/// Bytes of the descriptor itself: the image without the ring's sequence word.
+pub(crate) const DESCRIPTOR_LEN: usize = DESCRIPTOR_SIZE - crate::ring::SEQ_BYTES;
 /// Payload bytes that fit in the descriptor itself: everything after the 4-byte head.
-pub(crate) const INLINE_MAX: usize = DESCRIPTOR_SIZE - INLINE_OFFSET;
+pub(crate) const INLINE_MAX: usize = DESCRIPTOR_LEN - INLINE_OFFSET;
 
 const KIND_INLINE: u8 = 1;
 const KIND_SLOT: u8 = 2;
@@ -188,7 +193,8 @@ fn reserved(
 }
 
 impl Descriptor {
-    /// The 60 bytes of the layout in the module doc; every byte a kind does not use is zero.
+    /// The slot image of the layout in the module doc; every byte a kind does not use is zero,
+    /// and so is the sequence word's place.
     pub(crate) fn encode(&self) -> [u8; DESCRIPTOR_SIZE] {
         let mut raw = [0; DESCRIPTOR_SIZE];
         match *self {
@@ -196,7 +202,7 @@ impl Descriptor {
                 debug_assert!(usize::from(len) <= INLINE_MAX, "inline len {len}");
                 raw[KIND_OFFSET] = KIND_INLINE;
                 raw[LEN_OR_CLASS_OFFSET] = len;
-                raw[INLINE_OFFSET..].copy_from_slice(&bytes);
+                raw[INLINE_OFFSET..DESCRIPTOR_LEN].copy_from_slice(&bytes);
             }
             Self::Slot {
                 class,
@@ -221,7 +227,8 @@ impl Descriptor {
     }
 
     /// Decodes and validates a copy of a descriptor a peer wrote, against the receiver's
-    /// `limits` for that peer's pool. Never panics; an accepted descriptor re-encodes to `raw`.
+    /// `limits` for that peer's pool. Never panics; an accepted descriptor re-encodes to `raw`
+    /// but for the sequence word's place, which is ignored.
     pub(crate) fn decode(
         raw: &[u8; DESCRIPTOR_SIZE],
         limits: &Limits,
@@ -237,12 +244,12 @@ impl Descriptor {
                     });
                 }
                 let mut bytes = [0; INLINE_MAX];
-                bytes.copy_from_slice(&raw[INLINE_OFFSET..]);
+                bytes.copy_from_slice(&raw[INLINE_OFFSET..DESCRIPTOR_LEN]);
                 Ok(Self::Inline { len, bytes })
             }
             KIND_SLOT => {
                 reserved(raw, 2..INDEX_OFFSET)?;
-                reserved(raw, SEQ_OFFSET..DESCRIPTOR_SIZE)?;
+                reserved(raw, SEQ_OFFSET..DESCRIPTOR_LEN)?;
                 let class = raw[LEN_OR_CLASS_OFFSET];
                 let index = u32_at(raw, INDEX_OFFSET);
                 let c = limits.slot(class, index)?;
@@ -263,7 +270,7 @@ impl Descriptor {
             }
             KIND_MEMFD => {
                 reserved(raw, LEN_OR_CLASS_OFFSET..SEQ_OFFSET)?;
-                reserved(raw, MEMFD_LEN_OFFSET + 8..DESCRIPTOR_SIZE)?;
+                reserved(raw, MEMFD_LEN_OFFSET + 8..DESCRIPTOR_LEN)?;
                 let len = u64_at(raw, MEMFD_LEN_OFFSET);
                 if len <= limits.largest_non_memfd() {
                     return Err(DescriptorError::MemfdTooSmall {

@@ -4,17 +4,16 @@
 //! base +   0  head            u32, padded to 64 bytes   consumer writes every pop
 //! base +  64  consumer_state  u32, padded               consumer sets when sleeping; futex word
 //! base + 128  producer_state  u32, padded               producer sets when sleeping; futex word
-//! base + 192  slot 0, slot 1, ... slot capacity-1       SEQ_BYTES + N bytes each, no padding:
-//!             seq u32 (producer writes it last), then the entry's N bytes
+//! base + 192  slot 0, slot 1, ... slot capacity-1       N bytes each, no padding:
+//!             the entry's N - 4 bytes, then seq u32 (producer writes it last)
 //! ```
 //!
 //! Each word has a cache line to itself because the two processes write different words: were
 //! `head` and a state word on one line, every pop would take the line from a producer that only
 //! reads it (false sharing). The state words are read on every push and pop but written only
 //! around a sleep, so on lines of their own they stay cached on both sides while the pipeline is
-//! busy. A 60-byte descriptor makes a 64-byte slot, one line, and slots start on a line, so a
-//! descriptor is published and read in one line (a 12-byte return entry makes 16-byte slots,
-//! four to a line). 64 bytes is the line size of x86-64 and common aarch64 cores.
+//! busy. A 64-byte slot is one line, and slots start on a line, so a descriptor is published
+//! and read in one line (16-byte return slots sit four to a line). 64 bytes is the line size of x86-64 and common aarch64 cores.
 //!
 //! The capacity is not stored here: both sides take it from the link's validated
 //! configuration, so a peer cannot change it. Every word and entry access is bounds-checked by
@@ -78,14 +77,13 @@ pub(crate) struct SegmentRing<const N: usize> {
 }
 
 impl<const N: usize> SegmentRing<N> {
-    /// Bytes of a slot: the sequence word, then the entry. A multiple of 4 (checked at compile
-    /// time in `new`), so every sequence word is aligned.
-    pub(crate) const SLOT: usize = SEQ_BYTES + N;
+    /// Offset of the sequence word in a slot: its last `SEQ_BYTES` bytes.
+    const SEQ: usize = N - SEQ_BYTES;
 
-    /// Bytes a ring of `capacity` entries occupies: three cache lines of words, then the
+    /// Bytes a ring of `capacity` slots occupies: three cache lines of words, then the
     /// slots. Saturates instead of overflowing (`new` then refuses it).
     pub(crate) const fn footprint(capacity: u32) -> usize {
-        SLOTS.saturating_add((capacity as usize).saturating_mul(Self::SLOT))
+        SLOTS.saturating_add((capacity as usize).saturating_mul(N))
     }
 
     /// Places a ring of `capacity` entries at `base` in `mapping`, after checking the layout
@@ -96,10 +94,12 @@ impl<const N: usize> SegmentRing<N> {
         base: usize,
         capacity: u32,
     ) -> Result<Self, LayoutError> {
+        // A multiple of 16: every sequence word is aligned, and `write_entry` copies whole
+        // 16-byte words (ring module doc).
         const {
             assert!(
-                Self::SLOT.is_multiple_of(4),
-                "sequence words must be aligned"
+                N >= 16 && N.is_multiple_of(16),
+                "slots are 16-byte multiples"
             )
         };
         if !valid_capacity(capacity) {
@@ -120,8 +120,14 @@ impl<const N: usize> SegmentRing<N> {
             });
         }
         // Every other sequence word lies between the first and the last, at a multiple of 4.
-        let last_seq = SLOTS + (capacity as usize - 1) * Self::SLOT;
-        for word in [HEAD, CONSUMER_STATE, PRODUCER_STATE, SLOTS, last_seq] {
+        let last_seq = SLOTS + (capacity as usize - 1) * N + Self::SEQ;
+        for word in [
+            HEAD,
+            CONSUMER_STATE,
+            PRODUCER_STATE,
+            SLOTS + Self::SEQ,
+            last_seq,
+        ] {
             mapping.atomic_u32(base + word)?;
         }
         Ok(Self {
@@ -157,11 +163,11 @@ impl<const N: usize> SegmentRing<N> {
             .expect("ring word checked in SegmentRing::new")
     }
 
-    /// Offset in the ring of slot `slot`'s sequence word; its entry follows.
+    /// Offset in the mapping of slot `slot`.
     #[inline]
     fn slot_offset(&self, slot: u32) -> usize {
         debug_assert!(slot < self.capacity);
-        SLOTS + slot as usize * Self::SLOT
+        self.base + SLOTS + slot as usize * N
     }
 }
 
@@ -188,26 +194,36 @@ impl<const N: usize> RingMemory<N> for SegmentRing<N> {
 
     #[inline]
     fn seq(&self, slot: u32) -> &AtomicU32 {
-        self.word(self.slot_offset(slot))
+        // Cannot fail: as in `word`.
+        self.mapping
+            .atomic_u32(self.slot_offset(slot) + Self::SEQ)
+            .expect("ring slot checked in SegmentRing::new")
     }
 
     #[inline]
-    fn write_entry(&self, slot: u32, entry: &[u8; N]) {
+    fn write_entry(&self, slot: u32, image: &[u8; N]) {
+        let at = self.slot_offset(slot);
+        // The `N - 4` entry bytes as whole 16-byte words, then 8 and 4 bytes: each load of
+        // `image` lies within one of the stores that wrote it (ring module doc).
+        let (bulk, tail) = image.split_at(N - 16);
         // Cannot fail: `new` checked every slot below `capacity` lies in the writable mapping,
         // and the ring masks the index.
-        self.mapping
-            .write(self.base + self.slot_offset(slot) + SEQ_BYTES, entry)
-            .expect("ring slot checked in SegmentRing::new");
+        let written = self
+            .mapping
+            .write(at, bulk)
+            .and_then(|()| self.mapping.write(at + N - 16, &tail[..8]))
+            .and_then(|()| self.mapping.write(at + N - 8, &tail[8..12]));
+        written.expect("ring slot checked in SegmentRing::new");
     }
 
     #[inline]
     fn read_entry(&self, slot: u32) -> [u8; N] {
-        let mut entry = [0; N];
+        let mut image = [0; N];
         // Cannot fail: as in `write_entry`.
         self.mapping
-            .read(self.base + self.slot_offset(slot) + SEQ_BYTES, &mut entry)
+            .read(self.slot_offset(slot), &mut image)
             .expect("ring slot checked in SegmentRing::new");
-        entry
+        image
     }
 }
 
@@ -223,10 +239,10 @@ mod tests {
 
     #[test]
     fn footprint_is_three_lines_then_the_slots() {
-        assert_eq!(SegmentRing::<60>::footprint(8), 192 + 512);
-        assert_eq!(SegmentRing::<12>::footprint(1), 208);
+        assert_eq!(SegmentRing::<64>::footprint(8), 192 + 512);
+        assert_eq!(SegmentRing::<16>::footprint(1), 208);
         assert_eq!(
-            SegmentRing::<{ usize::MAX - 4 }>::footprint(MAX_CAPACITY),
+            SegmentRing::<{ usize::MAX / 2 }>::footprint(MAX_CAPACITY),
             usize::MAX
         );
     }
@@ -234,13 +250,13 @@ mod tests {
     #[test]
     fn new_checks_the_layout_once() {
         let map = mapping(4096, Access::ReadWrite);
-        let ring = SegmentRing::<60>::new(map.clone(), 1024, 8).unwrap();
+        let ring = SegmentRing::<64>::new(map.clone(), 1024, 8).unwrap();
         assert_eq!(ring.consumer_state_offset(), 1024 + 64);
         assert_eq!(ring.producer_state_offset(), 1024 + 128);
         // Exactly fits: 4096 - 704.
-        SegmentRing::<60>::new(map.clone(), 4096 - 704, 8).unwrap();
+        SegmentRing::<64>::new(map.clone(), 4096 - 704, 8).unwrap();
         assert!(matches!(
-            SegmentRing::<60>::new(map.clone(), 4096 - 640, 8),
+            SegmentRing::<64>::new(map.clone(), 4096 - 640, 8),
             Err(LayoutError::OutOfBounds {
                 footprint: 704,
                 len: 4096,
@@ -248,21 +264,21 @@ mod tests {
             })
         ));
         assert!(matches!(
-            SegmentRing::<60>::new(map.clone(), usize::MAX - 63, 8),
+            SegmentRing::<64>::new(map.clone(), usize::MAX - 63, 8),
             Err(LayoutError::OutOfBounds { .. })
         ));
         assert!(matches!(
-            SegmentRing::<60>::new(map.clone(), 32, 8),
+            SegmentRing::<64>::new(map.clone(), 32, 8),
             Err(LayoutError::Misaligned { base: 32 })
         ));
         for capacity in [0, 3, 12, MAX_CAPACITY + 1, u32::MAX] {
             assert!(matches!(
-                SegmentRing::<60>::new(map.clone(), 0, capacity),
+                SegmentRing::<64>::new(map.clone(), 0, capacity),
                 Err(LayoutError::Capacity { .. })
             ));
         }
         assert!(matches!(
-            SegmentRing::<60>::new(mapping(4096, Access::ReadOnly), 0, 8),
+            SegmentRing::<64>::new(mapping(4096, Access::ReadOnly), 0, 8),
             Err(LayoutError::Mapping(memwire_shm::Error::ReadOnly { .. }))
         ));
     }
