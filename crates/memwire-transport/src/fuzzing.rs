@@ -36,7 +36,8 @@ fn limits((inline_max, classes, max_memfd_len): Config<'_>) -> Limits {
         .expect("fuzz targets pass valid configurations")
 }
 
-/// Decodes `raw` as a descriptor against `config`; returns its re-encoding if accepted.
+/// Decodes `raw` as a descriptor against `config`; returns its re-encoding over `raw` if
+/// accepted.
 ///
 /// # Panics
 /// If `config` is not a valid pool configuration.
@@ -44,9 +45,12 @@ pub fn descriptor(
     raw: &[u8; DESCRIPTOR_SIZE],
     config: Config<'_>,
 ) -> Option<[u8; DESCRIPTOR_SIZE]> {
-    Descriptor::decode(raw, &limits(config))
-        .ok()
-        .map(|d| d.encode())
+    Descriptor::decode(raw, &limits(config)).ok().map(|d| {
+        // The head over a copy: an inline payload stays where the sender wrote it.
+        let mut again = *raw;
+        d.encode_head(&mut again);
+        again
+    })
 }
 
 /// Decodes `raw` as a return entry against `config`; returns its re-encoding if accepted.

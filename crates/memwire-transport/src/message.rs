@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use memwire_shm::Mapping;
 
 use crate::bell::Half;
-use crate::descriptor::INLINE_MAX;
+use crate::descriptor::{INLINE_OFFSET, Image};
 use crate::layout::ReturnRing;
 use crate::link::Shared;
 use crate::return_entry::{RETURN_ENTRY_SIZE, ReturnEntry};
@@ -32,9 +32,11 @@ pub(crate) struct Returns {
 
 #[derive(Debug)]
 enum Body {
+    /// The whole descriptor image; the payload is `image[INLINE_OFFSET..][..len]`, kept in
+    /// place (`descriptor` module doc says why).
     Inline {
         len: u8,
-        bytes: [u8; INLINE_MAX],
+        image: Image,
     },
     Slot {
         returns: Arc<Returns>,
@@ -53,9 +55,11 @@ pub struct Message {
 }
 
 impl Message {
-    pub(crate) fn inline(len: u8, bytes: [u8; INLINE_MAX]) -> Self {
+    /// A small message: `len` bytes at `INLINE_OFFSET` of a descriptor image (`len` checked by
+    /// `Descriptor::decode` to fit).
+    pub(crate) fn inline(len: u8, image: Image) -> Self {
         Self {
-            body: Body::Inline { len, bytes },
+            body: Body::Inline { len, image },
         }
     }
 
@@ -101,7 +105,9 @@ impl Message {
     #[must_use]
     pub fn as_slice(&self) -> &[u8] {
         match &self.body {
-            Body::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Body::Inline { len, image } => {
+                &image.0[INLINE_OFFSET..INLINE_OFFSET + usize::from(*len)]
+            }
             Body::Slot {
                 returns,
                 offset,

@@ -7,7 +7,7 @@ use memwire_shm::ProcessId;
 
 use crate::bell::{AsyncBell, Half};
 use crate::config::{LinkConfig, WaitStrategy};
-use crate::descriptor::{DESCRIPTOR_SIZE, Descriptor};
+use crate::descriptor::{DESCRIPTOR_SIZE, Descriptor, Image};
 use crate::error::Result;
 use crate::layout::{DataRing, Direction};
 use crate::limits::Limits;
@@ -143,7 +143,7 @@ impl Rx {
         let descriptor =
             Descriptor::decode(raw, &self.limits).map_err(|e| self.shared.violate(e))?;
         let message = match descriptor {
-            Descriptor::Inline { len, bytes } => Message::inline(len, bytes),
+            Descriptor::Inline { len } => Message::inline(len, Image(*raw)),
             Descriptor::Slot {
                 class,
                 index,

@@ -7,7 +7,7 @@ use memwire_shm::{Access, Mapping, MemfdSegment, ProcessId, Segment};
 
 use crate::bell::{AsyncBell, Half};
 use crate::config::{LinkConfig, WaitStrategy};
-use crate::descriptor::{DESCRIPTOR_SIZE, Descriptor, INLINE_MAX};
+use crate::descriptor::{DESCRIPTOR_SIZE, Descriptor, INLINE_MAX, Image};
 use crate::error::{Error, Result};
 use crate::layout::{DataRing, Direction, ReturnRing};
 use crate::limits::Limits;
@@ -47,6 +47,9 @@ pub struct Tx {
     pub(crate) bell: AsyncBell,
     /// Sequence number of the next large message (its memfd travels on the control socket).
     next_seq: u64,
+    /// The descriptor image of the next small message: an inline loan writes its payload here
+    /// in place, and the commit pushes the whole image (`descriptor` module doc says why).
+    pub(crate) inline: Image,
     data_consumer_word: usize,
     data_producer_word: usize,
     returns_consumer_word: usize,
@@ -73,6 +76,7 @@ impl Tx {
             wait,
             bell: AsyncBell::default(),
             next_seq: 0,
+            inline: Image([0; DESCRIPTOR_SIZE]),
             data_consumer_word,
             data_producer_word,
             returns_consumer_word,
@@ -169,7 +173,7 @@ impl Tx {
             return Ok(Err(Lack::Room));
         }
         if len <= self.inline_max {
-            return Ok(Ok(Body::Inline([0; INLINE_MAX])));
+            return Ok(Ok(Body::Inline));
         }
         if !self.pool.fits(len) {
             let segment = MemfdSegment::create("memwire-large", len as u64)?;
@@ -245,10 +249,16 @@ impl Tx {
         }
     }
 
-    /// Publishes a descriptor. The loan checked there is room, and only we push, so this
-    /// never waits.
+    /// Publishes a descriptor (an inline one over the payload in [`Tx::inline`]). The loan
+    /// checked there is room, and only we push, so this never waits.
     pub(crate) fn publish(&mut self, descriptor: &Descriptor, len: usize) -> Result<()> {
-        match self.data.try_push(&descriptor.encode()) {
+        let pushed = if let Descriptor::Inline { .. } = descriptor {
+            descriptor.encode_head(&mut self.inline.0);
+            self.data.try_push(&self.inline.0)
+        } else {
+            self.data.try_push(&descriptor.encode())
+        };
+        match pushed {
             Ok(pushed) => {
                 self.shared
                     .wake(pushed.wake, self.data_consumer_word, Half::Rx);

@@ -76,18 +76,27 @@ const GENERATION_OFFSET: usize = 8;
 const SLOT_LEN_OFFSET: usize = 12;
 const SEQ_OFFSET: usize = 16;
 const MEMFD_LEN_OFFSET: usize = 24;
-const INLINE_OFFSET: usize = 4;
+/// A descriptor image held in this process (a small message's, or the next one's): 16-byte
+/// aligned, so that moving it (in a `Message`, through a `Result`) copies whole aligned
+/// 16-byte words, which the store buffer forwards (`ring` module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(16))]
+pub(crate) struct Image(pub(crate) [u8; DESCRIPTOR_SIZE]);
+
+/// Where an inline payload starts in the image.
+pub(crate) const INLINE_OFFSET: usize = 4;
 
 /// A decoded, validated descriptor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Descriptor {
-    /// Small payload carried in the descriptor: bytes `[4 .. 4 + len]`.
+    /// Small payload carried in the descriptor: bytes [`INLINE_OFFSET`]` .. + len` of the
+    /// image, which stay there: the sender writes them in place, the receiver's message keeps
+    /// the whole image (a copy of the payload alone would start at offset 4 of an image written
+    /// in 16-byte words, a load the store buffer cannot forward: `ring` module doc). Bytes past
+    /// `len` are whatever the sender left there, and are ignored.
     Inline {
         /// Payload length; at most the receiver's `inline_max` (so at most [`INLINE_MAX`]).
         len: u8,
-        /// All 56 bytes as written; only `bytes[..len]` is payload, the rest is whatever the
-        /// sender left there and is kept only so the descriptor re-encodes exactly.
-        bytes: [u8; INLINE_MAX],
     },
     /// Payload in slot `index` of size class `class` of the sender's pool, `len` bytes.
     Slot {
@@ -194,15 +203,22 @@ fn reserved(
 
 impl Descriptor {
     /// The slot image of the layout in the module doc; every byte a kind does not use is zero,
-    /// and so is the sequence word's place.
+    /// and so is the sequence word's place (an inline payload too: see
+    /// [`Descriptor::encode_head`]).
     pub(crate) fn encode(&self) -> [u8; DESCRIPTOR_SIZE] {
         let mut raw = [0; DESCRIPTOR_SIZE];
+        self.encode_head(&mut raw);
+        raw
+    }
+
+    /// Writes the descriptor into the image `raw`: every byte of the layout but an inline
+    /// payload's (`raw[INLINE_OFFSET..]`, which the sender wrote in place) and the sequence
+    /// word's place.
+    pub(crate) fn encode_head(&self, raw: &mut [u8; DESCRIPTOR_SIZE]) {
         match *self {
-            Self::Inline { len, bytes } => {
+            Self::Inline { len } => {
                 debug_assert!(usize::from(len) <= INLINE_MAX, "inline len {len}");
-                raw[KIND_OFFSET] = KIND_INLINE;
-                raw[LEN_OR_CLASS_OFFSET] = len;
-                raw[INLINE_OFFSET..DESCRIPTOR_LEN].copy_from_slice(&bytes);
+                raw[..INLINE_OFFSET].copy_from_slice(&[KIND_INLINE, len, 0, 0]);
             }
             Self::Slot {
                 class,
@@ -210,6 +226,7 @@ impl Descriptor {
                 generation,
                 len,
             } => {
+                raw[..DESCRIPTOR_LEN].fill(0);
                 raw[KIND_OFFSET] = KIND_SLOT;
                 raw[LEN_OR_CLASS_OFFSET] = class;
                 raw[INDEX_OFFSET..INDEX_OFFSET + 4].copy_from_slice(&index.to_le_bytes());
@@ -218,17 +235,17 @@ impl Descriptor {
                 raw[SLOT_LEN_OFFSET..SLOT_LEN_OFFSET + 4].copy_from_slice(&len.to_le_bytes());
             }
             Self::Memfd { seq, len } => {
+                raw[..DESCRIPTOR_LEN].fill(0);
                 raw[KIND_OFFSET] = KIND_MEMFD;
                 raw[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_le_bytes());
                 raw[MEMFD_LEN_OFFSET..MEMFD_LEN_OFFSET + 8].copy_from_slice(&len.to_le_bytes());
             }
         }
-        raw
     }
 
     /// Decodes and validates a copy of a descriptor a peer wrote, against the receiver's
-    /// `limits` for that peer's pool. Never panics; an accepted descriptor re-encodes to `raw`
-    /// but for the sequence word's place, which is ignored.
+    /// `limits` for that peer's pool. Never panics; an accepted descriptor re-encodes (with
+    /// [`Descriptor::encode_head`] over `raw`) to `raw`: the sequence word's place is ignored.
     pub(crate) fn decode(
         raw: &[u8; DESCRIPTOR_SIZE],
         limits: &Limits,
@@ -243,9 +260,7 @@ impl Descriptor {
                         max: limits.inline_max(),
                     });
                 }
-                let mut bytes = [0; INLINE_MAX];
-                bytes.copy_from_slice(&raw[INLINE_OFFSET..DESCRIPTOR_LEN]);
-                Ok(Self::Inline { len, bytes })
+                Ok(Self::Inline { len })
             }
             KIND_SLOT => {
                 reserved(raw, 2..INDEX_OFFSET)?;
