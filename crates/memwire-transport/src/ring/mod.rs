@@ -10,10 +10,12 @@
 //! bytes, then a `u32` sequence word; one cache line for a descriptor. The caller hands the ring
 //! whole `N`-byte slot images: a push writes all but the last `SEQ_BYTES` bytes of the image, a
 //! pop copies the whole slot out, its last `SEQ_BYTES` bytes unspecified (the layers above ignore
-//! them). Keeping images at a multiple of 16 bytes lets every copy of one move whole aligned
-//! 16-byte words: a 60-byte copy ends in a load overlapping two earlier stores, which on x86-64
-//! cannot be forwarded from the store buffer and stalled each copy (a push and pop took 39 ns
-//! on one thread with 60-byte entries, 11 ns with 64-byte images).
+//! them). Keeping images at a multiple of 16 bytes lets every copy of one move whole 16-byte
+//! words: a 60-byte copy ends in a load overlapping two earlier stores, which on x86-64 cannot
+//! be forwarded from the store buffer and stalls until they reach the cache (with 60-byte
+//! entries such stalls, one per copy of an entry, cost more than the ring's own work; see
+//! BENCHMARKS.md). A push writes the entry as whole 16-byte words, then 8 and 4 bytes, so each
+//! load of the caller's image lies within one store that wrote it.
 //!
 //! Indices are free-running `u32`s that wrap at `u32::MAX`; index `i` lives in slot
 //! `i & (capacity - 1)`. The producer writes the entry of index `i`, then stores `i + 1`
