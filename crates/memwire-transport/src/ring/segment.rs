@@ -15,6 +15,9 @@
 //! busy. A 64-byte slot is one line, and slots start on a line, so a descriptor is published
 //! and read in one line (16-byte return slots sit four to a line). 64 bytes is the line size of x86-64 and common aarch64 cores.
 //!
+//! `read_entry` copies the whole slot out, its sequence word too (the layers above ignore those
+//! bytes): only the peer writes that word, and whatever the copy holds there is never used.
+//!
 //! The capacity is not stored here: both sides take it from the link's validated
 //! configuration, so a peer cannot change it. Every word and entry access is bounds-checked by
 //! the mapping view; `SegmentRing::new` checks the whole layout once, so those checks never fail
