@@ -36,9 +36,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use memwire_shm::Doorbell;
 
-#[cfg(feature = "tokio")]
-use crate::error::Error;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A half of one end: each waits on its own doorbell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,6 +13,13 @@ use crate::layout;
 use crate::limits::{Limits, SizeClass};
 use crate::return_entry::{RETURN_ENTRY_SIZE, ReturnEntry};
 
+/// Bytes of a descriptor's ring slot image (its last 4 are the ring's, ignored by decoding).
+pub const DESCRIPTOR_LEN: usize = DESCRIPTOR_SIZE;
+/// Bytes of a return entry's ring slot image (likewise).
+pub const RETURN_ENTRY_LEN: usize = RETURN_ENTRY_SIZE;
+/// Bytes of either image that are the entry's own: all but the ring's sequence word.
+pub const SEQ_BYTES: usize = crate::ring::SEQ_BYTES;
+
 /// A pool configuration, as `(inline_max, [(slot_size, slot_count)], max_memfd_len)`.
 pub type Config<'a> = (u8, &'a [(u32, u32)], u64);
 
@@ -29,7 +36,8 @@ fn limits((inline_max, classes, max_memfd_len): Config<'_>) -> Limits {
         .expect("fuzz targets pass valid configurations")
 }
 
-/// Decodes `raw` as a descriptor against `config`; returns its re-encoding if accepted.
+/// Decodes `raw` as a descriptor against `config`; returns its re-encoding over `raw` if
+/// accepted.
 ///
 /// # Panics
 /// If `config` is not a valid pool configuration.
@@ -37,9 +45,12 @@ pub fn descriptor(
     raw: &[u8; DESCRIPTOR_SIZE],
     config: Config<'_>,
 ) -> Option<[u8; DESCRIPTOR_SIZE]> {
-    Descriptor::decode(raw, &limits(config))
-        .ok()
-        .map(|d| d.encode())
+    Descriptor::decode(raw, &limits(config)).ok().map(|d| {
+        // The head over a copy: an inline payload stays where the sender wrote it.
+        let mut again = *raw;
+        d.encode_head(&mut again);
+        again
+    })
 }
 
 /// Decodes `raw` as a return entry against `config`; returns its re-encoding if accepted.

@@ -3,8 +3,10 @@
 //! ```text
 //! offset 0      header page (below)
 //! then, for direction 0 (host → guest) and direction 1 (guest → host):
-//!               data ring:   4 control cache lines + ring_depth × 64-byte descriptors
-//!               return ring: 4 control cache lines + return_depth × 8-byte entries
+//!               data ring:   3 control cache lines + ring_depth × 64-byte slots
+//!                            (60-byte descriptor, then its sequence word)
+//!               return ring: 3 control cache lines + return_depth × 16-byte slots
+//!                            (12-byte return entry, then its sequence word)
 //!               pools:       for each class, count × size bytes, page-aligned
 //! ```
 //!
@@ -28,33 +30,33 @@
 use memwire_shm::{Mapping, ProcessId};
 
 use crate::config::{LinkConfig, MAX_CLASSES, SizeClass};
+use crate::descriptor::DESCRIPTOR_SIZE;
 use crate::error::{Error, Result};
+use crate::return_entry::RETURN_ENTRY_SIZE;
 use crate::wire::{u32_at, u64_at};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"MWLINK01");
-const LAYOUT_VERSION: u32 = 1;
+/// 2: rings publish through a sequence word at the end of each slot (no `tail` word); 60-byte
+/// descriptors and 12-byte return entries in 64- and 16-byte slots.
+const LAYOUT_VERSION: u32 = 2;
 const PAGE: usize = 4096;
 /// Size of the header.
 pub(crate) const HEADER_LEN: usize = 64 + MAX_CLASSES * 8;
-/// Control block of a ring: tail, head and the two sleep words, a cache line each, so the
-/// producer's and the consumer's writes never share a line.
-pub(crate) const RING_CONTROL: usize = 4 * 64;
-
-/// Offset of the consumer's sleep word of the ring at `base` (the ring's third cache line;
+/// Offset of the consumer's sleep word of the ring at `base` (the ring's second cache line;
 /// `SegmentRing::consumer_state_offset` agrees, see the test below).
 pub(crate) fn consumer_state(base: usize) -> usize {
+    base + 64
+}
+
+/// Offset of the producer's sleep word of the ring at `base` (its third cache line).
+pub(crate) fn producer_state(base: usize) -> usize {
     base + 2 * 64
 }
 
-/// Offset of the producer's sleep word of the ring at `base` (its fourth cache line).
-pub(crate) fn producer_state(base: usize) -> usize {
-    base + 3 * 64
-}
-
-/// A descriptor's size.
-pub(crate) const DESCRIPTOR_BYTES: usize = 64;
-/// A return entry's size.
-pub(crate) const RETURN_BYTES: usize = 8;
+/// A data ring: descriptors from the sender to the receiver.
+pub(crate) type DataRing = crate::ring::SegmentRing<DESCRIPTOR_SIZE>;
+/// A return ring: freed slots from the receiver back to the sender.
+pub(crate) type ReturnRing = crate::ring::SegmentRing<RETURN_ENTRY_SIZE>;
 
 fn align(n: usize, to: usize) -> usize {
     n.div_ceil(to) * to
@@ -76,12 +78,11 @@ impl Direction {
         &self,
         map: &std::sync::Arc<Mapping>,
         ring_depth: u32,
-    ) -> Result<(crate::ring::SegmentRing<64>, crate::ring::SegmentRing<8>)> {
+    ) -> Result<(DataRing, ReturnRing)> {
         let bad = |e: crate::ring::LayoutError| Error::BadSegment(e.to_string());
         let data =
-            crate::ring::SegmentRing::new(std::sync::Arc::clone(map), self.data_ring, ring_depth)
-                .map_err(bad)?;
-        let returns = crate::ring::SegmentRing::new(
+            DataRing::new(std::sync::Arc::clone(map), self.data_ring, ring_depth).map_err(bad)?;
+        let returns = ReturnRing::new(
             std::sync::Arc::clone(map),
             self.return_ring,
             self.return_depth,
@@ -107,15 +108,9 @@ impl Layout {
         let mut at = PAGE;
         let mut direction = || {
             let data_ring = at;
-            at = align(
-                at + RING_CONTROL + config.ring_depth as usize * DESCRIPTOR_BYTES,
-                64,
-            );
+            at = align(at + DataRing::footprint(config.ring_depth), 64);
             let return_ring = at;
-            at = align(
-                at + RING_CONTROL + return_depth as usize * RETURN_BYTES,
-                PAGE,
-            );
+            at = align(at + ReturnRing::footprint(return_depth), PAGE);
             let pools = config
                 .classes
                 .iter()
@@ -264,13 +259,12 @@ mod tests {
     fn sleep_words_agree_with_the_ring() {
         let seg = MemfdSegment::create("words", 1 << 16).unwrap();
         let map = std::sync::Arc::new(seg.map(Access::ReadWrite).unwrap());
-        let ring = crate::ring::SegmentRing::<64>::new(map, 4096, 4).unwrap();
+        let ring = DataRing::new(map, 4096, 4).unwrap();
         assert_eq!(ring.consumer_state_offset(), consumer_state(4096));
         assert_eq!(ring.producer_state_offset(), producer_state(4096));
-        assert_eq!(
-            crate::ring::SegmentRing::<64>::footprint(4, 64),
-            RING_CONTROL + 4 * 64
-        );
+        // Three control lines (head and the two sleep words), then the slots.
+        assert_eq!(DataRing::footprint(4), 3 * 64 + 4 * 64);
+        assert_eq!(ReturnRing::footprint(4), 3 * 64 + 4 * 16);
     }
 
     #[test]

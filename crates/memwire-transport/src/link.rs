@@ -118,14 +118,20 @@ pub(crate) struct LinkParts {
     pub(crate) bells: Bells,
 }
 
-/// Counters of one link, both halves.
+/// Counters of one link, both halves. Process-local: no peer reads or writes them.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    /// Written by the [`Tx`] only (through `&mut`): see [`Counters::bump`].
     pub(crate) messages_sent: AtomicU64,
+    /// Written by the [`Tx`] only.
     pub(crate) bytes_sent: AtomicU64,
+    /// Written by the [`Rx`] only.
     pub(crate) messages_received: AtomicU64,
+    /// Written by the [`Rx`] only.
     pub(crate) bytes_received: AtomicU64,
+    /// Written by either half and by received messages on any thread: [`Counters::add`].
     pub(crate) wake_syscalls: AtomicU64,
+    /// Written by either half: [`Counters::add`].
     pub(crate) sleeps: AtomicU64,
 }
 
@@ -133,6 +139,19 @@ impl Counters {
     /// Relaxed: counters are statistics, read when the caller asks, ordered by nothing.
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// [`Counters::add`] for a counter only one half writes (the caller holds it by `&mut`),
+    /// on the per-message path: a load and a store, not a locked read-modify-write, which on
+    /// x86-64 would also wait for the ring slot just written to leave the store buffer. No
+    /// update is lost: nobody else writes the counter, and a half moved to another thread
+    /// carries a happens-before edge with it.
+    pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+        // Relaxed, as in `add`.
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
 }
 

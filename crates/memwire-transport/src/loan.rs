@@ -15,7 +15,7 @@
 
 use memwire_shm::{Mapping, MemfdSegment};
 
-use crate::descriptor::{Descriptor, INLINE_MAX};
+use crate::descriptor::{Descriptor, INLINE_OFFSET};
 use crate::error::Result;
 use crate::pool::SlotRef;
 use crate::tx::Tx;
@@ -23,7 +23,8 @@ use crate::tx::Tx;
 /// Where a loan's bytes are.
 #[derive(Debug)]
 pub(crate) enum Body {
-    Inline([u8; INLINE_MAX]),
+    /// In the sender's descriptor image (`Tx::inline`), written in place.
+    Inline,
     Slot(SlotRef),
     Large(MemfdSegment, Mapping),
 }
@@ -59,12 +60,13 @@ impl<'tx> Loan<'tx> {
         self.len == 0
     }
 
-    /// The message's bytes, to write in place. A slot's bytes start as whatever the slot
-    /// held before (they are not cleared: clearing would cost what zero copy saves).
+    /// The message's bytes, to write in place. They start as whatever the memory held before
+    /// (a slot's last message, or a small message's predecessor: they are not cleared, which
+    /// would cost what zero copy saves).
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         let len = self.len;
         match self.body.as_mut() {
-            Some(Body::Inline(bytes)) => &mut bytes[..len],
+            Some(Body::Inline) => &mut self.tx.inline.0[INLINE_OFFSET..INLINE_OFFSET + len],
             Some(Body::Slot(slot)) => {
                 let (offset, _) = self.tx.pool.place(*slot);
                 // SAFETY: see the module doc: the slot is `Loaned` to this loan alone, and
@@ -105,10 +107,8 @@ impl<'tx> Loan<'tx> {
     pub(crate) fn publish(mut self, sent: Option<u64>) -> Result<()> {
         let len = self.len;
         let descriptor = match self.body.take() {
-            Some(Body::Inline(bytes)) => Descriptor::Inline {
-                len: len as u8,
-                bytes,
-            },
+            // `len <= inline_max` (the loan chose inline), so it fits a `u8`.
+            Some(Body::Inline) => Descriptor::Inline { len: len as u8 },
             Some(Body::Slot(slot)) => {
                 self.tx.pool.mark_sent(slot);
                 Descriptor::Slot {

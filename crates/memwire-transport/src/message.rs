@@ -13,28 +13,32 @@ use std::sync::{Arc, Mutex, PoisonError};
 use memwire_shm::Mapping;
 
 use crate::bell::Half;
-use crate::descriptor::INLINE_MAX;
+use crate::descriptor::{INLINE_OFFSET, Image};
+use crate::layout::ReturnRing;
 use crate::link::Shared;
-use crate::return_entry::ReturnEntry;
-use crate::ring::{Producer, PushError, SegmentRing};
+use crate::return_entry::{RETURN_ENTRY_SIZE, ReturnEntry};
+use crate::ring::{Producer, PushError};
 
 /// The return ring of the direction we receive on, shared by the messages that will give
-/// their slots back through it (from any thread).
+/// their slots back through it (from any thread), with the link they belong to: a message
+/// holds this one `Arc`, so receiving one costs one reference-count increment, not two.
 #[derive(Debug)]
 pub(crate) struct Returns {
-    pub(crate) ring: Mutex<Producer<SegmentRing<8>, 8>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) ring: Mutex<Producer<ReturnRing, RETURN_ENTRY_SIZE>>,
     /// The sender sleeps on this word waiting for slots.
     pub(crate) consumer_word: usize,
 }
 
 #[derive(Debug)]
 enum Body {
+    /// The whole descriptor image; the payload is `image[INLINE_OFFSET..][..len]`, kept in
+    /// place (`descriptor` module doc says why).
     Inline {
         len: u8,
-        bytes: [u8; INLINE_MAX],
+        image: Image,
     },
     Slot {
-        shared: Arc<Shared>,
         returns: Arc<Returns>,
         entry: ReturnEntry,
         offset: usize,
@@ -51,14 +55,15 @@ pub struct Message {
 }
 
 impl Message {
-    pub(crate) fn inline(len: u8, bytes: [u8; INLINE_MAX]) -> Self {
+    /// A small message: `len` bytes at `INLINE_OFFSET` of a descriptor image (`len` checked by
+    /// `Descriptor::decode` to fit).
+    pub(crate) fn inline(len: u8, image: Image) -> Self {
         Self {
-            body: Body::Inline { len, bytes },
+            body: Body::Inline { len, image },
         }
     }
 
     pub(crate) fn slot(
-        shared: Arc<Shared>,
         returns: Arc<Returns>,
         entry: ReturnEntry,
         offset: usize,
@@ -66,7 +71,6 @@ impl Message {
     ) -> Self {
         Self {
             body: Body::Slot {
-                shared,
                 returns,
                 entry,
                 offset,
@@ -101,16 +105,18 @@ impl Message {
     #[must_use]
     pub fn as_slice(&self) -> &[u8] {
         match &self.body {
-            Body::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Body::Inline { len, image } => {
+                &image.0[INLINE_OFFSET..INLINE_OFFSET + usize::from(*len)]
+            }
             Body::Slot {
-                shared,
+                returns,
                 offset,
                 len,
                 ..
             } => {
                 // SAFETY: see the module doc: the slot is ours until this message drops, and
                 // `offset .. offset + len` was checked against the validated layout.
-                let bytes = unsafe { shared.map.bytes(*offset, *len) };
+                let bytes = unsafe { returns.shared.map.bytes(*offset, *len) };
                 bytes.expect("a received slot lies inside the validated layout")
             }
             Body::Large(map) => {
@@ -133,15 +139,10 @@ impl std::ops::Deref for Message {
 
 impl Drop for Message {
     fn drop(&mut self) {
-        let Body::Slot {
-            shared,
-            returns,
-            entry,
-            ..
-        } = &self.body
-        else {
+        let Body::Slot { returns, entry, .. } = &self.body else {
             return;
         };
+        let shared = &returns.shared;
         if shared.is_gone() {
             return; // Nobody left to give it back to.
         }

@@ -7,21 +7,21 @@ use memwire_shm::ProcessId;
 
 use crate::bell::{AsyncBell, Half};
 use crate::config::{LinkConfig, WaitStrategy};
-use crate::descriptor::Descriptor;
+use crate::descriptor::{DESCRIPTOR_SIZE, Descriptor, Image};
 use crate::error::Result;
-use crate::layout::Direction;
+use crate::layout::{DataRing, Direction};
 use crate::limits::Limits;
 use crate::link::{Counters, Shared, Stats, stats};
 use crate::message::{Message, Returns};
 use crate::return_entry::ReturnEntry;
-use crate::ring::{Consumer, Producer, SegmentRing, WaitKind};
+use crate::ring::{Consumer, Producer, WaitKind};
 use crate::wait::Waiter;
 
 /// The receiving half of a [`crate::Link`]. Owning it is the right to receive: one per link.
 #[derive(Debug)]
 pub struct Rx {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) data: Consumer<SegmentRing<64>, 64>,
+    pub(crate) data: Consumer<DataRing, DESCRIPTOR_SIZE>,
     returns: Arc<Returns>,
     /// The sender's pool as we may trust it: what a descriptor may name.
     limits: Limits,
@@ -51,9 +51,10 @@ impl Rx {
         Ok(Self {
             data_consumer_word: data_ring.consumer_state_offset(),
             data_producer_word: data_ring.producer_state_offset(),
-            data: Consumer::new(data_ring).map_err(|e| shared.violate(e))?,
+            data: Consumer::new(data_ring),
             returns: Arc::new(Returns {
-                ring: Mutex::new(Producer::new(return_ring).map_err(|e| shared.violate(e))?),
+                shared: Arc::clone(&shared),
+                ring: Mutex::new(Producer::new(return_ring)),
                 consumer_word: returns_consumer_word,
             }),
             limits: crate::link::limits(config)?,
@@ -157,11 +158,11 @@ impl Rx {
     }
 
     /// Validates a descriptor copied out of the ring and makes it a message.
-    fn accept(&mut self, raw: &[u8; 64]) -> Result<Message> {
+    fn accept(&mut self, raw: &[u8; DESCRIPTOR_SIZE]) -> Result<Message> {
         let descriptor =
             Descriptor::decode(raw, &self.limits).map_err(|e| self.shared.violate(e))?;
         let message = match descriptor {
-            Descriptor::Inline { len, bytes } => Message::inline(len, bytes),
+            Descriptor::Inline { len } => Message::inline(len, Image(*raw)),
             Descriptor::Slot {
                 class,
                 index,
@@ -171,7 +172,6 @@ impl Rx {
                 // `decode` checked class < classes, index < count and len <= slot size.
                 let (base, size) = self.pools[usize::from(class)];
                 Message::slot(
-                    Arc::clone(&self.shared),
                     Arc::clone(&self.returns),
                     ReturnEntry {
                         class,
@@ -193,8 +193,8 @@ impl Rx {
                 Message::large(crate::control::recv_large(&self.shared, seq, len)?)
             }
         };
-        Counters::add(&self.shared.counters.messages_received, 1);
-        Counters::add(&self.shared.counters.bytes_received, message.len() as u64);
+        Counters::bump(&self.shared.counters.messages_received, 1);
+        Counters::bump(&self.shared.counters.bytes_received, message.len() as u64);
         Ok(message)
     }
 }

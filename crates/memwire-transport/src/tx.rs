@@ -7,15 +7,15 @@ use memwire_shm::{Access, Mapping, MemfdSegment, ProcessId, Segment};
 
 use crate::bell::{AsyncBell, Half};
 use crate::config::{LinkConfig, WaitStrategy};
-use crate::descriptor::{Descriptor, INLINE_MAX};
+use crate::descriptor::{DESCRIPTOR_SIZE, Descriptor, INLINE_MAX, Image};
 use crate::error::{Error, Result};
-use crate::layout::Direction;
+use crate::layout::{DataRing, Direction, ReturnRing};
 use crate::limits::Limits;
 use crate::link::{Counters, Shared, Stats, stats};
 use crate::loan::{Body, Loan};
 use crate::pool::{ClassUsage, Pool};
-use crate::return_entry::ReturnEntry;
-use crate::ring::{Consumer, Producer, PushError, SegmentRing, WaitKind};
+use crate::return_entry::{RETURN_ENTRY_SIZE, ReturnEntry};
+use crate::ring::{Consumer, Producer, PushError, WaitKind};
 use crate::wait::Waiter;
 
 /// What a loan waits for.
@@ -31,8 +31,8 @@ pub(crate) enum Lack {
 #[derive(Debug)]
 pub struct Tx {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) data: Producer<SegmentRing<64>, 64>,
-    pub(crate) returns: Consumer<SegmentRing<8>, 8>,
+    pub(crate) data: Producer<DataRing, DESCRIPTOR_SIZE>,
+    pub(crate) returns: Consumer<ReturnRing, RETURN_ENTRY_SIZE>,
     pub(crate) pool: Pool,
     /// Our own pool as the receiver sees it: what a return entry may name.
     limits: Limits,
@@ -47,6 +47,9 @@ pub struct Tx {
     pub(crate) bell: AsyncBell,
     /// Sequence number of the next large message (its memfd travels on the control socket).
     pub(crate) next_seq: u64,
+    /// The descriptor image of the next small message: an inline loan writes its payload here
+    /// in place, and the commit pushes the whole image (`descriptor` module doc says why).
+    pub(crate) inline: Image,
     data_consumer_word: usize,
     data_producer_word: usize,
     returns_consumer_word: usize,
@@ -64,8 +67,8 @@ impl Tx {
         let data_producer_word = data_ring.producer_state_offset();
         let returns_consumer_word = return_ring.consumer_state_offset();
         Ok(Self {
-            data: Producer::new(data_ring).map_err(|e| shared.violate(e))?,
-            returns: Consumer::new(return_ring).map_err(|e| shared.violate(e))?,
+            data: Producer::new(data_ring),
+            returns: Consumer::new(return_ring),
             pool: Pool::new(config, &dir.pools),
             limits: crate::link::limits(config)?,
             inline_max: usize::from(config.inline_max).min(INLINE_MAX),
@@ -73,6 +76,7 @@ impl Tx {
             wait,
             bell: AsyncBell::default(),
             next_seq: 0,
+            inline: Image([0; DESCRIPTOR_SIZE]),
             data_consumer_word,
             data_producer_word,
             returns_consumer_word,
@@ -169,7 +173,7 @@ impl Tx {
             return Ok(Err(Lack::Room));
         }
         if len <= self.inline_max {
-            return Ok(Ok(Body::Inline([0; INLINE_MAX])));
+            return Ok(Ok(Body::Inline));
         }
         if !self.pool.fits(len) {
             let segment = MemfdSegment::create("memwire-large", len as u64)?;
@@ -245,15 +249,21 @@ impl Tx {
         }
     }
 
-    /// Publishes a descriptor. The loan checked there is room, and only we push, so this
-    /// never waits.
+    /// Publishes a descriptor (an inline one over the payload in [`Tx::inline`]). The loan
+    /// checked there is room, and only we push, so this never waits.
     pub(crate) fn publish(&mut self, descriptor: &Descriptor, len: usize) -> Result<()> {
-        match self.data.try_push(&descriptor.encode()) {
+        let pushed = if let Descriptor::Inline { .. } = descriptor {
+            descriptor.encode_head(&mut self.inline.0);
+            self.data.try_push(&self.inline.0)
+        } else {
+            self.data.try_push(&descriptor.encode())
+        };
+        match pushed {
             Ok(pushed) => {
                 self.shared
                     .wake(pushed.wake, self.data_consumer_word, Half::Rx);
-                Counters::add(&self.shared.counters.messages_sent, 1);
-                Counters::add(&self.shared.counters.bytes_sent, len as u64);
+                Counters::bump(&self.shared.counters.messages_sent, 1);
+                Counters::bump(&self.shared.counters.bytes_sent, len as u64);
                 Ok(())
             }
             Err(PushError::Full) => Err(self.shared.violate("ring full although a loan saw room")),

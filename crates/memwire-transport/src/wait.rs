@@ -31,8 +31,9 @@ pub(crate) enum Turn {
 /// Longest single futex sleep before a waiter re-checks its link (see [`Waiter::sleep`]).
 const SLEEP_SLICE: Duration = Duration::from_secs(1);
 
-/// One wait: when to stop spinning and when to give up. Reads the clock only once it has to
-/// wait (a call that finds its message at once costs no clock read).
+/// One wait: when to stop spinning and when to give up. Reads the clock only when a timeout or
+/// a spin budget needs it, and only once it has to wait (a call that finds its message at once,
+/// or a pure spin without timeout, costs no clock read).
 pub(crate) struct Waiter {
     /// When the first wait began; `None` until then.
     start: Option<Instant>,
@@ -64,12 +65,18 @@ impl Waiter {
     }
 
     /// Fails with `WouldBlock` (no wait asked) or `Timeout` once the deadline has passed.
+    /// Without a timeout it reads no clock.
     pub(crate) fn check_deadline(&mut self) -> Result<()> {
-        self.start();
-        match (self.timeout, self.deadline) {
-            (Some(t), _) if t.is_zero() => Err(Error::WouldBlock),
-            (Some(t), Some(d)) if Instant::now() >= d => Err(Error::Timeout(t)),
-            _ => Ok(()),
+        match self.timeout {
+            None => Ok(()),
+            Some(t) if t.is_zero() => Err(Error::WouldBlock),
+            Some(t) => {
+                self.start();
+                match self.deadline {
+                    Some(d) if Instant::now() >= d => Err(Error::Timeout(t)),
+                    _ => Ok(()),
+                }
+            }
         }
     }
 

@@ -1,22 +1,28 @@
 //! The descriptor: what travels through a ring, one cache line per message.
 //!
-//! A sender writes a descriptor into its ring; the receiver copies the 64 bytes out of shared
-//! memory once (a `[u8; 64]`), decodes the copy with [`Descriptor::decode`] against the
+//! A sender writes a descriptor into its ring; the receiver copies the slot out of shared memory
+//! once (a `[u8; 64]`), decodes the copy with [`Descriptor::decode`] against the
 //! [`Limits`] it holds for the sender's pool, and only then uses it. A message is carried in
 //! one of three ways: inline in the descriptor, in a slot of the sender's pool, or in its own
 //! sealed memfd passed over the link's control socket.
+//!
+//! A descriptor is handled as the 64-byte image of its ring slot, one cache line: 60 bytes of
+//! descriptor, then the ring's 4-byte sequence word, which is not part of the descriptor:
+//! [`Descriptor::encode`] leaves it 0 and [`Descriptor::decode`] ignores it (`ring` module doc
+//! says why images are whole 16-byte words).
 //!
 //! ```text
 //! offset  size  inline (kind 1)      slot (kind 2)          memfd (kind 3)
 //!      0     1  kind = 1             kind = 2               kind = 3
 //!      1     1  len <= inline_max    class < classes        reserved = 0
 //!      2     2  reserved = 0         reserved = 0           reserved = 0
-//!      4     4  reserved = 0         index < slot_count     reserved = 0
-//!      8     4  payload[0..4]        generation             reserved = 0
-//!     12     4  payload[4..8]        len <= slot_size       reserved = 0
-//!     16     8  payload[8..16]       reserved = 0           seq
-//!     24     8  payload[16..24]      reserved = 0           largest < len <= max_memfd_len
-//!     32    32  payload[24..56]      reserved = 0           reserved = 0
+//!      4     4  payload[0..4]        index < slot_count     reserved = 0
+//!      8     4  payload[4..8]        generation             reserved = 0
+//!     12     4  payload[8..12]       len <= slot_size       reserved = 0
+//!     16     8  payload[12..20]      reserved = 0           seq
+//!     24     8  payload[20..28]      reserved = 0           largest < len <= max_memfd_len
+//!     32    28  payload[28..56]      reserved = 0           reserved = 0
+//!     60     4  (the ring's sequence word)
 //! ```
 //!
 //! (`largest` is the largest slot size or `inline_max`, whichever is larger.)
@@ -33,7 +39,7 @@
 //! - an unknown kind (including 0) is [`DescriptorError::BadKind`];
 //! - every byte a kind does not use is reserved and must be zero
 //!   ([`DescriptorError::ReservedNotZero`]): this catches a peer speaking another layout
-//!   version, and makes decoding exact (an accepted descriptor re-encodes to the same bytes);
+//!   version, and makes decoding exact (an accepted descriptor re-encodes to the same 60 bytes);
 //! - an inline length is at most `inline_max`; payload bytes past it are carried but ignored;
 //! - a slot names an existing class and an index inside it, and its length fits the slot. Any
 //!   length up to the slot size is accepted, **including lengths small enough to go inline**
@@ -51,11 +57,13 @@
 use crate::limits::Limits;
 use crate::wire::{u32_at, u64_at};
 
-/// Bytes per descriptor: one cache line, so producer and consumer never share a line with a
-/// neighbouring entry.
+/// Bytes of a descriptor's slot image: one cache line, so producer and consumer never share a
+/// line with a neighbouring entry and a message moves one line.
 pub(crate) const DESCRIPTOR_SIZE: usize = 64;
-/// Payload bytes that fit in the descriptor itself: everything after the 8-byte head.
-pub(crate) const INLINE_MAX: usize = DESCRIPTOR_SIZE - INLINE_OFFSET;
+/// Bytes of the descriptor itself: the image without the ring's sequence word.
+pub(crate) const DESCRIPTOR_LEN: usize = DESCRIPTOR_SIZE - crate::ring::SEQ_BYTES;
+/// Payload bytes that fit in the descriptor itself: everything after the 4-byte head.
+pub(crate) const INLINE_MAX: usize = DESCRIPTOR_LEN - INLINE_OFFSET;
 
 const KIND_INLINE: u8 = 1;
 const KIND_SLOT: u8 = 2;
@@ -68,18 +76,27 @@ const GENERATION_OFFSET: usize = 8;
 const SLOT_LEN_OFFSET: usize = 12;
 const SEQ_OFFSET: usize = 16;
 const MEMFD_LEN_OFFSET: usize = 24;
-const INLINE_OFFSET: usize = 8;
+/// A descriptor image held in this process (a small message's, or the next one's): 16-byte
+/// aligned, so that moving it (in a `Message`, through a `Result`) copies whole aligned
+/// 16-byte words, which the store buffer forwards (`ring` module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(16))]
+pub(crate) struct Image(pub(crate) [u8; DESCRIPTOR_SIZE]);
+
+/// Where an inline payload starts in the image.
+pub(crate) const INLINE_OFFSET: usize = 4;
 
 /// A decoded, validated descriptor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Descriptor {
-    /// Small payload carried in the descriptor: bytes `[8 .. 8 + len]`.
+    /// Small payload carried in the descriptor: bytes [`INLINE_OFFSET`]` .. + len` of the
+    /// image, which stay there: the sender writes them in place, the receiver's message keeps
+    /// the whole image (a copy of the payload alone would start at offset 4 of an image written
+    /// in 16-byte words, a load the store buffer cannot forward: `ring` module doc). Bytes past
+    /// `len` are whatever the sender left there, and are ignored.
     Inline {
         /// Payload length; at most the receiver's `inline_max` (so at most [`INLINE_MAX`]).
         len: u8,
-        /// All 56 bytes as written; only `bytes[..len]` is payload, the rest is whatever the
-        /// sender left there and is kept only so the descriptor re-encodes exactly.
-        bytes: [u8; INLINE_MAX],
     },
     /// Payload in slot `index` of size class `class` of the sender's pool, `len` bytes.
     Slot {
@@ -185,15 +202,23 @@ fn reserved(
 }
 
 impl Descriptor {
-    /// The 64 bytes of the layout in the module doc; every byte a kind does not use is zero.
+    /// The slot image of the layout in the module doc; every byte a kind does not use is zero,
+    /// and so is the sequence word's place (an inline payload too: see
+    /// [`Descriptor::encode_head`]).
     pub(crate) fn encode(&self) -> [u8; DESCRIPTOR_SIZE] {
         let mut raw = [0; DESCRIPTOR_SIZE];
+        self.encode_head(&mut raw);
+        raw
+    }
+
+    /// Writes the descriptor into the image `raw`: every byte of the layout but an inline
+    /// payload's (`raw[INLINE_OFFSET..]`, which the sender wrote in place) and the sequence
+    /// word's place.
+    pub(crate) fn encode_head(&self, raw: &mut [u8; DESCRIPTOR_SIZE]) {
         match *self {
-            Self::Inline { len, bytes } => {
+            Self::Inline { len } => {
                 debug_assert!(usize::from(len) <= INLINE_MAX, "inline len {len}");
-                raw[KIND_OFFSET] = KIND_INLINE;
-                raw[LEN_OR_CLASS_OFFSET] = len;
-                raw[INLINE_OFFSET..].copy_from_slice(&bytes);
+                raw[..INLINE_OFFSET].copy_from_slice(&[KIND_INLINE, len, 0, 0]);
             }
             Self::Slot {
                 class,
@@ -201,6 +226,7 @@ impl Descriptor {
                 generation,
                 len,
             } => {
+                raw[..DESCRIPTOR_LEN].fill(0);
                 raw[KIND_OFFSET] = KIND_SLOT;
                 raw[LEN_OR_CLASS_OFFSET] = class;
                 raw[INDEX_OFFSET..INDEX_OFFSET + 4].copy_from_slice(&index.to_le_bytes());
@@ -209,16 +235,17 @@ impl Descriptor {
                 raw[SLOT_LEN_OFFSET..SLOT_LEN_OFFSET + 4].copy_from_slice(&len.to_le_bytes());
             }
             Self::Memfd { seq, len } => {
+                raw[..DESCRIPTOR_LEN].fill(0);
                 raw[KIND_OFFSET] = KIND_MEMFD;
                 raw[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_le_bytes());
                 raw[MEMFD_LEN_OFFSET..MEMFD_LEN_OFFSET + 8].copy_from_slice(&len.to_le_bytes());
             }
         }
-        raw
     }
 
     /// Decodes and validates a copy of a descriptor a peer wrote, against the receiver's
-    /// `limits` for that peer's pool. Never panics; an accepted descriptor re-encodes to `raw`.
+    /// `limits` for that peer's pool. Never panics; an accepted descriptor re-encodes (with
+    /// [`Descriptor::encode_head`] over `raw`) to `raw`: the sequence word's place is ignored.
     pub(crate) fn decode(
         raw: &[u8; DESCRIPTOR_SIZE],
         limits: &Limits,
@@ -233,13 +260,11 @@ impl Descriptor {
                         max: limits.inline_max(),
                     });
                 }
-                let mut bytes = [0; INLINE_MAX];
-                bytes.copy_from_slice(&raw[INLINE_OFFSET..]);
-                Ok(Self::Inline { len, bytes })
+                Ok(Self::Inline { len })
             }
             KIND_SLOT => {
                 reserved(raw, 2..INDEX_OFFSET)?;
-                reserved(raw, SEQ_OFFSET..DESCRIPTOR_SIZE)?;
+                reserved(raw, SEQ_OFFSET..DESCRIPTOR_LEN)?;
                 let class = raw[LEN_OR_CLASS_OFFSET];
                 let index = u32_at(raw, INDEX_OFFSET);
                 let c = limits.slot(class, index)?;
@@ -260,7 +285,7 @@ impl Descriptor {
             }
             KIND_MEMFD => {
                 reserved(raw, LEN_OR_CLASS_OFFSET..SEQ_OFFSET)?;
-                reserved(raw, MEMFD_LEN_OFFSET + 8..DESCRIPTOR_SIZE)?;
+                reserved(raw, MEMFD_LEN_OFFSET + 8..DESCRIPTOR_LEN)?;
                 let len = u64_at(raw, MEMFD_LEN_OFFSET);
                 if len <= limits.largest_non_memfd() {
                     return Err(DescriptorError::MemfdTooSmall {

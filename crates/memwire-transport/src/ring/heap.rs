@@ -1,9 +1,10 @@
 //! A ring on the heap, for the loom models and unit tests (not built otherwise).
 //!
-//! Under `cfg(memwire_loom)` each slot is a `loom::cell::UnsafeCell`, so loom reports a data
+//! Under `cfg(memwire_loom)` each entry is a `loom::cell::UnsafeCell`, so loom reports a data
 //! race if the algorithm ever lets `write_entry` and `read_entry` touch one slot without a
-//! happens-before edge between them. In ordinary test builds a slot is `N` relaxed `AtomicU8`s:
-//! safe code, sound whatever the threads do, and adding no ordering the indices do not give.
+//! happens-before edge between them. In ordinary test builds an entry is `N` relaxed
+//! `AtomicU8`s: safe code, sound whatever the threads do, and adding no ordering the sequence
+//! words and `head` do not give.
 //!
 //! # Safety
 //! Only the loom build has unsafe code. Loom runs one thread at a time, and its `UnsafeCell`
@@ -23,11 +24,12 @@ pub(crate) struct HeapRing<const N: usize> {
 
 #[derive(Debug)]
 struct Inner<const N: usize> {
-    tail: AtomicU32,
     head: AtomicU32,
     consumer_state: AtomicU32,
     producer_state: AtomicU32,
-    /// `capacity` slots, a power of two.
+    /// Each slot's sequence word; `capacity` of them, a power of two.
+    seqs: Box<[AtomicU32]>,
+    /// Each slot's entry; as many as `seqs`.
     slots: Box<[Slot<N>]>,
 }
 
@@ -40,10 +42,10 @@ impl<const N: usize> HeapRing<N> {
         assert!(valid_capacity(capacity), "bad ring capacity {capacity}");
         Self {
             inner: Arc::new(Inner {
-                tail: AtomicU32::new(0),
                 head: AtomicU32::new(0),
                 consumer_state: AtomicU32::new(0),
                 producer_state: AtomicU32::new(0),
+                seqs: (0..capacity).map(|_| AtomicU32::new(0)).collect(),
                 slots: (0..capacity).map(|_| Slot::new()).collect(),
             }),
         }
@@ -51,10 +53,6 @@ impl<const N: usize> HeapRing<N> {
 }
 
 impl<const N: usize> RingMemory<N> for HeapRing<N> {
-    fn tail(&self) -> &AtomicU32 {
-        &self.inner.tail
-    }
-
     fn head(&self) -> &AtomicU32 {
         &self.inner.head
     }
@@ -72,12 +70,16 @@ impl<const N: usize> RingMemory<N> for HeapRing<N> {
         self.inner.slots.len() as u32
     }
 
-    fn write_entry(&self, index: u32, entry: &[u8; N]) {
-        self.inner.slots[index as usize].store(entry);
+    fn seq(&self, slot: u32) -> &AtomicU32 {
+        &self.inner.seqs[slot as usize]
     }
 
-    fn read_entry(&self, index: u32) -> [u8; N] {
-        self.inner.slots[index as usize].load()
+    fn write_entry(&self, slot: u32, entry: &[u8; N]) {
+        self.inner.slots[slot as usize].store(entry);
+    }
+
+    fn read_entry(&self, slot: u32) -> [u8; N] {
+        self.inner.slots[slot as usize].load()
     }
 }
 
@@ -110,7 +112,7 @@ impl<const N: usize> Slot<N> {
     }
 }
 
-/// One entry's storage: relaxed bytes; the ring's indices give the ordering.
+/// One entry's storage: relaxed bytes; the ring's sequence words and head give the ordering.
 #[cfg(not(memwire_loom))]
 #[derive(Debug)]
 struct Slot<const N: usize>([crate::sync::AtomicU8; N]);
@@ -123,7 +125,8 @@ impl<const N: usize> Slot<N> {
 
     fn store(&self, entry: &[u8; N]) {
         use crate::sync::Ordering::Relaxed;
-        // Relaxed: ordered against the reader by the ring's Release/Acquire on `tail`/`head`.
+        // Relaxed: ordered against the reader by the ring's Release/Acquire on the slot's
+        // sequence word (and against the next writer by `head`).
         for (byte, value) in self.0.iter().zip(entry) {
             byte.store(*value, Relaxed);
         }

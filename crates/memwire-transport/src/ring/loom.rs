@@ -52,10 +52,7 @@ impl Futex {
 
 fn ring() -> (Producer<HeapRing<8>, 8>, Consumer<HeapRing<8>, 8>) {
     let mem = HeapRing::new(2);
-    (
-        Producer::new(mem.clone()).unwrap(),
-        Consumer::new(mem).unwrap(),
-    )
+    (Producer::new(mem.clone()), Consumer::new(mem))
 }
 
 /// Three entries through two slots: the producer waits for space, the consumer for entries,
@@ -165,5 +162,34 @@ fn no_lost_wake_up_for_a_producer_waiting_for_space() {
             rx.try_pop().unwrap().map(|popped| popped.entry),
             Some(entry(2))
         );
+    });
+}
+
+/// The model is not vacuous: a consumer whose sleep declaration skips `F_c` (module doc of
+/// `ring`) may read a stale sequence word while the producer reads a stale state word, and
+/// sleep forever beside a published entry. loom must find that interleaving and report it as a
+/// deadlock.
+#[test]
+#[should_panic(expected = "deadlock")]
+fn a_sleep_declaration_without_its_fence_loses_a_wake_up() {
+    loom::model(|| {
+        let (mut tx, rx) = ring();
+        let futex = Arc::new(Futex::new());
+        let producer = thread::spawn({
+            let futex = futex.clone();
+            move || {
+                if tx.try_push(&entry(9)).unwrap().wake.is_some() {
+                    futex.wake();
+                }
+            }
+        });
+        let mem = rx.memory();
+        // `Consumer::prepare_sleep` at head 0, without its fence.
+        mem.consumer_state()
+            .store(WaitKind::Futex.word(), Ordering::SeqCst);
+        if mem.seq(0).load(Ordering::Acquire) != super::published(0) {
+            futex.wait(mem.consumer_state(), WaitKind::Futex.word());
+        }
+        producer.join().unwrap();
     });
 }

@@ -1,28 +1,54 @@
 //! The SPSC ring: one producer and one consumer, in two processes that do not trust each other,
-//! passing fixed-size entries (`[u8; N]`: 64-byte descriptors, 8-byte return entries).
+//! passing fixed-size entries in `N`-byte slots (64-byte slots for descriptors, 16-byte slots for
+//! return entries).
 //!
 //! The algorithm is written once, over [`RingMemory`]: `SegmentRing` places it in a shared
 //! segment, `HeapRing` on the heap for the loom models and unit tests.
 //!
-//! # Indices
-//! `tail` (written by the producer only) and `head` (written by the consumer only) are
-//! free-running `u32`s: they wrap at `u32::MAX`, and an index is masked with `capacity - 1`
-//! (capacity a power of two) only to find its slot, so `tail - head` (wrapping) is the number of
-//! entries in flight, `0 ..= capacity`. Each side keeps its own index privately and a cached copy
-//! of the peer's, which it reloads only when the ring looks full (producer) or empty (consumer):
-//! a busy ring costs each side one shared-index load per `capacity` entries.
+//! # Slots and sequence words
+//! Each of the `capacity` slots (a power of two) is `N` bytes: an entry of `N - SEQ_BYTES`
+//! bytes, then a `u32` sequence word; one cache line for a descriptor. The caller hands the ring
+//! whole `N`-byte slot images: a push writes all but the last `SEQ_BYTES` bytes of the image, a
+//! pop copies the whole slot out, its last `SEQ_BYTES` bytes unspecified (the layers above ignore
+//! them). Keeping images at a multiple of 16 bytes lets every copy of one move whole 16-byte
+//! words: a 60-byte copy ends in a load overlapping two earlier stores, which on x86-64 cannot
+//! be forwarded from the store buffer and stalls until they reach the cache (with 60-byte
+//! entries such stalls, one per copy of an entry, cost more than the ring's own work; see
+//! BENCHMARKS.md). A push writes the entry as whole 16-byte words, then 8 and 4 bytes, so each
+//! load of the caller's image lies within one store that wrote it.
+//!
+//! Indices are free-running `u32`s that wrap at `u32::MAX`; index `i` lives in slot
+//! `i & (capacity - 1)`. The producer writes the entry of index `i`, then stores `i + 1`
+//! (wrapping) into the slot's sequence word with Release. The consumer, at index `head`, loads
+//! the sequence word of its slot with Acquire: it holds `head + 1` exactly when the entry is
+//! there (FastForward / Lamport with sequence numbers). What the previous lap left there,
+//! `head + 1 - capacity` (never `head + 1`: `capacity <= 2^31`), or 0 in a fresh zeroed ring's
+//! first lap (rings start at index 0), means empty. So a message costs the consumer one cache
+//! line, the one the producer wrote, and the producer has no index word to publish.
+//!
+//! The consumer's `head` (written by the consumer only) is the one shared index: the producer
+//! keeps its own `tail` privately and a cached copy of `head`, which it reloads only when the
+//! ring looks full, so `tail - head` (wrapping) is in `0 ..= capacity` and a busy ring costs
+//! the producer one load of `head` per `capacity` entries. The consumer never writes a slot,
+//! so the lines the producer writes are only ever read by the other side.
 //!
 //! # What a hostile peer can do, and what we check
-//! The peer can write any value into its index and state words at any time, and scribble on the
-//! entries. Every load of the peer's index is validated: `tail - head <= capacity` (wrapping) or
-//! the call fails with [`RingError::Corrupt`], which the link turns into a protocol violation and
-//! a disconnect. Our own index is never read back from shared memory after construction, so the
-//! peer cannot make us skip or repeat entries on our side. Slots are found by masking, so no
-//! value makes us touch memory outside the ring; entries are copied out once and validated by
-//! the layer above. An index moved backwards within the window only costs the peer its own
-//! entries. A state word holding neither 0 nor a [`WaitKind`] is [`RingError::WaitState`]. No
-//! value makes this module panic. The capacity is never read from shared memory: both sides get
-//! it from the link's validated configuration.
+//! The peer can write any value into its words and slots at any time. A hostile consumer
+//! can move `head`: every load of it is validated (`tail - head <= capacity`, wrapping) or the
+//! call fails with [`RingError::Corrupt`], which the link turns into a protocol violation and a
+//! disconnect; a `head` moved backwards within the window only costs the peer its own entries.
+//! A hostile producer can write any sequence word. The slot the consumer reads next may hold
+//! only its entry's word or what the previous lap left there (0 in a fresh ring's first lap);
+//! any other value is [`RingError::Sequence`], so a scribbled ring is found out at the next
+//! pop. Within those two values the producer can make a slot look published early (we then
+//! copy out whatever bytes are there, or a torn entry) or never (the ring looks empty: it only
+//! stalls its own messages). It cannot make us skip or repeat an entry or touch memory outside
+//! the ring: our own index is never read back from shared memory after construction, and slots
+//! are found by masking it. Entries are copied out once and
+//! validated by the layer above (`Descriptor::decode`, `ReturnEntry::decode`). A state word
+//! holding neither 0 nor a [`WaitKind`] is [`RingError::WaitState`]. No value makes this module
+//! panic. The capacity is never read from shared memory: both sides get it from the link's
+//! validated configuration.
 //!
 //! # Sleeping without losing a wake-up
 //! A side that finds the ring empty (consumer) or full (producer) spins a little, then sleeps.
@@ -31,27 +57,35 @@
 //! `producer_state`):
 //!
 //! ```text
-//! consumer (prepare_sleep)              producer (try_push)
-//!   consumer_state = kind                 write entry; tail = t + 1 (Release)
-//!   fence(SeqCst)                 (F_c)   fence(SeqCst)                      (F_p)
-//!   reload tail: not empty? -> state = 0  consumer_state != 0? -> swap(0), wake the sleeper
+//! consumer (prepare_sleep)               producer (try_push)
+//!   consumer_state = kind                  write entry; seq = i + 1 (Release)
+//!   fence(SeqCst)                  (F_c)   fence(SeqCst)                      (F_p)
+//!   reload seq: ready? -> state = 0        consumer_state != 0? -> swap(0), wake the sleeper
 //!   sleep while state == kind (futex)
 //! ```
 //!
-//! The two SeqCst fences are totally ordered. If `F_p` comes first, the tail store before it is
-//! visible to every load after `F_c`: the consumer's reload sees the entry and it does not sleep.
-//! If `F_c` comes first, the state store before it is visible to the producer's load after `F_p`:
-//! the producer sees the sleeper and wakes it. Either way the entry is not left behind a sleeping
-//! consumer (the Dekker pattern; C++ `[atomics.fences]`). Without either fence both loads may read
-//! stale values and each side believe the other will act: a lost wake-up, which the loom models
-//! in `ring/loom.rs` find. The futex sleeps only while the state still equals `kind`, so a wake
-//! (the producer's swap to 0) that lands before the consumer reaches the futex is not lost either.
-//! Wake-ups may be spurious (a stale eventfd count, a signal): the caller loops and re-checks.
+//! The two SeqCst fences are totally ordered. If `F_p` comes first, the sequence store before
+//! it is visible to every load after `F_c`: the consumer's reload sees the entry and it does not
+//! sleep. If `F_c` comes first, the state store before it is visible to the producer's load
+//! after `F_p`: the producer sees the sleeper and wakes it. Either way the entry is not left
+//! behind a sleeping consumer (the Dekker pattern; C++ `[atomics.fences]`). Without either fence
+//! both loads may read stale values and each side believe the other will act: a lost wake-up,
+//! which the loom models in `ring/loom.rs` find. The futex sleeps only while the state still
+//! equals `kind`, so a wake (the producer's swap to 0) that lands before the consumer reaches the
+//! futex is not lost either. Wake-ups may be spurious (a stale eventfd count, a signal): the
+//! caller loops and re-checks.
 //!
 //! # Cost
-//! One SeqCst fence per push and per pop (`mfence` on x86-64) and a load of the peer's state
-//! word, which stays in the writer's cache while the peer is awake; a swap only when the peer
-//! sleeps. Memory: `SegmentRing::footprint`.
+//! A push writes one slot (one line for a descriptor) and a pop reads it and stores `head`, on
+//! a line only the consumer writes; each side also runs one SeqCst fence (`mfence` on x86-64)
+//! and loads the peer's state word, which stays in its cache while the peer is awake; a swap
+//! only when the peer sleeps. Memory: `SegmentRing::footprint`.
+//!
+//! An asymmetric fence (`membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` on the sleeping side, a
+//! compiler fence on the busy one) would take the fence off every push and pop, at the price of
+//! a second handshake both processes must agree on and loom cannot model. Measured without the
+//! busy side's fences, a round trip got about 20 ns shorter at 8 B and no shorter at 64 B
+//! (BENCHMARKS.md): not worth it.
 
 #[cfg(any(test, memwire_loom))]
 #[cfg_attr(memwire_loom, allow(unsafe_code))]
@@ -70,34 +104,49 @@ pub(crate) use segment::{LayoutError, SegmentRing};
 use crate::sync::{AtomicU32, Ordering, fence};
 
 /// Largest capacity: with free-running `u32` indices, `tail - head` must tell `0 ..= capacity`
-/// entries apart, and a power of two must divide 2^32 so masking survives the wrap.
+/// entries apart, a power of two must divide 2^32 so masking survives the wrap, and a slot's
+/// sequence word for this lap (`i + 1`) must differ from the last lap's (`i + 1 - capacity`).
 pub(crate) const MAX_CAPACITY: u32 = 1 << 31;
+
+/// Bytes of a slot's sequence word: the last `SEQ_BYTES` bytes of each `N`-byte slot.
+pub(crate) const SEQ_BYTES: usize = 4;
 
 /// Whether `capacity` can size a ring: a power of two in `1 ..= MAX_CAPACITY`.
 pub(crate) const fn valid_capacity(capacity: u32) -> bool {
     capacity.is_power_of_two() && capacity <= MAX_CAPACITY
 }
 
-/// Where a ring lives: its four shared words and `capacity` entries of `N` bytes.
+/// The sequence word that says the entry of free-running index `index` is published.
+#[inline]
+pub(crate) const fn published(index: u32) -> u32 {
+    index.wrapping_add(1)
+}
+
+/// Where a ring lives: the consumer's index, two state words and `capacity` slots of `N` bytes,
+/// each an entry and, in its last `SEQ_BYTES` bytes, a sequence word.
 ///
 /// Implementations hand out the same words on every call and never fail once built: bounds and
 /// alignment are checked when the memory is set up.
 pub(crate) trait RingMemory<const N: usize> {
-    /// Next index the producer writes. Written by the producer only; the consumer validates it.
-    fn tail(&self) -> &AtomicU32;
     /// Next index the consumer reads. Written by the consumer only; the producer validates it.
+    /// Both sides start from it (0 in a fresh ring).
     fn head(&self) -> &AtomicU32;
     /// 0 while the consumer is awake, else the [`WaitKind`] it declared it sleeps on. Set by
     /// the consumer, cleared by either side.
     fn consumer_state(&self) -> &AtomicU32;
     /// As `consumer_state`, for a producer waiting for space.
     fn producer_state(&self) -> &AtomicU32;
-    /// Number of entries; a power of two in `1 ..= MAX_CAPACITY`. Never read from shared memory.
+    /// Number of slots; a power of two in `1 ..= MAX_CAPACITY`. Never read from shared memory.
     fn capacity(&self) -> u32;
-    /// Copies `entry` into slot `index` (`index < capacity`, already masked).
-    fn write_entry(&self, index: u32, entry: &[u8; N]);
-    /// Copies slot `index` (`index < capacity`) out; a hostile peer may tear it concurrently.
-    fn read_entry(&self, index: u32) -> [u8; N];
+    /// The sequence word of slot `slot` (`slot < capacity`, already masked): [`published`] of
+    /// the index whose entry the slot holds. Written by the producer only.
+    fn seq(&self, slot: u32) -> &AtomicU32;
+    /// Copies `image` into slot `slot` (`slot < capacity`), all but its last `SEQ_BYTES` bytes:
+    /// the sequence word is not written.
+    fn write_entry(&self, slot: u32, image: &[u8; N]);
+    /// Copies slot `slot` (`slot < capacity`) out; its last `SEQ_BYTES` bytes are unspecified.
+    /// A hostile peer may tear it concurrently.
+    fn read_entry(&self, slot: u32) -> [u8; N];
 }
 
 /// How a sleeping side waits, as declared in its state word; tells the other side which wake
@@ -133,15 +182,24 @@ impl WaitKind {
 /// this error an entry passed to the failing call may or may not have been published.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum RingError {
-    /// The indices claim more than `capacity` entries in flight (or fewer than none).
+    /// The consumer's head claims more than `capacity` entries in flight (or fewer than none).
     #[error("ring indices are corrupt: head {head}, tail {tail}, capacity {capacity}")]
     Corrupt {
-        /// Head as read (or kept privately, if the tail was the bad word).
+        /// Head as read.
         head: u32,
-        /// Tail as read (or kept privately, if the head was the bad word).
+        /// The producer's own tail.
         tail: u32,
         /// The ring's capacity.
         capacity: u32,
+    },
+    /// The slot the consumer reads next holds a sequence word that is neither its entry's
+    /// ([`published`] of `index`) nor what the previous lap left there.
+    #[error("ring slot of index {index} holds sequence word {seq}, which no producer writes")]
+    Sequence {
+        /// The consumer's index.
+        index: u32,
+        /// The sequence word read.
+        seq: u32,
     },
     /// A state word holds a value that is neither 0 nor a [`WaitKind`].
     #[error("ring wait state holds {value}, which names no way to wait")]
@@ -175,7 +233,8 @@ pub(crate) struct Pushed {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use = "a producer sleeping for space must be woken"]
 pub(crate) struct Popped<const N: usize> {
-    /// The entry, copied out of the ring; validate it before use.
+    /// The slot, copied out of the ring; validate it before use. Its last `SEQ_BYTES` bytes
+    /// are unspecified.
     pub(crate) entry: [u8; N],
     /// As [`Pushed::wake`], for a producer that declared it sleeps waiting for space (wake on
     /// the producer state word).
@@ -220,8 +279,8 @@ fn take_sleeper(state: &AtomicU32) -> Result<Option<WaitKind>, RingError> {
 #[derive(Debug)]
 pub(crate) struct Producer<M, const N: usize> {
     mem: M,
-    /// Next index to write. Only this side changes it; the shared `tail` word holds it between
-    /// calls. Never read back from shared memory after construction.
+    /// Next index to write. Only this side knows it: it lives in no shared word, and the
+    /// sequence words it publishes are never read back.
     tail: u32,
     /// The consumer's `head` as last loaded and validated: `tail - head_cache` in
     /// `0 ..= capacity` (wrapping). May lag the real head, which only makes the ring look fuller.
@@ -231,21 +290,20 @@ pub(crate) struct Producer<M, const N: usize> {
 }
 
 impl<M: RingMemory<N>, const N: usize> Producer<M, N> {
-    /// Takes the producer side of `mem`, continuing from the indices stored there (all zero in
-    /// a fresh segment).
-    pub(crate) fn new(mem: M) -> Result<Self, RingError> {
+    /// Takes the producer side of `mem`, which must hold no entries: it starts at the stored
+    /// head (0 in a fresh segment).
+    pub(crate) fn new(mem: M) -> Self {
         let capacity = mem.capacity();
         debug_assert!(valid_capacity(capacity));
-        // Relaxed: our own word, written by this side (or zeroed by the creator); no data rides on it.
-        let tail = mem.tail().load(Ordering::Relaxed);
-        let mut producer = Self {
+        // Relaxed: no entry is in flight yet, so no data rides on it; a hostile consumer that
+        // moved it only changes which indices it is sent, and later loads are validated.
+        let tail = mem.head().load(Ordering::Relaxed);
+        Self {
             mem,
             tail,
             head_cache: tail,
             capacity,
-        };
-        producer.load_head()?;
-        Ok(producer)
+        }
     }
 
     /// The memory this ring lives in (for the caller's futex or offsets).
@@ -295,7 +353,8 @@ impl<M: RingMemory<N>, const N: usize> Producer<M, N> {
         Ok(self.len()? == 0)
     }
 
-    /// Copies `entry` into the ring and publishes it; tells whether the consumer must be woken.
+    /// Copies `entry` (a slot image: its last `SEQ_BYTES` bytes are ignored) into the ring and
+    /// publishes it; tells whether the consumer must be woken.
     #[inline]
     pub(crate) fn try_push(&mut self, entry: &[u8; N]) -> Result<Pushed, PushError> {
         debug_assert!(self.tail.wrapping_sub(self.head_cache) <= self.capacity);
@@ -305,11 +364,14 @@ impl<M: RingMemory<N>, const N: usize> Producer<M, N> {
                 return Err(PushError::Full);
             }
         }
-        self.mem.write_entry(self.tail & (self.capacity - 1), entry);
+        let slot = self.tail & (self.capacity - 1);
+        self.mem.write_entry(slot, entry);
+        // Release: pairs with the Acquire load of the sequence word in `Consumer::ready`:
+        // publishes the entry written above.
+        self.mem
+            .seq(slot)
+            .store(published(self.tail), Ordering::Release);
         self.tail = self.tail.wrapping_add(1);
-        // Release: pairs with the Acquire load of `tail` in `Consumer::load_tail`: publishes the
-        // entry written above.
-        self.mem.tail().store(self.tail, Ordering::Release);
         // Pairs with the fence in `Consumer::prepare_sleep` (module doc: no lost wake-up).
         fence(Ordering::SeqCst);
         let wake = take_sleeper(self.mem.consumer_state())?;
@@ -352,29 +414,23 @@ pub(crate) struct Consumer<M, const N: usize> {
     /// Next index to read. Only this side changes it; the shared `head` word holds it between
     /// calls. Never read back from shared memory after construction.
     head: u32,
-    /// The producer's `tail` as last loaded and validated: `tail_cache - head` in
-    /// `0 ..= capacity` (wrapping). May lag the real tail, which only makes the ring look emptier.
-    tail_cache: u32,
     /// `mem.capacity()`, a power of two.
     capacity: u32,
 }
 
 impl<M: RingMemory<N>, const N: usize> Consumer<M, N> {
-    /// Takes the consumer side of `mem`, continuing from the indices stored there (all zero in
-    /// a fresh segment).
-    pub(crate) fn new(mem: M) -> Result<Self, RingError> {
+    /// Takes the consumer side of `mem`, continuing from the head stored there (0 in a fresh
+    /// segment).
+    pub(crate) fn new(mem: M) -> Self {
         let capacity = mem.capacity();
         debug_assert!(valid_capacity(capacity));
         // Relaxed: our own word, written by this side (or zeroed by the creator); no data rides on it.
         let head = mem.head().load(Ordering::Relaxed);
-        let mut consumer = Self {
+        Self {
             mem,
             head,
-            tail_cache: head,
             capacity,
-        };
-        consumer.load_tail()?;
-        Ok(consumer)
+        }
     }
 
     /// The memory this ring lives in (for the caller's futex or offsets).
@@ -389,36 +445,48 @@ impl<M: RingMemory<N>, const N: usize> Consumer<M, N> {
         self.capacity
     }
 
-    /// Loads and validates the producer's tail into `tail_cache`.
+    /// Whether the entry of index `index` is published in its slot: `Ok(true)` when the slot's
+    /// sequence word says so, `Ok(false)` when it still holds what the previous lap left
+    /// (`published(index - capacity)`, or 0 in a fresh ring's first lap), else
+    /// [`RingError::Sequence`]: no producer writes any other value there.
     #[inline]
-    fn load_tail(&mut self) -> Result<u32, RingError> {
-        // Acquire: pairs with the Release store of `tail` in `Producer::try_push`: the entries
-        // before `tail` are written before we copy them out.
-        let tail = self.mem.tail().load(Ordering::Acquire);
-        check(self.head, tail, self.capacity)?;
-        self.tail_cache = tail;
-        Ok(tail)
+    fn ready(&self, index: u32) -> Result<bool, RingError> {
+        let slot = index & (self.capacity - 1);
+        // Acquire: pairs with the Release store of the sequence word in `Producer::try_push`:
+        // the entry is written before we copy it out.
+        let seq = self.mem.seq(slot).load(Ordering::Acquire);
+        if seq == published(index) {
+            return Ok(true);
+        }
+        let previous = published(index.wrapping_sub(self.capacity));
+        if seq == previous || (seq == 0 && index < self.capacity) {
+            return Ok(false);
+        }
+        Err(RingError::Sequence { index, seq })
     }
 
-    /// Entries waiting now (loads the producer's tail).
+    /// Entries waiting now: published slots from the head on (reads up to `capacity`
+    /// sequence words).
     #[cfg(test)]
-    pub(crate) fn len(&mut self) -> Result<u32, RingError> {
-        let tail = self.load_tail()?;
-        Ok(tail.wrapping_sub(self.head))
+    pub(crate) fn len(&self) -> Result<u32, RingError> {
+        let mut ready = 0;
+        while ready < self.capacity && self.ready(self.head.wrapping_add(ready))? {
+            ready += 1;
+        }
+        Ok(ready)
     }
 
-    /// Whether no entry waits (loads the producer's tail).
+    /// Whether no entry waits.
     #[cfg(test)]
-    pub(crate) fn is_empty(&mut self) -> Result<bool, RingError> {
-        Ok(self.len()? == 0)
+    pub(crate) fn is_empty(&self) -> Result<bool, RingError> {
+        Ok(!self.ready(self.head)?)
     }
 
     /// Copies the oldest entry out and frees its slot; `None` when the ring is empty. Tells
     /// whether a producer waiting for space must be woken.
     #[inline]
     pub(crate) fn try_pop(&mut self) -> Result<Option<Popped<N>>, RingError> {
-        debug_assert!(self.tail_cache.wrapping_sub(self.head) <= self.capacity);
-        if self.head == self.tail_cache && self.load_tail()? == self.head {
+        if !self.ready(self.head)? {
             return Ok(None);
         }
         let entry = self.mem.read_entry(self.head & (self.capacity - 1));
@@ -446,7 +514,7 @@ impl<M: RingMemory<N>, const N: usize> Consumer<M, N> {
             .store(kind.word(), Ordering::SeqCst);
         // Pairs with the fence in `Producer::try_push` (module doc: no lost wake-up).
         fence(Ordering::SeqCst);
-        if self.load_tail()? != self.head {
+        if self.ready(self.head)? {
             self.cancel_sleep();
             return Ok(false);
         }
@@ -456,7 +524,7 @@ impl<M: RingMemory<N>, const N: usize> Consumer<M, N> {
     /// Withdraws a sleep declaration after waking (or on giving up).
     pub(crate) fn cancel_sleep(&self) {
         // Relaxed: the store only spares the producer a useless wake syscall; whether it sees it
-        // late or early, the next `try_pop` re-reads the tail with Acquire.
+        // late or early, the next `try_pop` re-reads the sequence word with Acquire.
         self.mem.consumer_state().store(0, Ordering::Relaxed);
     }
 }

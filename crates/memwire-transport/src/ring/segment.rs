@@ -1,22 +1,25 @@
 //! A ring inside a shared segment, reached through memwire-shm's bounds-checked `Mapping`.
 //!
 //! ```text
-//! base +   0  tail            u32, padded to 64 bytes   producer writes every push
-//! base +  64  head            u32, padded               consumer writes every pop
-//! base + 128  consumer_state  u32, padded               consumer sets when sleeping; futex word
-//! base + 192  producer_state  u32, padded               producer sets when sleeping; futex word
-//! base + 256  entry 0, entry 1, ... entry capacity-1    N bytes each, no padding
+//! base +   0  head            u32, padded to 64 bytes   consumer writes every pop
+//! base +  64  consumer_state  u32, padded               consumer sets when sleeping; futex word
+//! base + 128  producer_state  u32, padded               producer sets when sleeping; futex word
+//! base + 192  slot 0, slot 1, ... slot capacity-1       N bytes each, no padding:
+//!             the entry's N - 4 bytes, then seq u32 (producer writes it last)
 //! ```
 //!
 //! Each word has a cache line to itself because the two processes write different words: were
-//! `tail` and `head` on one line, every push would take the line from the consumer's core and
-//! every pop take it back (false sharing), though neither side reads the other's index while the
-//! ring is neither full nor empty. The state words are read on every push and pop but written
-//! only around a sleep, so on lines of their own they stay cached on both sides while the
-//! pipeline is busy. 64 bytes is the line size of x86-64 and common aarch64 cores.
+//! `head` and a state word on one line, every pop would take the line from a producer that only
+//! reads it (false sharing). The state words are read on every push and pop but written only
+//! around a sleep, so on lines of their own they stay cached on both sides while the pipeline is
+//! busy. A 64-byte slot is one line, and slots start on a line, so a descriptor is published
+//! and read in one line (16-byte return slots sit four to a line). 64 bytes is the line size of x86-64 and common aarch64 cores.
+//!
+//! `read_entry` copies the whole slot out, its sequence word too (the layers above ignore those
+//! bytes): only the peer writes that word, and whatever the copy holds there is never used.
 //!
 //! The capacity is not stored here: both sides take it from the link's validated
-//! configuration, so a peer cannot change it. Every index and entry access is bounds-checked by
+//! configuration, so a peer cannot change it. Every word and entry access is bounds-checked by
 //! the mapping view; `SegmentRing::new` checks the whole layout once, so those checks never fail
 //! afterwards.
 
@@ -25,15 +28,15 @@ use std::sync::atomic::AtomicU32;
 
 use memwire_shm::Mapping;
 
-use super::{MAX_CAPACITY, RingMemory, valid_capacity};
+use super::{MAX_CAPACITY, RingMemory, SEQ_BYTES, valid_capacity};
 
 /// Cache line size the layout pads to.
 const CACHE_LINE: usize = 64;
-const TAIL: usize = 0;
-const HEAD: usize = CACHE_LINE;
-const CONSUMER_STATE: usize = 2 * CACHE_LINE;
-const PRODUCER_STATE: usize = 3 * CACHE_LINE;
-const ENTRIES: usize = 4 * CACHE_LINE;
+const HEAD: usize = 0;
+const CONSUMER_STATE: usize = CACHE_LINE;
+const PRODUCER_STATE: usize = 2 * CACHE_LINE;
+/// Offset of slot 0: the control block is three lines.
+const SLOTS: usize = 3 * CACHE_LINE;
 
 /// Why a ring cannot be placed at an offset of a mapping.
 #[derive(Debug, thiserror::Error)]
@@ -69,18 +72,21 @@ pub(crate) enum LayoutError {
 #[derive(Clone, Debug)]
 pub(crate) struct SegmentRing<const N: usize> {
     mapping: Arc<Mapping>,
-    /// Offset of `tail` in the mapping; a multiple of `CACHE_LINE`, and
-    /// `base + footprint(capacity, N) <= mapping.len()` (checked in `new`).
+    /// Offset of `head` in the mapping; a multiple of `CACHE_LINE`, and
+    /// `base + footprint(capacity) <= mapping.len()` (checked in `new`).
     base: usize,
     /// A power of two in `1 ..= MAX_CAPACITY`.
     capacity: u32,
 }
 
 impl<const N: usize> SegmentRing<N> {
-    /// Bytes a ring of `capacity` entries of `entry_size` bytes occupies: four cache lines of
-    /// words, then the entries. Saturates instead of overflowing (`new` then refuses it).
-    pub(crate) const fn footprint(capacity: u32, entry_size: usize) -> usize {
-        ENTRIES.saturating_add((capacity as usize).saturating_mul(entry_size))
+    /// Offset of the sequence word in a slot: its last `SEQ_BYTES` bytes.
+    const SEQ: usize = N - SEQ_BYTES;
+
+    /// Bytes a ring of `capacity` slots occupies: three cache lines of words, then the
+    /// slots. Saturates instead of overflowing (`new` then refuses it).
+    pub(crate) const fn footprint(capacity: u32) -> usize {
+        SLOTS.saturating_add((capacity as usize).saturating_mul(N))
     }
 
     /// Places a ring of `capacity` entries at `base` in `mapping`, after checking the layout
@@ -91,13 +97,21 @@ impl<const N: usize> SegmentRing<N> {
         base: usize,
         capacity: u32,
     ) -> Result<Self, LayoutError> {
+        // A multiple of 16: every sequence word is aligned, and `write_entry` copies whole
+        // 16-byte words (ring module doc).
+        const {
+            assert!(
+                N >= 16 && N.is_multiple_of(16),
+                "slots are 16-byte multiples"
+            )
+        };
         if !valid_capacity(capacity) {
             return Err(LayoutError::Capacity { capacity });
         }
         if !base.is_multiple_of(CACHE_LINE) {
             return Err(LayoutError::Misaligned { base });
         }
-        let footprint = Self::footprint(capacity, N);
+        let footprint = Self::footprint(capacity);
         if base
             .checked_add(footprint)
             .is_none_or(|end| end > mapping.len())
@@ -108,7 +122,15 @@ impl<const N: usize> SegmentRing<N> {
                 len: mapping.len(),
             });
         }
-        for word in [TAIL, HEAD, CONSUMER_STATE, PRODUCER_STATE] {
+        // Every other sequence word lies between the first and the last, at a multiple of 4.
+        let last_seq = SLOTS + (capacity as usize - 1) * N + Self::SEQ;
+        for word in [
+            HEAD,
+            CONSUMER_STATE,
+            PRODUCER_STATE,
+            SLOTS + Self::SEQ,
+            last_seq,
+        ] {
             mapping.atomic_u32(base + word)?;
         }
         Ok(Self {
@@ -144,19 +166,15 @@ impl<const N: usize> SegmentRing<N> {
             .expect("ring word checked in SegmentRing::new")
     }
 
+    /// Offset in the mapping of slot `slot`.
     #[inline]
-    fn entry_offset(&self, index: u32) -> usize {
-        debug_assert!(index < self.capacity);
-        self.base + ENTRIES + index as usize * N
+    fn slot_offset(&self, slot: u32) -> usize {
+        debug_assert!(slot < self.capacity);
+        self.base + SLOTS + slot as usize * N
     }
 }
 
 impl<const N: usize> RingMemory<N> for SegmentRing<N> {
-    #[inline]
-    fn tail(&self) -> &AtomicU32 {
-        self.word(TAIL)
-    }
-
     #[inline]
     fn head(&self) -> &AtomicU32 {
         self.word(HEAD)
@@ -178,22 +196,37 @@ impl<const N: usize> RingMemory<N> for SegmentRing<N> {
     }
 
     #[inline]
-    fn write_entry(&self, index: u32, entry: &[u8; N]) {
-        // Cannot fail: `new` checked every slot below `capacity` lies in the writable mapping,
-        // and the ring masks the index.
+    fn seq(&self, slot: u32) -> &AtomicU32 {
+        // Cannot fail: as in `word`.
         self.mapping
-            .write(self.entry_offset(index), entry)
-            .expect("ring slot checked in SegmentRing::new");
+            .atomic_u32(self.slot_offset(slot) + Self::SEQ)
+            .expect("ring slot checked in SegmentRing::new")
     }
 
     #[inline]
-    fn read_entry(&self, index: u32) -> [u8; N] {
-        let mut entry = [0; N];
+    fn write_entry(&self, slot: u32, image: &[u8; N]) {
+        let at = self.slot_offset(slot);
+        // The `N - 4` entry bytes as whole 16-byte words, then 8 and 4 bytes: each load of
+        // `image` lies within one of the stores that wrote it (ring module doc).
+        let (bulk, tail) = image.split_at(N - 16);
+        // Cannot fail: `new` checked every slot below `capacity` lies in the writable mapping,
+        // and the ring masks the index.
+        let written = self
+            .mapping
+            .write(at, bulk)
+            .and_then(|()| self.mapping.write(at + N - 16, &tail[..8]))
+            .and_then(|()| self.mapping.write(at + N - 8, &tail[8..12]));
+        written.expect("ring slot checked in SegmentRing::new");
+    }
+
+    #[inline]
+    fn read_entry(&self, slot: u32) -> [u8; N] {
+        let mut image = [0; N];
         // Cannot fail: as in `write_entry`.
         self.mapping
-            .read(self.entry_offset(index), &mut entry)
+            .read(self.slot_offset(slot), &mut image)
             .expect("ring slot checked in SegmentRing::new");
-        entry
+        image
     }
 }
 
@@ -208,11 +241,11 @@ mod tests {
     }
 
     #[test]
-    fn footprint_is_four_lines_then_the_entries() {
-        assert_eq!(SegmentRing::<64>::footprint(8, 64), 256 + 512);
-        assert_eq!(SegmentRing::<8>::footprint(1, 8), 264);
+    fn footprint_is_three_lines_then_the_slots() {
+        assert_eq!(SegmentRing::<64>::footprint(8), 192 + 512);
+        assert_eq!(SegmentRing::<16>::footprint(1), 208);
         assert_eq!(
-            SegmentRing::<8>::footprint(MAX_CAPACITY, usize::MAX),
+            SegmentRing::<{ usize::MAX / 2 }>::footprint(MAX_CAPACITY),
             usize::MAX
         );
     }
@@ -221,14 +254,14 @@ mod tests {
     fn new_checks_the_layout_once() {
         let map = mapping(4096, Access::ReadWrite);
         let ring = SegmentRing::<64>::new(map.clone(), 1024, 8).unwrap();
-        assert_eq!(ring.consumer_state_offset(), 1024 + 128);
-        assert_eq!(ring.producer_state_offset(), 1024 + 192);
-        // Exactly fits: 4096 - 768.
-        SegmentRing::<64>::new(map.clone(), 4096 - 768, 8).unwrap();
+        assert_eq!(ring.consumer_state_offset(), 1024 + 64);
+        assert_eq!(ring.producer_state_offset(), 1024 + 128);
+        // Exactly fits: 4096 - 704.
+        SegmentRing::<64>::new(map.clone(), 4096 - 704, 8).unwrap();
         assert!(matches!(
-            SegmentRing::<64>::new(map.clone(), 4096 - 704, 8),
+            SegmentRing::<64>::new(map.clone(), 4096 - 640, 8),
             Err(LayoutError::OutOfBounds {
-                footprint: 768,
+                footprint: 704,
                 len: 4096,
                 ..
             })

@@ -8,35 +8,47 @@ use std::time::Duration;
 use memwire_shm::{Access, MemfdSegment, Segment, futex::WaitOutcome};
 use proptest::prelude::*;
 
-type Entry = [u8; 8];
+/// A 16-byte slot image: a value in its first 8 bytes; the last 4 are the ring's.
+type Entry = [u8; 16];
 
 fn entry(value: u64) -> Entry {
-    value.to_le_bytes()
+    let mut image = [0; 16];
+    image[..8].copy_from_slice(&value.to_le_bytes());
+    image
+}
+
+/// The value of an entry pushed by `entry`.
+fn value(image: &Entry) -> u64 {
+    crate::wire::u64_at(image, 0)
 }
 
 fn segment<const N: usize>(capacity: u32) -> SegmentRing<N> {
-    let len = SegmentRing::<N>::footprint(capacity, N) as u64;
+    let len = SegmentRing::<N>::footprint(capacity) as u64;
     let segment = MemfdSegment::create("ring-test", len).unwrap();
     let mapping = Arc::new(segment.map(Access::ReadWrite).unwrap());
     SegmentRing::new(mapping, 0, capacity).unwrap()
 }
 
-/// Resets `mem` to an empty ring whose indices both stand at `index`, both sides awake.
+/// Resets `mem` to an empty ring whose head stands at `index`, both sides awake: as a ring
+/// that has passed `index` entries would be, each slot holding the sequence word of its
+/// previous lap (a fresh ring starts at 0 with zeroed slots, see the module doc).
 fn reset<M: RingMemory<N>, const N: usize>(mem: &M, index: u32) {
-    mem.tail().store(index, Ordering::Relaxed);
+    let capacity = mem.capacity();
+    for k in 0..capacity {
+        let previous = index.wrapping_sub(capacity).wrapping_add(k);
+        mem.seq(previous & (capacity - 1))
+            .store(published(previous), Ordering::Relaxed);
+    }
     mem.head().store(index, Ordering::Relaxed);
     mem.consumer_state().store(0, Ordering::Relaxed);
     mem.producer_state().store(0, Ordering::Relaxed);
 }
 
 fn pair<M: RingMemory<N> + Clone, const N: usize>(mem: &M) -> (Producer<M, N>, Consumer<M, N>) {
-    (
-        Producer::new(mem.clone()).unwrap(),
-        Consumer::new(mem.clone()).unwrap(),
-    )
+    (Producer::new(mem.clone()), Consumer::new(mem.clone()))
 }
 
-fn fifo_across_wrap<M: RingMemory<8> + Clone>(mem: M) {
+fn fifo_across_wrap<M: RingMemory<16> + Clone>(mem: M) {
     reset(&mem, u32::MAX - 5);
     let (mut tx, mut rx) = pair(&mem);
     let capacity = u64::from(rx.capacity());
@@ -52,40 +64,42 @@ fn fifo_across_wrap<M: RingMemory<8> + Clone>(mem: M) {
         assert_eq!(u64::from(rx.len().unwrap()), sent - received);
         while sent - received > batch / 2 {
             let popped = rx.try_pop().unwrap().unwrap();
-            assert_eq!(popped.entry, entry(received));
+            assert_eq!(value(&popped.entry), received);
             assert_eq!(popped.wake, None);
             received += 1;
         }
     }
     while let Some(popped) = rx.try_pop().unwrap() {
-        assert_eq!(popped.entry, entry(received));
+        assert_eq!(value(&popped.entry), received);
         received += 1;
     }
     assert_eq!(received, sent);
-    assert!(mem.tail().load(Ordering::Relaxed) < 1000, "indices wrapped");
+    assert!(mem.head().load(Ordering::Relaxed) < 1000, "indices wrapped");
 }
 
 #[test]
 fn fifo_across_slot_and_index_wrap() {
-    fifo_across_wrap(HeapRing::<8>::new(4));
-    fifo_across_wrap(segment::<8>(4));
-    fifo_across_wrap(HeapRing::<8>::new(1));
-    fifo_across_wrap(segment::<8>(1));
+    fifo_across_wrap(HeapRing::<16>::new(4));
+    fifo_across_wrap(segment::<16>(4));
+    fifo_across_wrap(HeapRing::<16>::new(1));
+    fifo_across_wrap(segment::<16>(1));
 }
 
 #[test]
-fn carries_64_byte_descriptors_intact() {
+fn carries_64_byte_slots_intact_but_their_sequence_word() {
     let mem = segment::<64>(8);
     let (mut tx, mut rx) = pair(&mem);
     for round in 0..20u8 {
-        let descriptor: [u8; 64] =
-            std::array::from_fn(|i| round.wrapping_mul(64).wrapping_add(i as u8));
-        let _ = tx.try_push(&descriptor).unwrap();
-        assert_eq!(rx.try_pop().unwrap().unwrap().entry, descriptor);
+        let image: [u8; 64] = std::array::from_fn(|i| round.wrapping_mul(64).wrapping_add(i as u8));
+        let _ = tx.try_push(&image).unwrap();
+        let popped = rx.try_pop().unwrap().unwrap().entry;
+        assert_eq!(popped[..60], image[..60]);
+        // The slot's sequence word, not the image's last bytes.
+        assert_eq!(crate::wire::u32_at(&popped, 60), u32::from(round) + 1);
     }
 }
 
-fn full_and_empty<M: RingMemory<8> + Clone>(mem: M) {
+fn full_and_empty<M: RingMemory<16> + Clone>(mem: M) {
     let (mut tx, mut rx) = pair(&mem);
     let capacity = tx.capacity();
     assert_eq!(rx.try_pop().unwrap(), None);
@@ -95,11 +109,11 @@ fn full_and_empty<M: RingMemory<8> + Clone>(mem: M) {
     }
     assert_eq!(tx.try_push(&entry(99)), Err(PushError::Full));
     assert_eq!((tx.len().unwrap(), rx.len().unwrap()), (capacity, capacity));
-    assert_eq!(rx.try_pop().unwrap().unwrap().entry, entry(0));
+    assert_eq!(value(&rx.try_pop().unwrap().unwrap().entry), 0);
     let _ = tx.try_push(&entry(capacity.into())).unwrap();
     assert_eq!(tx.try_push(&entry(99)), Err(PushError::Full));
     for i in 1..=capacity {
-        assert_eq!(rx.try_pop().unwrap().unwrap().entry, entry(i.into()));
+        assert_eq!(value(&rx.try_pop().unwrap().unwrap().entry), i.into());
     }
     assert_eq!(rx.try_pop().unwrap(), None);
     assert!(rx.is_empty().unwrap() && tx.is_empty().unwrap());
@@ -107,11 +121,11 @@ fn full_and_empty<M: RingMemory<8> + Clone>(mem: M) {
 
 #[test]
 fn full_and_empty_rings() {
-    full_and_empty(HeapRing::<8>::new(4));
-    full_and_empty(segment::<8>(4));
+    full_and_empty(HeapRing::<16>::new(4));
+    full_and_empty(segment::<16>(4));
 }
 
-fn corrupt_peer_indices<M: RingMemory<8> + Clone>(mem: M) {
+fn corrupt_peer_words<M: RingMemory<16> + Clone>(mem: M) {
     let capacity = mem.capacity();
     let start = u32::MAX - 1;
     let corrupt = |head, tail| RingError::Corrupt {
@@ -120,28 +134,32 @@ fn corrupt_peer_indices<M: RingMemory<8> + Clone>(mem: M) {
         capacity,
     };
 
-    // A producer's tail far ahead of the head, or behind it.
-    for tail in [
-        start.wrapping_add(capacity + 1),
-        start.wrapping_sub(1),
-        start ^ 0x8000_0000,
-    ] {
-        reset(&mem, start);
-        let mut rx = Consumer::<M, 8>::new(mem.clone()).unwrap();
-        mem.tail().store(tail, Ordering::Relaxed);
-        assert_eq!(rx.try_pop(), Err(corrupt(start, tail)));
-        assert_eq!(rx.len(), Err(corrupt(start, tail)));
-        assert_eq!(rx.prepare_sleep(WaitKind::Futex), Err(corrupt(start, tail)));
-        assert_eq!(
-            Consumer::<M, 8>::new(mem.clone()).err(),
-            Some(corrupt(start, tail))
-        );
-    }
-    // Exactly `capacity` ahead is a full ring: the consumer copies out whatever is there.
+    // A producer's sequence words: what the previous lap left is an empty slot; any value but
+    // that and the expected one is refused; the expected one on a slot never written makes us
+    // copy out whatever bytes are there (the layer above validates them). None of them skips
+    // or repeats an index of ours.
     reset(&mem, start);
-    let mut rx = Consumer::<M, 8>::new(mem.clone()).unwrap();
-    mem.tail()
-        .store(start.wrapping_add(capacity), Ordering::Relaxed);
+    let mut rx = Consumer::<M, 16>::new(mem.clone());
+    let next = start & (capacity - 1);
+    mem.seq(next)
+        .store(published(start.wrapping_sub(capacity)), Ordering::Relaxed);
+    assert_eq!(rx.try_pop(), Ok(None));
+    assert_eq!(rx.prepare_sleep(WaitKind::Futex), Ok(true));
+    rx.cancel_sleep();
+    for seq in [0, 1, start, published(start).wrapping_add(capacity)] {
+        mem.seq(next).store(seq, Ordering::Relaxed);
+        let bad = RingError::Sequence { index: start, seq };
+        assert_eq!(rx.try_pop(), Err(bad));
+        assert_eq!(rx.is_empty(), Err(bad));
+        assert_eq!(rx.prepare_sleep(WaitKind::Futex), Err(bad));
+        rx.cancel_sleep();
+    }
+    for k in 0..capacity {
+        let index = start.wrapping_add(k);
+        mem.seq(index & (capacity - 1))
+            .store(published(index), Ordering::Relaxed);
+    }
+    assert_eq!(rx.len(), Ok(capacity));
     for _ in 0..capacity {
         assert!(rx.try_pop().unwrap().is_some());
     }
@@ -149,7 +167,7 @@ fn corrupt_peer_indices<M: RingMemory<8> + Clone>(mem: M) {
 
     // A consumer's head behind the producer's window, or ahead of the tail.
     reset(&mem, start);
-    let (mut tx, _rx) = pair::<M, 8>(&mem);
+    let (mut tx, _rx) = pair::<M, 16>(&mem);
     for i in 0..capacity {
         let _ = tx.try_push(&entry(i.into())).unwrap();
     }
@@ -166,15 +184,11 @@ fn corrupt_peer_indices<M: RingMemory<8> + Clone>(mem: M) {
         );
         assert_eq!(tx.prepare_sleep(WaitKind::Futex), Err(corrupt(head, tail)));
         assert_eq!(tx.len(), Err(corrupt(head, tail)));
-        assert_eq!(
-            Producer::<M, 8>::new(mem.clone()).err(),
-            Some(corrupt(head, tail))
-        );
     }
 
     // A state word naming no way to wait.
     reset(&mem, start);
-    let (mut tx, mut rx) = pair::<M, 8>(&mem);
+    let (mut tx, mut rx) = pair::<M, 16>(&mem);
     mem.consumer_state().store(7, Ordering::Relaxed);
     assert_eq!(
         tx.try_push(&entry(1)),
@@ -185,12 +199,12 @@ fn corrupt_peer_indices<M: RingMemory<8> + Clone>(mem: M) {
 }
 
 #[test]
-fn corrupt_peer_indices_are_rejected_without_panicking() {
-    corrupt_peer_indices(HeapRing::<8>::new(4));
-    corrupt_peer_indices(segment::<8>(4));
+fn corrupt_peer_words_are_rejected_without_panicking() {
+    corrupt_peer_words(HeapRing::<16>::new(4));
+    corrupt_peer_words(segment::<16>(4));
 }
 
-fn wake_only_a_sleeper<M: RingMemory<8> + Clone>(mem: M) {
+fn wake_only_a_sleeper<M: RingMemory<16> + Clone>(mem: M) {
     let (mut tx, mut rx) = pair(&mem);
     let state = |word: &AtomicU32| word.load(Ordering::Relaxed);
     assert_eq!(tx.try_push(&entry(1)).unwrap().wake, None);
@@ -239,17 +253,18 @@ fn wake_only_a_sleeper<M: RingMemory<8> + Clone>(mem: M) {
 
 #[test]
 fn wakes_are_reported_only_to_a_declared_sleeper() {
-    wake_only_a_sleeper(HeapRing::<8>::new(4));
-    wake_only_a_sleeper(segment::<8>(4));
+    wake_only_a_sleeper(HeapRing::<16>::new(4));
+    wake_only_a_sleeper(segment::<16>(4));
 }
 
-/// Scribbles `head_word`, `tail_word` and the state words into a ring holding `filled`
-/// entries from `start`; every call must return, and reject exactly the out-of-range words.
-fn scribbles<M: RingMemory<8> + Clone>(mem: &M, start: u32, filled: u32, words: [u32; 4]) {
-    let [head_word, tail_word, consumer_state, producer_state] = words;
+/// Scribbles `head_word`, the sequence word of the consumer's next slot (`seq_word`) and the
+/// state words into a ring holding `filled` entries from `start`; every call must return, and
+/// reject exactly the out-of-range head and the sequence words no producer writes.
+fn scribbles<M: RingMemory<16> + Clone>(mem: &M, start: u32, filled: u32, words: [u32; 4]) {
+    let [head_word, seq_word, consumer_state, producer_state] = words;
     let capacity = mem.capacity();
     reset(mem, start);
-    let (mut tx, mut rx) = pair::<M, 8>(mem);
+    let (mut tx, mut rx) = pair::<M, 16>(mem);
     for i in 0..filled {
         let _ = tx.try_push(&entry(i.into())).unwrap();
     }
@@ -262,11 +277,21 @@ fn scribbles<M: RingMemory<8> + Clone>(mem: &M, start: u32, filled: u32, words: 
         Err(e) => assert!(!head_ok && matches!(e, RingError::Corrupt { .. })),
     }
 
-    mem.tail().store(tail_word, Ordering::Relaxed);
-    let tail_ok = tail_word.wrapping_sub(start) <= capacity;
-    match rx.len() {
-        Ok(len) => assert!(tail_ok && len == tail_word.wrapping_sub(start)),
-        Err(e) => assert!(!tail_ok && matches!(e, RingError::Corrupt { .. })),
+    mem.seq(start & (capacity - 1))
+        .store(seq_word, Ordering::Relaxed);
+    let previous = published(start.wrapping_sub(capacity));
+    let fresh = seq_word == 0 && start < capacity;
+    match rx.is_empty() {
+        Ok(empty) => assert!(
+            (!empty && seq_word == published(start)) || (empty && (seq_word == previous || fresh))
+        ),
+        Err(e) => assert_eq!(
+            e,
+            RingError::Sequence {
+                index: start,
+                seq: seq_word
+            }
+        ),
     }
 
     // Whatever the words hold now, every operation returns.
@@ -290,20 +315,21 @@ proptest! {
         words in any::<[u32; 4]>(),
         near in any::<[i8; 2]>(),
     ) {
-        // Half the cases put the peer's word near the real one, where the boundary is.
+        // Half the cases put the peer's words near the real ones, where the boundaries are.
         let mut words = words;
         if near[0] % 2 == 0 {
             words[0] = start.wrapping_add_signed(i32::from(near[0] / 16));
-            words[1] = start.wrapping_add_signed(i32::from(near[1] / 16));
+            // Around this lap's and the previous lap's words (capacity 4).
+            words[1] = published(start).wrapping_add_signed(i32::from(near[1] / 32));
         }
-        scribbles(&HeapRing::<8>::new(4), start, filled, words);
+        scribbles(&HeapRing::<16>::new(4), start, filled, words);
         SEGMENT.with(|mem| scribbles(mem, start, filled, words));
     }
 }
 
 thread_local! {
     /// One segment for all proptest cases; `scribbles` resets it.
-    static SEGMENT: SegmentRing<8> = segment::<8>(4);
+    static SEGMENT: SegmentRing<16> = segment::<16>(4);
 }
 
 /// Spin-then-yield backoff: on 2 vCPUs a thread spinning on its core can starve the peer
@@ -346,7 +372,7 @@ fn check_received(values: impl Iterator<Item = u64>) {
 
 #[test]
 fn two_threads_pass_a_million_entries_spinning() {
-    let mem = HeapRing::<8>::new(64);
+    let mem = HeapRing::<16>::new(64);
     let (mut tx, mut rx) = pair(&mem);
     std::thread::scope(|s| {
         s.spawn(move || {
@@ -362,7 +388,7 @@ fn two_threads_pass_a_million_entries_spinning() {
             let mut backoff = Backoff(0);
             loop {
                 if let Some(popped) = rx.try_pop().unwrap() {
-                    break u64::from_le_bytes(popped.entry);
+                    break value(&popped.entry);
                 }
                 backoff.snooze();
             }
@@ -376,7 +402,7 @@ fn two_threads_pass_a_million_entries_sleeping_on_futexes() {
     // Long enough that only a lost wake-up (never a busy machine) reaches it.
     const LOST: Duration = Duration::from_secs(20);
     const STALL_EVERY: u64 = 5_000;
-    let mem = segment::<8>(64);
+    let mem = segment::<16>(64);
     let (mut tx, mut rx) = pair(&mem);
     let map = mem.mapping().clone();
     let (consumer_word, producer_word) = (mem.consumer_state_offset(), mem.producer_state_offset());
@@ -427,7 +453,7 @@ fn two_threads_pass_a_million_entries_sleeping_on_futexes() {
                     if popped.wake.is_some() {
                         wake(producer_word);
                     }
-                    break u64::from_le_bytes(popped.entry);
+                    break value(&popped.entry);
                 }
                 if !backoff.snooze() && rx.prepare_sleep(WaitKind::Futex).unwrap() {
                     sleep(consumer_word);
