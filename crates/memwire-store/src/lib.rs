@@ -7,8 +7,11 @@
 //! | module | what it holds |
 //! | --- | --- |
 //! | [`Error`] | what an operation can fail with; [`Code`], what a client is told |
+//! | [`segment`] | a tenant's sealed memfd segment: [`TenantWriter`] (server), [`TenantView`] (local reads, change ring) |
 #![deny(unsafe_code)]
 
 mod error;
+pub mod segment;
 
 pub use error::{Code, Error, Result};
+pub use segment::{TenantView, TenantWriter};
