@@ -24,10 +24,13 @@
 //! - Byte copies use `ptr::copy_nonoverlapping` between the mapping and caller-owned memory;
 //!   no reference to the shared bytes is created, so concurrent writers in other processes can
 //!   tear the bytes copied but cannot invalidate a Rust reference.
+//! - Atomic copies ([`Mapping::read_atomic`], [`Mapping::write_atomic`]) go through
+//!   `AtomicU8` / `AtomicU64` references made by `byte_at` / `word_at`, whose callers have
+//!   bounds-checked the whole range and split it so every `AtomicU64` is 8-aligned.
 
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -297,6 +300,91 @@ impl Mapping {
         Ok(())
     }
 
+    /// The `AtomicU8` at `offset`, unchecked.
+    ///
+    /// # Safety
+    /// `offset < self.len` (the caller has bounds-checked a range containing it).
+    #[inline]
+    unsafe fn byte_at(&self, offset: usize) -> &AtomicU8 {
+        debug_assert!(offset < self.len);
+        // SAFETY: in bounds (the caller's contract); `AtomicU8` has size and alignment 1.
+        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU8>() }
+    }
+
+    /// The `AtomicU64` at `offset`, unchecked.
+    ///
+    /// # Safety
+    /// `offset + 8 <= self.len` and `offset` is a multiple of 8.
+    #[inline]
+    unsafe fn word_at(&self, offset: usize) -> &AtomicU64 {
+        debug_assert!(offset + 8 <= self.len && offset.is_multiple_of(8));
+        // SAFETY: in bounds and 8-aligned (the caller's contract; the base is page-aligned).
+        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() }
+    }
+
+    /// Copies `buf.len()` bytes at `offset` out of the mapping with `Relaxed` atomic loads:
+    /// `AtomicU64` for the 8-aligned middle, `AtomicU8` for the unaligned ends. This is the
+    /// copy a sequence-lock reader makes: racing with a writer it may see a mix of old and new
+    /// bytes (which the reader's sequence check then rejects), but never a data race. Pair it
+    /// with `fence(Acquire)` before re-reading the sequence word.
+    #[inline]
+    pub fn read_atomic(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        self.check(offset, buf.len())?;
+        let (head, words) = split_words(offset, buf.len());
+        let (h, rest) = buf.split_at_mut(head);
+        let (m, t) = rest.split_at_mut(words * 8);
+        let mid = offset + head;
+        let end = mid + words * 8;
+        // All three loops stay inside `offset .. offset + buf.len()`, which is in bounds
+        // (checked), and `mid` is 8-aligned (`split_words`).
+        for (i, b) in h.iter_mut().enumerate() {
+            // SAFETY: `offset + i` is inside the checked range.
+            *b = unsafe { self.byte_at(offset + i) }.load(Ordering::Relaxed);
+        }
+        for (i, chunk) in m.chunks_exact_mut(8).enumerate() {
+            // SAFETY: `mid + 8 * i .. + 8` is inside the checked range and 8-aligned.
+            let word = unsafe { self.word_at(mid + i * 8) }.load(Ordering::Relaxed);
+            chunk.copy_from_slice(&word.to_ne_bytes());
+        }
+        for (i, b) in t.iter_mut().enumerate() {
+            // SAFETY: `end + i` is inside the checked range (the tail, < 8 bytes).
+            *b = unsafe { self.byte_at(end + i) }.load(Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Copies `data` into the mapping at `offset` with `Relaxed` atomic stores (as
+    /// [`Mapping::read_atomic`] loads): the writer's half of a sequence lock, for bytes readers
+    /// may be copying at the same time. Precede it with `fence(Release)` after making the
+    /// sequence word odd.
+    #[inline]
+    pub fn write_atomic(&self, offset: usize, data: &[u8]) -> Result<()> {
+        self.check_writable(offset)?;
+        self.check(offset, data.len())?;
+        let (head, words) = split_words(offset, data.len());
+        let (h, rest) = data.split_at(head);
+        let (m, t) = rest.split_at(words * 8);
+        let mid = offset + head;
+        let end = mid + words * 8;
+        // All three loops stay inside `offset .. offset + data.len()`, which is in bounds of the
+        // writable mapping (checked), and `mid` is 8-aligned (`split_words`).
+        for (i, &b) in h.iter().enumerate() {
+            // SAFETY: `offset + i` is inside the checked range.
+            unsafe { self.byte_at(offset + i) }.store(b, Ordering::Relaxed);
+        }
+        for (i, chunk) in m.chunks_exact(8).enumerate() {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            // SAFETY: `mid + 8 * i .. + 8` is inside the checked range and 8-aligned.
+            unsafe { self.word_at(mid + i * 8) }.store(u64::from_ne_bytes(word), Ordering::Relaxed);
+        }
+        for (i, &b) in t.iter().enumerate() {
+            // SAFETY: `end + i` is inside the checked range (the tail, < 8 bytes).
+            unsafe { self.byte_at(end + i) }.store(b, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// Copies `len` bytes at `offset` out of the mapping into a new vector.
     pub fn read_vec(&self, offset: usize, len: usize) -> Result<Vec<u8>> {
         self.check(offset, len)?;
@@ -358,6 +446,14 @@ impl Mapping {
         unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(offset), byte, len) };
         Ok(())
     }
+}
+
+/// Splits `offset .. offset + len` into `head` single bytes up to the next multiple of 8, then
+/// `words` aligned 8-byte words; the remaining `len - head - 8 * words` (< 8) bytes are the tail.
+#[inline]
+fn split_words(offset: usize, len: usize) -> (usize, usize) {
+    let head = (offset.wrapping_neg() & 7).min(len);
+    (head, (len - head) / 8)
 }
 
 /// Error paths stay out of line so the checks inline to a compare and a branch.
@@ -437,6 +533,78 @@ mod tests {
         ));
         rw.fill(0, 8192, 0xab).unwrap();
         assert_eq!(ro.read_vec(8191, 1).unwrap(), [0xab]);
+    }
+
+    #[test]
+    fn atomic_copies_round_trip_at_every_alignment() {
+        let fd = memfd(4096);
+        let rw = Mapping::map(fd.as_fd(), 0, 4096, Access::ReadWrite).unwrap();
+        let ro = Mapping::map(fd.as_fd(), 0, 4096, Access::ReadOnly).unwrap();
+        for offset in 0..17 {
+            for len in 0..40 {
+                let data: Vec<u8> = (0..len).map(|i| (offset * 64 + i + 1) as u8).collect();
+                rw.fill(0, 128, 0).unwrap();
+                rw.write_atomic(offset, &data).unwrap();
+                let mut back = vec![0xee; len];
+                ro.read_atomic(offset, &mut back).unwrap();
+                assert_eq!(back, data, "offset {offset} len {len}");
+                // Plain copies agree, and nothing outside the range was touched.
+                assert_eq!(ro.read_vec(offset, len).unwrap(), data);
+                let whole = ro.read_vec(0, 128).unwrap();
+                assert!(whole[..offset].iter().all(|&b| b == 0));
+                assert!(whole[offset + len..].iter().all(|&b| b == 0));
+            }
+        }
+    }
+
+    #[test]
+    fn atomic_copies_check_bounds_and_protection() {
+        let fd = memfd(4096);
+        let rw = Mapping::map(fd.as_fd(), 0, 4096, Access::ReadWrite).unwrap();
+        let ro = Mapping::map(fd.as_fd(), 0, 4096, Access::ReadOnly).unwrap();
+        assert!(matches!(
+            ro.read_atomic(4090, &mut [0; 7]),
+            Err(Error::OutOfBounds {
+                offset: 4090,
+                len: 7,
+                size: 4096
+            })
+        ));
+        assert!(matches!(
+            ro.read_atomic(usize::MAX - 2, &mut [0; 5]),
+            Err(Error::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            rw.write_atomic(4089, &[1; 8]),
+            Err(Error::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            ro.write_atomic(8, &[1; 8]),
+            Err(Error::ReadOnly { offset: 8 })
+        ));
+        // The last bytes are reachable, an empty copy at the end is fine.
+        rw.write_atomic(4093, b"end").unwrap();
+        let mut back = [0; 3];
+        ro.read_atomic(4093, &mut back).unwrap();
+        assert_eq!(&back, b"end");
+        ro.read_atomic(4096, &mut []).unwrap();
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn atomic_copies_match_plain_copies(
+            offset in 0usize..200,
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..100),
+        ) {
+            let fd = memfd(4096);
+            let rw = Mapping::map(fd.as_fd(), 0, 4096, Access::ReadWrite).unwrap();
+            rw.write_atomic(offset, &data).unwrap();
+            proptest::prop_assert_eq!(rw.read_vec(offset, data.len()).unwrap(), data.clone());
+            rw.write(offset, &data).unwrap();
+            let mut back = vec![0; data.len()];
+            rw.read_atomic(offset, &mut back).unwrap();
+            proptest::prop_assert_eq!(back, data);
+        }
     }
 
     #[test]

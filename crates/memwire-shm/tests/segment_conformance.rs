@@ -119,6 +119,22 @@ fn from_fd_checks_seals_and_size() {
 }
 
 #[test]
+fn from_read_only_fd_requires_the_future_write_seal() {
+    let seg = MemfdSegment::create("writable", LEN).unwrap();
+    assert!(matches!(
+        MemfdSegment::from_read_only_fd(seg.try_clone_fd().unwrap(), LEN),
+        Err(Error::MissingSeals { .. })
+    ));
+    seg.seal_future_write().unwrap();
+    seg.seal_seals().unwrap();
+    assert!(seg.seals().unwrap().contains(MemfdSegment::READ_ONLY_SEALS));
+    let adopted = MemfdSegment::from_read_only_fd(seg.try_clone_fd().unwrap(), LEN).unwrap();
+    assert_eq!(adopted.len() as u64, LEN);
+    // F_SEAL_SEAL: no further seal, by anybody.
+    assert!(seg.seal_future_write().is_err());
+}
+
+#[test]
 fn zero_and_huge_sizes_are_refused() {
     assert!(matches!(
         MemfdSegment::create("zero", 0),

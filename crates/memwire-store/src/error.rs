@@ -44,6 +44,15 @@ pub enum Error {
         /// What is wrong there.
         what: String,
     },
+    /// A tenant segment breaks its layout (a bad header, an offset outside its area): a server
+    /// bug, reported instead of read through.
+    #[error("tenant segment is inconsistent at offset {offset}: {what}")]
+    CorruptSegment {
+        /// Where in the segment.
+        offset: u64,
+        /// What is wrong there.
+        what: String,
+    },
     /// An OS primitive failed.
     #[error(transparent)]
     Shm(#[from] memwire_shm::Error),

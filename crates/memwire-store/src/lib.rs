@@ -9,11 +9,13 @@
 //! | [`Error`] | what an operation can fail with; [`Code`], what a client is told |
 //! | [`auth`] | API keys ([`KeyStore`]), roles and [`authorize`]; the admin key file; [`validate_name`] |
 //! | [`Log`] | the durable log and its snapshots: [`Log::append`] before acknowledging, [`Recovery`] on start-up |
+//! | [`segment`] | a tenant's sealed memfd segment: [`TenantWriter`] (server), [`TenantView`] (local reads, change ring) |
 #![deny(unsafe_code)]
 
 pub mod auth;
 mod error;
 mod log;
+pub mod segment;
 
 pub use auth::{
     Action, KeyRecord, KeyStore, Role, ServicePattern, authorize, ensure_admin_key, may_map_tenant,
@@ -21,3 +23,4 @@ pub use auth::{
 };
 pub use error::{Code, Error, Result};
 pub use log::{BadSnapshot, FsyncPolicy, Log, LogOptions, Recovery, TornTail};
+pub use segment::{TenantView, TenantWriter};

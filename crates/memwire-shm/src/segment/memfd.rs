@@ -19,6 +19,10 @@ impl MemfdSegment {
     /// Seals every memwire segment carries; [`MemfdSegment::from_fd`] requires them.
     pub const REQUIRED_SEALS: SealFlags = SealFlags::SHRINK.union(SealFlags::GROW);
 
+    /// Seals of a segment its owner hands out read-only ([`MemfdSegment::seal_future_write`]
+    /// done); [`MemfdSegment::from_read_only_fd`] requires them.
+    pub const READ_ONLY_SEALS: SealFlags = Self::REQUIRED_SEALS.union(SealFlags::FUTURE_WRITE);
+
     /// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`, `ftruncate(len)`, then
     /// `F_ADD_SEALS(F_SEAL_SHRINK | F_SEAL_GROW)`. `debug_name` shows in `/proc/PID/fd` only.
     pub fn create(debug_name: &str, len: u64) -> Result<Self> {
@@ -36,12 +40,20 @@ impl MemfdSegment {
     /// carries [`MemfdSegment::REQUIRED_SEALS`] (so it cannot shrink under our mapping) and that
     /// it holds at least `min_len` bytes, before anyone maps it.
     pub fn from_fd(fd: OwnedFd, min_len: u64) -> Result<Self> {
+        Self::adopt(fd, min_len, Self::REQUIRED_SEALS)
+    }
+
+    /// Adopts an fd whose owner promises it is read-only for everybody else: as
+    /// [`MemfdSegment::from_fd`], but it must carry [`MemfdSegment::READ_ONLY_SEALS`], so no
+    /// holder (this process included) can write it or map it writable.
+    pub fn from_read_only_fd(fd: OwnedFd, min_len: u64) -> Result<Self> {
+        Self::adopt(fd, min_len, Self::READ_ONLY_SEALS)
+    }
+
+    fn adopt(fd: OwnedFd, min_len: u64, required: SealFlags) -> Result<Self> {
         let present = seals(fd.as_fd())?;
-        if !present.contains(Self::REQUIRED_SEALS) {
-            return Err(Error::MissingSeals {
-                present,
-                required: Self::REQUIRED_SEALS,
-            });
+        if !present.contains(required) {
+            return Err(Error::MissingSeals { present, required });
         }
         let size = rustix::fs::fstat(&fd)
             .map_err(|e| Error::os("fstat", e))?
@@ -62,6 +74,13 @@ impl MemfdSegment {
     /// stay writable, which is how the owner keeps writing. Irreversible.
     pub fn seal_future_write(&self) -> Result<()> {
         rustix::fs::fcntl_add_seals(&self.fd, SealFlags::FUTURE_WRITE)
+            .map_err(|e| Error::os("fcntl(F_ADD_SEALS)", e))
+    }
+
+    /// `F_ADD_SEALS(F_SEAL_SEAL)`: no seal can be added from now on, by anybody (a holder
+    /// that reopened the fd read-write through `/proc` could otherwise add seals). Irreversible.
+    pub fn seal_seals(&self) -> Result<()> {
+        rustix::fs::fcntl_add_seals(&self.fd, SealFlags::SEAL)
             .map_err(|e| Error::os("fcntl(F_ADD_SEALS)", e))
     }
 
