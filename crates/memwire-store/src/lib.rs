@@ -7,8 +7,10 @@
 //! | module | what it holds |
 //! | --- | --- |
 //! | [`Error`] | what an operation can fail with; [`Code`], what a client is told |
+//! | [`protocol`] | the remote protocol's messages and their JSON / MessagePack codec (`docs/protocol.md`) |
 #![deny(unsafe_code)]
 
 mod error;
+pub mod protocol;
 
 pub use error::{Code, Error, Result};
