@@ -285,6 +285,12 @@ proptest! {
     fn arbitrary_json_never_panics(json in json()) {
         let text = serde_json::to_string(&json)?;
         let binary = rmp_serde::to_vec_named(&json)?;
+        // Both encodings of one value are refused (or accepted) alike, and never as
+        // `bad_message`: they are well-formed.
+        let outcome = |frame| decode_request(frame, &limits()).map_err(|e| (e.id(), e.code()));
+        let (in_json, in_mp) = (outcome(Frame::Text(&text)), outcome(Frame::Binary(&binary)));
+        prop_assert_eq!(in_json.as_ref().err(), in_mp.as_ref().err());
+        prop_assert!(!matches!(in_json, Err((_, ErrorCode::BadMessage))));
         for frame in [Frame::Text(&text), Frame::Binary(&binary)] {
             // Whatever is accepted must re-encode to something that decodes to the same.
             if let Ok(request) = decode_request(frame, &limits()) {

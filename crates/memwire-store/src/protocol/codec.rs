@@ -181,11 +181,10 @@ impl ProtocolError {
             Reason::TooLarge { .. } => ErrorCode::TooLarge,
             Reason::Json(e) if e.is_data() => ErrorCode::BadRequest,
             Reason::Json(_) | Reason::TrailingBytes(_) => ErrorCode::BadMessage,
+            // Truncation (the reads run out of bytes) and nesting; rmp-serde reports serde's
+            // own errors (unknown field, missing field, a bad name) as `Syntax`, which is data.
             Reason::MessagePack(
-                Mp::InvalidMarkerRead(_)
-                | Mp::InvalidDataRead(_)
-                | Mp::Syntax(_)
-                | Mp::DepthLimitExceeded,
+                Mp::InvalidMarkerRead(_) | Mp::InvalidDataRead(_) | Mp::DepthLimitExceeded,
             ) => ErrorCode::BadMessage,
             Reason::MessagePack(_) => ErrorCode::BadRequest,
             Reason::Invalid(Invalid::UnsupportedVersion { .. }) => ErrorCode::UnsupportedVersion,
@@ -360,6 +359,40 @@ mod tests {
         trailing.push(0);
         let e = decode_request(Frame::Binary(&trailing), &Limits::default()).unwrap_err();
         assert_eq!((e.id(), e.code()), (None, ErrorCode::BadMessage));
+    }
+
+    #[test]
+    fn null_is_an_absent_optional_field() -> anyhow::Result<()> {
+        let set = text(
+            r#"{"type":"set","id":1,"path":"a/b/c","value":{"text":"x"},"expected_version":null}"#,
+        )?;
+        assert!(matches!(
+            set,
+            Request::Set {
+                expected_version: None,
+                ..
+            }
+        ));
+        let list = text(r#"{"type":"list","id":2,"tenant":null,"service":null}"#)?;
+        assert!(matches!(
+            list,
+            Request::List {
+                tenant: None,
+                service: None,
+                ..
+            }
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn messagepack_refusals_keep_the_id() {
+        // {"type": "get", "id": 7} without its path.
+        let bytes = [
+            0x82, 0xa4, b't', b'y', b'p', b'e', 0xa3, b'g', b'e', b't', 0xa2, b'i', b'd', 7,
+        ];
+        let e = decode_request(Frame::Binary(&bytes), &Limits::default()).unwrap_err();
+        assert_eq!((e.id(), e.code()), (Some(7), ErrorCode::BadRequest));
     }
 
     #[test]
