@@ -10,11 +10,13 @@
 //! | [`auth`] | API keys ([`KeyStore`]), roles and [`authorize`]; the admin key file; [`validate_name`] |
 //! | [`Log`] | the durable log and its snapshots: [`Log::append`] before acknowledging, [`Recovery`] on start-up |
 //! | [`segment`] | a tenant's sealed memfd segment: [`TenantWriter`] (server), [`TenantView`] (local reads, change ring) |
+//! | [`protocol`] | the remote protocol's messages and their JSON / MessagePack codec (`docs/protocol.md`) |
 #![deny(unsafe_code)]
 
 pub mod auth;
 mod error;
 mod log;
+pub mod protocol;
 pub mod segment;
 
 pub use auth::{
