@@ -12,7 +12,6 @@
 //! the handler sees [`crate::CallContext::is_cancelled`]. An [`ItemStream`] grants the server
 //! [`STREAM_WINDOW`] items at a time, so a slow consumer holds a fast producer back.
 
-use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,14 +26,11 @@ use crate::breaker::{Admission, BreakerConfig, CircuitBreaker};
 use crate::codec::{self, ErrorRecord};
 use crate::error::{Error, Result};
 use crate::frame::{self, Encoding, Kind};
+use crate::ids::IdMap;
 use crate::metrics::{CallTimer, Metrics, MetricsSnapshot};
 use crate::server::LIST_FUNCTIONS;
 use crate::service::{FunctionInfo, Payload};
 use crate::writer::Writer;
-
-/// Polls of the link, each followed by a turn for the runtime's other tasks, before a reading
-/// call waits as the link's strategy says (about the time of a few round trips).
-const POLLS_BEFORE_WAITING: u32 = 64;
 
 /// Items a stream lets the server send ahead of the consumer.
 pub const STREAM_WINDOW: u32 = 64;
@@ -159,7 +155,7 @@ struct Table {
 
 #[derive(Debug, Default)]
 struct TableState {
-    pending: HashMap<u64, Waiting>,
+    pending: IdMap<Waiting>,
     closed: Option<Closed>,
 }
 
@@ -655,6 +651,13 @@ impl Client {
             .writer
             .send_with(Kind::Request, encoding, id, method, len, fill)
             .await?;
+        // Other tasks may be about to send calls of their own: let them, before this one
+        // starts reading (and, under a spinning strategy, holds its thread until its answer
+        // is in), so calls in flight overlap even on one thread. A lone caller skips the
+        // yield, and the driver poll it costs.
+        if other_tasks_alive() {
+            tokio::task::yield_now().await;
+        }
         let mut rx = rx;
         let waiting = wait_for(&self.inner, &mut rx);
         let outcome = match timeout {
@@ -897,6 +900,11 @@ impl<T> Drop for ItemStream<T> {
     }
 }
 
+/// Whether the current runtime runs tasks besides the caller's (which may make calls too).
+fn other_tasks_alive() -> bool {
+    tokio::runtime::Handle::try_current().is_ok_and(|h| h.metrics().num_alive_tasks() > 0)
+}
+
 /// Where a waiting call's answer lands: a oneshot (calls, pings) or a channel (streams).
 trait Inbox {
     /// `Some(Some(outcome))`: it is in; `Some(None)`: it never will be; `None`: not yet.
@@ -969,27 +977,10 @@ struct Reader<'a> {
 impl Reader<'_> {
     /// Reads one message and hands it to the call it answers; closes the table when the link
     /// ends or the server breaks the protocol.
-    ///
-    /// It first polls the link a few times, giving the runtime's other tasks a turn between
-    /// polls (calls that have yet to send their requests run then, so calls in flight overlap
-    /// even on one thread); only then does it wait as the link's strategy says.
     async fn read_one(&mut self) {
         let table = &self.inner.table;
         let Some(rx) = self.rx.as_mut() else { return };
-        let mut polled = None;
-        for _ in 0..POLLS_BEFORE_WAITING {
-            match rx.try_recv() {
-                Err(memwire_transport::Error::WouldBlock) => tokio::task::yield_now().await,
-                other => {
-                    polled = Some(other);
-                    break;
-                }
-            }
-        }
-        let received = match polled {
-            Some(result) => result,
-            None => rx.recv_async().await,
-        };
+        let received = rx.recv_async().await;
         let message = match received {
             Ok(m) => m,
             Err(memwire_transport::Error::PeerGone { pid }) => {

@@ -59,6 +59,7 @@
 //! | `client` | [`Client`]: calls, timeouts, cancellation, streams |
 //! | `serve` | [`serve`]: a worker's `main` serves on the link it was spawned with ([`serve_with`]: waiting its own way); [`serve_as`]: a named service |
 //! | `worker` | [`Worker`]: spawn a worker (output forwarded, restarts) or connect to a service |
+//! | `ids` | maps keyed by call id, hashed with one multiplication |
 //! | `writer` | the link's sending half, shared by every call |
 //! | `fuzzing` | thin entry points for the fuzz targets in `fuzz/`; not an API |
 //! | [`breaker`] | the circuit breaker: which failures open it, the half-open probe |
@@ -73,6 +74,7 @@ mod error;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+mod ids;
 mod metrics;
 pub mod registry;
 mod serve;

@@ -6,7 +6,6 @@
 //! continues as its own task. A panicking handler is caught and answered as a `panic` error;
 //! the server keeps serving.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -19,6 +18,7 @@ use memwire_transport::Link;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::frame::{self, Encoding, Kind};
+use crate::ids::IdMap;
 use crate::service::{ANSWER_SENT, ANSWER_STREAM, CallState, Fault, Request, Service};
 use crate::writer::Writer;
 
@@ -26,7 +26,7 @@ use crate::writer::Writer;
 pub const LIST_FUNCTIONS: &str = "rpc.functions";
 
 /// Calls in flight on one link, by id.
-type Calls = Arc<Mutex<HashMap<u64, Arc<CallState>>>>;
+type Calls = Arc<Mutex<IdMap<Arc<CallState>>>>;
 
 /// Serves `service` on `link` until the peer goes away (then `Ok`) or breaks the protocol
 /// (`Err(Error::Protocol)`). Calls run concurrently on the current tokio runtime.
