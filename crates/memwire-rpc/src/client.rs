@@ -959,6 +959,10 @@ async fn wait_for(inner: &Inner, inbox: &mut impl Inbox) -> Option<Outcome> {
                 reader.read_one().await;
             }
         }
+        // If the reader's wake-up lands on a call whose answer is already in, that call
+        // returns without polling its `Notified` to completion, and tokio forwards the
+        // wake-up to the next waiting call when the `Notified` is dropped: the turn to read
+        // is never lost.
         tokio::select! {
             biased;
             outcome = inbox.take() => return outcome,
