@@ -10,6 +10,7 @@
 //! | [`auth`] | API keys ([`KeyStore`]), roles and [`authorize`]; the admin key file; [`validate_name`] |
 //! | [`Log`] | the durable log and its snapshots: [`Log::append`] before acknowledging, [`Recovery`] on start-up |
 //! | [`segment`] | a tenant's sealed memfd segment: [`TenantWriter`] (server), [`TenantView`] (local reads, change ring) |
+//! | [`store`] | the store's core in process: [`Store`] (requests, permissions, write path, recovery), [`Watcher`] |
 //! | [`protocol`] | the remote protocol's messages and their JSON / MessagePack codec (`docs/protocol.md`) |
 #![deny(unsafe_code)]
 
@@ -18,6 +19,7 @@ mod error;
 mod log;
 pub mod protocol;
 pub mod segment;
+pub mod store;
 
 pub use auth::{
     Action, KeyRecord, KeyStore, Role, ServicePattern, authorize, ensure_admin_key, may_map_tenant,
@@ -26,3 +28,4 @@ pub use auth::{
 pub use error::{Code, Error, Result};
 pub use log::{BadSnapshot, FsyncPolicy, Log, LogOptions, Recovery, TornTail};
 pub use segment::{TenantView, TenantWriter};
+pub use store::{Quota, Session, Store, StoreConfig, WatchEvent, Watcher};

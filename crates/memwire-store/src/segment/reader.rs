@@ -350,7 +350,9 @@ impl TenantView {
         // Acquire: pairs with the writer's Release store of the slot's revision.
         let before = self.map.load_u64(at + R_REVISION, Ordering::Acquire)?;
         if before != r {
-            if before == RING_WRITING || before > r {
+            // 0: the slot was never written, because the segment was restored at a later
+            // revision (`TenantWriter::set_revision`) and the ring never held `r`.
+            if before == RING_WRITING || before > r || before == 0 {
                 return Ok(None);
             }
             return Err(corrupt(

@@ -130,7 +130,16 @@ pub struct TenantWriter {
     tombstones: VecDeque<(u64, u32)>,
     revision: u64,
     live: u32,
+    /// Whether a write went through the change ring: [`TenantWriter::restore`] and
+    /// [`TenantWriter::set_revision`] are refused from then on.
+    published: bool,
+    /// The highest version [`TenantWriter::restore`] gave a variable.
+    restored_max: u64,
 }
+
+mod restore;
+
+pub use restore::VariableInfo;
 
 fn key(service: &str, var: &str) -> String {
     format!("{service}/{var}")
@@ -195,6 +204,8 @@ impl TenantWriter {
             tombstones: VecDeque::new(),
             revision: 0,
             live: 0,
+            published: false,
+            restored_max: 0,
         })
     }
 
@@ -334,16 +345,22 @@ impl TenantWriter {
         let mut changes: Vec<Change<'a>> = Vec::with_capacity(ops.len());
         let result = self.plan_into(service, ops, ts, &mut changes);
         if result.is_err() {
-            for c in &changes {
-                if c.write_names.is_some() {
-                    self.alloc.free(c.names);
-                }
-                if c.fresh_value {
-                    self.alloc.free(c.value);
-                }
-            }
+            self.release(&changes);
         }
         result.map(|()| changes)
+    }
+
+    /// Gives back the blocks a plan allocated, leaving the allocator as it was before it
+    /// (freed blocks merge with their neighbours again).
+    fn release(&mut self, changes: &[Change<'_>]) {
+        for c in changes {
+            if c.write_names.is_some() {
+                self.alloc.free(c.names);
+            }
+            if c.fresh_value {
+                self.alloc.free(c.value);
+            }
+        }
     }
 
     fn plan_into<'a>(
@@ -510,6 +527,13 @@ impl TenantWriter {
 
     /// Writes a planned write into the segment and publishes it.
     fn apply(&mut self, changes: &[Change<'_>]) -> Result<()> {
+        self.write_entries(changes)?;
+        self.publish(changes)
+    }
+
+    /// Writes the entries, names and values of a planned write, each entry under its
+    /// sequence lock (all locked before any byte changes); the ring is not touched.
+    fn write_entries(&mut self, changes: &[Change<'_>]) -> Result<()> {
         // Phase 1: every entry of the write odd before any byte changes, so a reader that saw
         // one member's new value and then reads another finds it locked or new (never old).
         for c in changes {
@@ -545,6 +569,12 @@ impl TenantWriter {
                 Ordering::Release,
             )?;
         }
+        Ok(())
+    }
+
+    /// Appends the ring slots of a written write and publishes its last revision.
+    fn publish(&mut self, changes: &[Change<'_>]) -> Result<()> {
+        self.published = true;
         let first = self.revision + 1;
         let last = self.revision + changes.len() as u64;
         for (i, c) in changes.iter().enumerate() {
