@@ -20,13 +20,21 @@ use crate::error::Result;
 use crate::pool::SlotRef;
 use crate::tx::Tx;
 
-/// Where a loan's bytes are.
+/// Where a loan's bytes are. Two words: a large message's memfd and mapping are boxed (it
+/// costs syscalls anyway), so that every `Result<Loan>` is small and moved in aligned words.
 #[derive(Debug)]
 pub(crate) enum Body {
     /// In the sender's descriptor image (`Tx::inline`), written in place.
     Inline,
     Slot(SlotRef),
-    Large(MemfdSegment, Mapping),
+    Large(Box<Large>),
+}
+
+/// A large message's own sealed memfd and its writable mapping.
+#[derive(Debug)]
+pub(crate) struct Large {
+    pub(crate) segment: MemfdSegment,
+    pub(crate) map: Mapping,
 }
 
 /// Writable memory for one message. Write it through [`Loan::as_mut_slice`], then
@@ -75,10 +83,10 @@ impl<'tx> Loan<'tx> {
                 let bytes = unsafe { self.tx.map().bytes_mut(offset, len) };
                 bytes.expect("a loaned slot lies inside the validated, writable layout")
             }
-            Some(Body::Large(_, map)) => {
+            Some(Body::Large(large)) => {
                 // SAFETY: the memfd is fresh and private to this loan until committed; its
                 // mapping is exactly `len` bytes.
-                let bytes = unsafe { map.bytes_mut(0, len) };
+                let bytes = unsafe { large.map.bytes_mut(0, len) };
                 bytes.expect("a large loan's own mapping is `len` bytes, writable")
             }
             None => &mut [],
@@ -96,7 +104,7 @@ impl<'tx> Loan<'tx> {
     /// The large message's memfd, if this loan is one, and the `Tx` that sends it.
     pub(crate) fn large(&mut self) -> (&mut Tx, Option<&MemfdSegment>) {
         let segment = match &self.body {
-            Some(Body::Large(segment, _)) => Some(segment),
+            Some(Body::Large(large)) => Some(&large.segment),
             _ => None,
         };
         (self.tx, segment)
@@ -118,7 +126,8 @@ impl<'tx> Loan<'tx> {
                     len: len as u32,
                 }
             }
-            Some(Body::Large(segment, map)) => {
+            Some(Body::Large(large)) => {
+                let Large { segment, map } = *large;
                 drop(map);
                 let seq = match sent {
                     Some(seq) => seq,

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use memwire_shm::Mapping;
 
 use crate::bell::Half;
-use crate::descriptor::{INLINE_OFFSET, Image};
+use crate::descriptor::{DESCRIPTOR_SIZE, INLINE_OFFSET, Image};
 use crate::layout::ReturnRing;
 use crate::link::Shared;
 use crate::return_entry::{RETURN_ENTRY_SIZE, ReturnEntry};
@@ -30,96 +30,112 @@ pub(crate) struct Returns {
     pub(crate) consumer_word: usize,
 }
 
+/// Who owns a message's bytes, and so what its drop does.
 #[derive(Debug)]
-enum Body {
-    /// The whole descriptor image; the payload is `image[INLINE_OFFSET..][..len]`, kept in
-    /// place (`descriptor` module doc says why).
-    Inline {
-        len: u8,
-        image: Image,
-    },
+enum Owner {
+    /// Nobody: the payload is in the message's own image.
+    Inline,
+    /// A slot of the sender's pool, at `offset` in the mapping; dropping gives it back.
     Slot {
         returns: Arc<Returns>,
         entry: ReturnEntry,
         offset: usize,
-        len: usize,
     },
+    /// Its own memfd, mapped read-only.
     Large(Mapping),
 }
 
 /// A received message. Its bytes stay where the sender wrote them; dropping it returns the
 /// slot to the sender.
+///
+/// A struct, the 64-byte image first on a 16-byte boundary, rather than an enum with the image
+/// inside a variant: returned through `Result<Option<Message>>`, the enum's payload started
+/// after its one-byte tag and the compiler moved it in 16-byte words at odd offsets, each load
+/// straddling two earlier stores, which the store buffer cannot forward (`ring` module doc).
+/// `repr(C)` keeps that order: left to itself the compiler put the owner's tag first (a niche
+/// for the `Result` around it) and the `Result`'s error after it at offset 4, and moved the
+/// whole from there.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Message {
-    body: Body,
+    /// A small message's descriptor image, its payload at `INLINE_OFFSET ..` (kept in place:
+    /// `descriptor` module doc). For a slot message the descriptor it came in, unused.
+    image: Image,
+    /// Length in bytes: at most `INLINE_MAX` inline (checked by `Descriptor::decode`), within
+    /// the slot or the mapping otherwise.
+    len: usize,
+    owner: Owner,
 }
 
 impl Message {
     /// A small message: `len` bytes at `INLINE_OFFSET` of a descriptor image (`len` checked by
     /// `Descriptor::decode` to fit).
+    #[inline]
     pub(crate) fn inline(len: u8, image: Image) -> Self {
         Self {
-            body: Body::Inline { len, image },
+            image,
+            len: usize::from(len),
+            owner: Owner::Inline,
         }
     }
 
+    /// A message in a slot of the sender's pool, `len` bytes at `offset` of the mapping (checked
+    /// against the validated layout); `image` is the descriptor it came in.
+    #[inline]
     pub(crate) fn slot(
+        image: Image,
         returns: Arc<Returns>,
         entry: ReturnEntry,
         offset: usize,
         len: usize,
     ) -> Self {
         Self {
-            body: Body::Slot {
+            image,
+            len,
+            owner: Owner::Slot {
                 returns,
                 entry,
                 offset,
-                len,
             },
         }
     }
 
     pub(crate) fn large(map: Mapping) -> Self {
         Self {
-            body: Body::Large(map),
+            image: Image([0; DESCRIPTOR_SIZE]),
+            len: map.len(),
+            owner: Owner::Large(map),
         }
     }
 
     /// Length in bytes.
     #[must_use]
+    #[inline]
     pub fn len(&self) -> usize {
-        match &self.body {
-            Body::Inline { len, .. } => usize::from(*len),
-            Body::Slot { len, .. } => *len,
-            Body::Large(map) => map.len(),
-        }
+        self.len
     }
 
     /// Whether the message is empty.
     #[must_use]
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
     /// The bytes, in place.
     #[must_use]
     pub fn as_slice(&self) -> &[u8] {
-        match &self.body {
-            Body::Inline { len, image } => {
-                &image.0[INLINE_OFFSET..INLINE_OFFSET + usize::from(*len)]
-            }
-            Body::Slot {
-                returns,
-                offset,
-                len,
-                ..
+        match &self.owner {
+            Owner::Inline => &self.image.0[INLINE_OFFSET..INLINE_OFFSET + self.len],
+            Owner::Slot {
+                returns, offset, ..
             } => {
                 // SAFETY: see the module doc: the slot is ours until this message drops, and
                 // `offset .. offset + len` was checked against the validated layout.
-                let bytes = unsafe { returns.shared.map.bytes(*offset, *len) };
+                let bytes = unsafe { returns.shared.map.bytes(*offset, self.len) };
                 bytes.expect("a received slot lies inside the validated layout")
             }
-            Body::Large(map) => {
+            Owner::Large(map) => {
                 // SAFETY: the memfd's mapping is read-only and exactly the message; nobody in
                 // this process can write it.
                 let bytes = unsafe { map.bytes(0, map.len()) };
@@ -139,7 +155,7 @@ impl std::ops::Deref for Message {
 
 impl Drop for Message {
     fn drop(&mut self) {
-        let Body::Slot { returns, entry, .. } = &self.body else {
+        let Owner::Slot { returns, entry, .. } = &self.owner else {
             return;
         };
         let shared = &returns.shared;

@@ -15,7 +15,12 @@
 use crate::config::LinkConfig;
 
 /// A slot the sender holds: where it is and which use of it this is.
+///
+/// `repr(C, align(8))`: in a `Result<Loan>` the compiler otherwise packed these fields at odd
+/// offsets around the enum tags, and moved them in overlapping 8- and 4-byte pieces whose loads
+/// the store buffer cannot forward (`ring` module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(8))]
 pub(crate) struct SlotRef {
     pub(crate) class: u8,
     pub(crate) index: u32,

@@ -35,6 +35,9 @@ pub struct Rx {
     )]
     pub(crate) bell: AsyncBell,
     next_seq: u64,
+    /// The descriptor being received, copied out of the ring: a small message's payload goes
+    /// from here into its [`Message`] (`Consumer::try_pop_into` says why it is kept here).
+    image: Image,
     data_consumer_word: usize,
     data_producer_word: usize,
 }
@@ -67,6 +70,7 @@ impl Rx {
             wait,
             bell: AsyncBell::default(),
             next_seq: 0,
+            image: Image([0; DESCRIPTOR_SIZE]),
             shared,
         })
     }
@@ -105,7 +109,19 @@ impl Rx {
         self.shared.peer.id()
     }
 
+    /// The message is built once, in the caller's result: the paths that take it from the
+    /// ring are inlined here, and the wait, out of line, returns through the same result.
+    #[inline]
     fn recv_within(&mut self, timeout: Option<Duration>) -> Result<Message> {
+        if let Some(message) = self.pop()? {
+            return Ok(message);
+        }
+        self.wait_for_message(timeout)
+    }
+
+    /// [`Rx::recv_within`] when the ring was empty: spin, then sleep, per the strategy.
+    #[inline(never)]
+    fn wait_for_message(&mut self, timeout: Option<Duration>) -> Result<Message> {
         let mut waiter = Waiter::new(self.wait, timeout);
         loop {
             if let Some(message) = self.try_take()? {
@@ -128,6 +144,7 @@ impl Rx {
 
     /// The next message if one is there; [`Error::PeerGone`] (or the violation) once the link
     /// is gone and every message sent before was taken.
+    #[inline]
     pub(crate) fn try_take(&mut self) -> Result<Option<Message>> {
         if let Some(message) = self.pop()? {
             return Ok(Some(message));
@@ -145,24 +162,27 @@ impl Rx {
     }
 
     /// The next message in the ring, if any.
+    #[inline(always)]
     fn pop(&mut self) -> Result<Option<Message>> {
-        match self.data.try_pop() {
-            Ok(Some(popped)) => {
+        match self.data.try_pop_into(&mut self.image.0) {
+            Ok(Some(taken)) => {
                 self.shared
-                    .wake(popped.wake, self.data_producer_word, Half::Tx);
-                self.accept(&popped.entry).map(Some)
+                    .wake(taken.wake, self.data_producer_word, Half::Tx);
+                self.accept().map(Some)
             }
             Ok(None) => Ok(None),
             Err(e) => Err(self.shared.violate(e)),
         }
     }
 
-    /// Validates a descriptor copied out of the ring and makes it a message.
-    fn accept(&mut self, raw: &[u8; DESCRIPTOR_SIZE]) -> Result<Message> {
+    /// Validates the descriptor copied out of the ring into [`Rx::image`] and makes it a
+    /// message.
+    #[inline(always)]
+    fn accept(&mut self) -> Result<Message> {
         let descriptor =
-            Descriptor::decode(raw, &self.limits).map_err(|e| self.shared.violate(e))?;
+            Descriptor::decode(&self.image.0, &self.limits).map_err(|e| self.shared.violate(e))?;
         let message = match descriptor {
-            Descriptor::Inline { len } => Message::inline(len, Image(*raw)),
+            Descriptor::Inline { len } => Message::inline(len, self.image),
             Descriptor::Slot {
                 class,
                 index,
@@ -172,6 +192,7 @@ impl Rx {
                 // `decode` checked class < classes, index < count and len <= slot size.
                 let (base, size) = self.pools[usize::from(class)];
                 Message::slot(
+                    self.image,
                     Arc::clone(&self.returns),
                     ReturnEntry {
                         class,
@@ -182,20 +203,30 @@ impl Rx {
                     len as usize,
                 )
             }
-            Descriptor::Memfd { seq, len } => {
-                if seq != self.next_seq {
-                    return Err(self.shared.violate(format!(
-                        "large message {seq} out of order, expected {}",
-                        self.next_seq
-                    )));
-                }
-                self.next_seq += 1;
-                Message::large(crate::control::recv_large(&self.shared, seq, len)?)
-            }
+            Descriptor::Memfd { seq, len } => self.accept_large(seq, len)?,
         };
         Counters::bump(&self.shared.counters.messages_received, 1);
         Counters::bump(&self.shared.counters.bytes_received, message.len() as u64);
         Ok(message)
+    }
+
+    /// A large message: its memfd comes from the control socket. Out of line: it costs
+    /// syscalls, and kept apart it leaves the small messages' path short.
+    #[cold]
+    #[inline(never)]
+    fn accept_large(&mut self, seq: u64, len: u64) -> Result<Message> {
+        if seq != self.next_seq {
+            return Err(self.shared.violate(format!(
+                "large message {seq} out of order, expected {}",
+                self.next_seq
+            )));
+        }
+        self.next_seq += 1;
+        Ok(Message::large(crate::control::recv_large(
+            &self.shared,
+            seq,
+            len,
+        )?))
     }
 }
 

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::layout::{DataRing, Direction, ReturnRing};
 use crate::limits::Limits;
 use crate::link::{Counters, Shared, Stats, stats};
-use crate::loan::{Body, Loan};
+use crate::loan::{Body, Large, Loan};
 use crate::pool::{ClassUsage, Pool};
 use crate::return_entry::{RETURN_ENTRY_SIZE, ReturnEntry};
 use crate::ring::{Consumer, Producer, PushError, WaitKind};
@@ -128,26 +128,39 @@ impl Tx {
         self.shared.peer.id()
     }
 
+    /// The common case, memory at hand, is inlined into each public loan and builds the loan in
+    /// the caller's result; the wait is out of line.
+    #[inline]
     fn loan_within(&mut self, len: usize, timeout: Option<Duration>) -> Result<Loan<'_>> {
         self.check_len(len)?;
-        let mut waiter = Waiter::new(self.wait, timeout);
-        let body = loop {
-            let lack = match self.try_body(len)? {
-                Ok(body) => break body,
-                Err(lack) => lack,
-            };
-            waiter.check_deadline()?;
-            if waiter.spin() {
-                continue;
-            }
-            let declared = self.prepare_sleep(lack, WaitKind::Futex)?;
-            if declared && !self.shared.is_gone() {
-                waiter.sleep(&self.shared, self.sleep_word(lack))?;
-            }
-            self.returns.cancel_sleep();
-            self.data.cancel_sleep();
+        let body = match self.try_body(len)? {
+            Ok(body) => body,
+            Err(lack) => self.wait_for_body(len, lack, timeout)?,
         };
         Ok(Loan::new(self, body, len))
+    }
+
+    /// [`Tx::loan_within`] when `lack` is lacking: spin, then sleep, per the strategy, until
+    /// [`Tx::try_body`] gives memory.
+    #[inline(never)]
+    fn wait_for_body(&mut self, len: usize, lack: Lack, timeout: Option<Duration>) -> Result<Body> {
+        let mut waiter = Waiter::new(self.wait, timeout);
+        let mut lack = lack;
+        loop {
+            waiter.check_deadline()?;
+            if !waiter.spin() {
+                let declared = self.prepare_sleep(lack, WaitKind::Futex)?;
+                if declared && !self.shared.is_gone() {
+                    waiter.sleep(&self.shared, self.sleep_word(lack))?;
+                }
+                self.returns.cancel_sleep();
+                self.data.cancel_sleep();
+            }
+            lack = match self.try_body(len)? {
+                Ok(body) => return Ok(body),
+                Err(lack) => lack,
+            };
+        }
     }
 
     /// [`Error::TooLarge`] for a message longer than the link allows.
@@ -163,6 +176,7 @@ impl Tx {
 
     /// Memory for a message of `len` bytes if it can be had without waiting, else what is
     /// lacking; the link's error once it is gone.
+    #[inline]
     pub(crate) fn try_body(&mut self, len: usize) -> Result<Result<Body, Lack>> {
         if self.shared.is_gone() {
             self.collect_returns()?;
@@ -176,9 +190,7 @@ impl Tx {
             return Ok(Ok(Body::Inline));
         }
         if !self.pool.fits(len) {
-            let segment = MemfdSegment::create("memwire-large", len as u64)?;
-            let map = segment.map(Access::ReadWrite)?;
-            return Ok(Ok(Body::Large(segment, map)));
+            return Self::large(len).map(Ok);
         }
         // Returned slots are collected only when the pool runs short: the common case reads
         // no index the receiver writes.
@@ -192,6 +204,15 @@ impl Tx {
             return Ok(Ok(Body::Slot(slot)));
         }
         Ok(Err(Lack::Slot))
+    }
+
+    /// A large message's own memfd, mapped. Out of line: syscalls, and rare.
+    #[cold]
+    #[inline(never)]
+    fn large(len: usize) -> Result<Body> {
+        let segment = MemfdSegment::create("memwire-large", len as u64)?;
+        let map = segment.map(Access::ReadWrite)?;
+        Ok(Body::Large(Box::new(Large { segment, map })))
     }
 
     /// Declares that we sleep until the receiver gives us what we lack (`Ok(true)`: sleep on

@@ -78,8 +78,8 @@ impl<const N: usize> RingMemory<N> for HeapRing<N> {
         self.inner.slots[slot as usize].store(entry);
     }
 
-    fn read_entry(&self, slot: u32) -> [u8; N] {
-        self.inner.slots[slot as usize].load()
+    fn read_entry(&self, slot: u32, out: &mut [u8; N]) {
+        *out = self.inner.slots[slot as usize].load();
     }
 }
 

@@ -144,9 +144,9 @@ pub(crate) trait RingMemory<const N: usize> {
     /// Copies `image` into slot `slot` (`slot < capacity`), all but its last `SEQ_BYTES` bytes:
     /// the sequence word is not written.
     fn write_entry(&self, slot: u32, image: &[u8; N]);
-    /// Copies slot `slot` (`slot < capacity`) out; its last `SEQ_BYTES` bytes are unspecified.
-    /// A hostile peer may tear it concurrently.
-    fn read_entry(&self, slot: u32) -> [u8; N];
+    /// Copies slot `slot` (`slot < capacity`) into `out`; its last `SEQ_BYTES` bytes are
+    /// unspecified. A hostile peer may tear it concurrently.
+    fn read_entry(&self, slot: u32, out: &mut [u8; N]);
 }
 
 /// How a sleeping side waits, as declared in its state word; tells the other side which wake
@@ -226,6 +226,15 @@ pub(crate) enum PushError {
 pub(crate) struct Pushed {
     /// `Some` when the consumer had declared it sleeps: make exactly one wake syscall of that
     /// kind (`FUTEX_WAKE` on the consumer state word, or ring the eventfd). `None`: no syscall.
+    pub(crate) wake: Option<WaitKind>,
+}
+
+/// A pop that copied an entry into the caller's buffer ([`Consumer::try_pop_into`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a producer sleeping for space must be woken"]
+pub(crate) struct Taken {
+    /// As [`Pushed::wake`], for a producer that declared it sleeps waiting for space (wake on
+    /// the producer state word).
     pub(crate) wake: Option<WaitKind>,
 }
 
@@ -486,10 +495,24 @@ impl<M: RingMemory<N>, const N: usize> Consumer<M, N> {
     /// whether a producer waiting for space must be woken.
     #[inline]
     pub(crate) fn try_pop(&mut self) -> Result<Option<Popped<N>>, RingError> {
+        let mut entry = [0; N];
+        let taken = self.try_pop_into(&mut entry)?;
+        Ok(taken.map(|t| Popped {
+            entry,
+            wake: t.wake,
+        }))
+    }
+
+    /// [`Consumer::try_pop`] into the caller's buffer `out` (left as it was when the ring is
+    /// empty). The receive path copies each descriptor straight into a 16-byte aligned buffer
+    /// it keeps, rather than into a result it then moves: the compiler split such moves into
+    /// loads straddling two earlier stores, which the store buffer cannot forward (module doc).
+    #[inline]
+    pub(crate) fn try_pop_into(&mut self, out: &mut [u8; N]) -> Result<Option<Taken>, RingError> {
         if !self.ready(self.head)? {
             return Ok(None);
         }
-        let entry = self.mem.read_entry(self.head & (self.capacity - 1));
+        self.mem.read_entry(self.head & (self.capacity - 1), out);
         self.head = self.head.wrapping_add(1);
         // Release: pairs with the Acquire load of `head` in `Producer::load_head`: our copy-out
         // above completes before the producer reuses the slot.
@@ -497,7 +520,7 @@ impl<M: RingMemory<N>, const N: usize> Consumer<M, N> {
         // Pairs with the fence in `Producer::prepare_sleep` (module doc: no lost wake-up).
         fence(Ordering::SeqCst);
         let wake = take_sleeper(self.mem.producer_state())?;
-        Ok(Some(Popped { entry, wake }))
+        Ok(Some(Taken { wake }))
     }
 
     /// Declares that this consumer sleeps until the producer publishes an entry, then

@@ -220,13 +220,11 @@ impl<const N: usize> RingMemory<N> for SegmentRing<N> {
     }
 
     #[inline]
-    fn read_entry(&self, slot: u32) -> [u8; N] {
-        let mut image = [0; N];
+    fn read_entry(&self, slot: u32, out: &mut [u8; N]) {
         // Cannot fail: as in `write_entry`.
         self.mapping
-            .read(self.slot_offset(slot), &mut image)
+            .read(self.slot_offset(slot), out)
             .expect("ring slot checked in SegmentRing::new");
-        image
     }
 }
 
