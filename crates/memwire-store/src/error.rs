@@ -53,6 +53,47 @@ pub enum Error {
         /// What is wrong there.
         what: String,
     },
+    /// A remote server refused a request with a code that is none of the store's own
+    /// (`bad_message`, `too_large`, `unsupported_version`, `internal`, or a newer one).
+    #[error("the server refused the request ({}): {message}", code.as_str())]
+    Remote {
+        /// The code the server sent.
+        code: crate::protocol::ErrorCode,
+        /// The server's message.
+        message: String,
+    },
+    /// A remote server sent a message this client cannot read.
+    #[error("the server sent an unreadable message: {0}")]
+    Protocol(#[from] crate::protocol::ProtocolError),
+    /// A store URL is not `ws://HOST:PORT[/PATH]` or `wss://...`.
+    #[error("invalid store URL {url:?}: {reason}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The WebSocket connection to a server failed (refused, handshake, closed).
+    #[error("WebSocket connection to {url}: {source}")]
+    WebSocket {
+        /// The server's URL.
+        url: String,
+        /// What failed.
+        #[source]
+        source: Box<tokio_tungstenite::tungstenite::Error>,
+    },
+    /// A TLS configuration could not be built (a bad certificate or key).
+    #[error("TLS {what}: {source}")]
+    Tls {
+        /// What was being set up, naming the file.
+        what: String,
+        /// What rustls said.
+        #[source]
+        source: rustls::Error,
+    },
+    /// A certificate could not be made.
+    #[error("making a self-signed certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
     /// An OS primitive failed.
     #[error(transparent)]
     Shm(#[from] memwire_shm::Error),

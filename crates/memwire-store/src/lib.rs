@@ -11,6 +11,7 @@
 //! | [`Log`] | the durable log and its snapshots: [`Log::append`] before acknowledging, [`Recovery`] on start-up |
 //! | [`segment`] | a tenant's sealed memfd segment: [`TenantWriter`] (server), [`TenantView`] (local reads, change ring) |
 //! | [`store`] | the store's core in process: [`Store`] (requests, permissions, write path, recovery), [`Watcher`] |
+//! | [`remote`] | the store over WebSocket (+ TLS): [`RemoteServer`], the [`Remote`] client and its [`RemoteWatch`] |
 //! | [`protocol`] | the remote protocol's messages and their JSON / MessagePack codec (`docs/protocol.md`) |
 #![deny(unsafe_code)]
 
@@ -18,6 +19,7 @@ pub mod auth;
 mod error;
 mod log;
 pub mod protocol;
+pub mod remote;
 pub mod segment;
 pub mod store;
 
@@ -27,5 +29,6 @@ pub use auth::{
 };
 pub use error::{Code, Error, Result};
 pub use log::{BadSnapshot, FsyncPolicy, Log, LogOptions, Recovery, TornTail};
+pub use remote::{Remote, RemoteOptions, RemoteServer, RemoteWatch, ServerOptions};
 pub use segment::{TenantView, TenantWriter};
 pub use store::{Quota, Session, Store, StoreConfig, WatchEvent, Watcher};

@@ -214,6 +214,23 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code as on the wire (`not_found`, `bad_message`, ...).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated",
+            Self::PermissionDenied => "permission_denied",
+            Self::NotFound => "not_found",
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::BadRequest => "bad_request",
+            Self::Conflict => "conflict",
+            Self::BadMessage => "bad_message",
+            Self::TooLarge => "too_large",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::Internal => "internal",
+        }
+    }
+
     /// The store's [`Code`] this is, if it is one.
     #[must_use]
     pub fn store_code(self) -> Option<Code> {

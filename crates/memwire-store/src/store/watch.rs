@@ -116,6 +116,24 @@ impl Watcher {
         self.cursor
     }
 
+    /// The tenant's revision now (the newest version the feed holds).
+    #[must_use]
+    pub fn head(&self) -> u64 {
+        self.feed.head()
+    }
+
+    /// Starts over from the current values, as a watcher that fell out of the feed does:
+    /// [`WatchEvent::Lagged`] with `missed_from`, every current value in the scope, then
+    /// [`WatchEvent::Synced`]; later reads give the changes after it. For a consumer that had
+    /// to drop events it already read (a remote watch whose bounded send queue filled), so
+    /// it never drops them silently.
+    pub fn resync(&mut self, missed_from: u64) -> Result<Vec<WatchEvent>> {
+        self.shared.check(&self.session)?;
+        let mut events = Vec::new();
+        self.resync_into(Some(missed_from), &mut events)?;
+        Ok(events)
+    }
+
     /// Every event since the last call, without waiting (empty: nothing new).
     pub fn poll(&mut self) -> Result<Vec<WatchEvent>> {
         self.shared.check(&self.session)?;
@@ -133,7 +151,7 @@ impl Watcher {
         }
         match read {
             Read::Caught(head) => self.cursor = head,
-            Read::Missed => self.resync(&mut events)?,
+            Read::Missed => self.resync_into(None, &mut events)?,
         }
         Ok(events)
     }
@@ -182,8 +200,13 @@ impl Watcher {
     }
 
     /// `Lagged`, every current value in the scope and `Synced`, read under the write lock so
-    /// they are exactly the state at one revision (the feed's head then).
-    fn resync(&mut self, events: &mut Vec<WatchEvent>) -> Result<()> {
+    /// they are exactly the state at one revision (the feed's head then). `missed_from`:
+    /// the first version dropped (`None`: the one after the cursor).
+    fn resync_into(
+        &mut self,
+        missed_from: Option<u64>,
+        events: &mut Vec<WatchEvent>,
+    ) -> Result<()> {
         let state = self.shared.state()?;
         let tenant_name = self.scope.tenant().as_str();
         let tenant = state
@@ -192,7 +215,7 @@ impl Watcher {
             .ok_or_else(|| Error::NotFound(format!("tenant {tenant_name:?}")))?;
         let resumed_at = tenant.writer.revision();
         events.push(WatchEvent::Lagged {
-            missed_from: (self.cursor + 1).min(resumed_at + 1),
+            missed_from: missed_from.unwrap_or(self.cursor + 1).min(resumed_at + 1),
             resumed_at,
         });
         let mut variables = tenant.writer.variables();

@@ -1,0 +1,292 @@
+//! One client connection: handshakes, `auth`, then requests answered by id, each in the
+//! request's format; watches as [`pump`](super::pump) tasks; a writer task that drains the
+//! bounded send queue into the socket.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use super::server::ServerOptions;
+use super::{dispatch, pump, wire};
+use crate::error::Error;
+use crate::protocol::{
+    self, Format, Frame, PROTOCOL_VERSION, Reply, Request, Response, encode_response,
+};
+use crate::store::{Session, Store};
+
+/// How long the writer may take to flush what is queued once the connection ends (a client
+/// that stopped reading would otherwise hold the task forever).
+const LINGER: Duration = Duration::from_secs(5);
+
+/// Serves one accepted TCP connection to its end. Never panics on anything the client sends.
+pub(super) async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    store: Arc<Store>,
+    tls: Option<TlsAcceptor>,
+    options: Arc<ServerOptions>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let deadline = Instant::now() + options.auth_timeout;
+    match tls {
+        Some(acceptor) => match timeout_at(deadline, acceptor.accept(tcp)).await {
+            Ok(Ok(stream)) => websocket(stream, peer, store, options, deadline).await,
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        },
+        None => websocket(tcp, peer, store, options, deadline).await,
+    }
+}
+
+async fn websocket<S>(
+    stream: S,
+    peer: SocketAddr,
+    store: Arc<Store>,
+    options: Arc<ServerOptions>,
+    deadline: Instant,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let max = options.limits.max_message_bytes.saturating_mul(2);
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    let ws = match timeout_at(
+        deadline,
+        tokio_tungstenite::accept_async_with_config(stream, Some(config)),
+    )
+    .await
+    {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "WebSocket handshake failed"),
+        Err(_) => return tracing::debug!(%peer, "WebSocket handshake timed out"),
+    };
+    Connection::new(store, options)
+        .run(ws, peer, deadline)
+        .await;
+}
+
+/// What one message from the client leads to.
+enum Answer {
+    /// Queue this.
+    Reply(Response),
+    /// Queue this `ok`, then start the watch's pump.
+    Watch(Response, crate::store::Watcher, u64),
+}
+
+struct Connection {
+    store: Arc<Store>,
+    options: Arc<ServerOptions>,
+    session: Option<Session>,
+    /// Pump tasks by watch id.
+    watches: HashMap<u64, JoinHandle<()>>,
+    /// The last watch id given (ids start at 1).
+    last_watch: u64,
+}
+
+impl Connection {
+    fn new(store: Arc<Store>, options: Arc<ServerOptions>) -> Self {
+        Self {
+            store,
+            options,
+            session: None,
+            watches: HashMap::new(),
+            last_watch: 0,
+        }
+    }
+
+    async fn run<S>(mut self, ws: WebSocketStream<S>, peer: SocketAddr, deadline: Instant)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sink, mut stream) = ws.split();
+        let (queue, outgoing) = mpsc::channel(self.options.send_queue.max(1));
+        let mut writer = tokio::spawn(write(sink, outgoing));
+        loop {
+            let next = if self.session.is_some() {
+                stream.next().await
+            } else {
+                match timeout_at(deadline, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        tracing::debug!(%peer, "no auth in time; closing");
+                        let _ = queue
+                            .send(close(CloseCode::Policy, "authentication timed out"))
+                            .await;
+                        break;
+                    }
+                }
+            };
+            let (answer, format) = match next {
+                None | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(Message::Text(text))) => {
+                    (self.answer(Frame::Text(text.as_str())), Format::Json)
+                }
+                Some(Ok(Message::Binary(bytes))) => {
+                    (self.answer(Frame::Binary(&bytes)), Format::MessagePack)
+                }
+                // Pings are answered by the WebSocket layer itself.
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                    tracing::debug!(%peer, size, max_size, "message too large; closing");
+                    let reason = format!("message of {size} bytes is over {max_size}");
+                    let _ = queue.send(close(CloseCode::Size, &reason)).await;
+                    break;
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "WebSocket read failed");
+                    break;
+                }
+            };
+            let sent = match answer {
+                Answer::Reply(response) => queue.send(encode(&response, format)).await,
+                Answer::Watch(response, watcher, watch_id) => {
+                    let sent = queue.send(encode(&response, format)).await;
+                    let task = tokio::spawn(pump::pump(watcher, watch_id, format, queue.clone()));
+                    self.watches.insert(watch_id, task);
+                    sent
+                }
+            };
+            if sent.is_err() {
+                // The writer is gone: the socket failed.
+                break;
+            }
+        }
+        for (_, task) in self.watches.drain() {
+            task.abort();
+        }
+        drop(queue);
+        if timeout(LINGER, &mut writer).await.is_err() {
+            writer.abort();
+        }
+    }
+
+    /// The answer to one message.
+    fn answer(&mut self, frame: Frame<'_>) -> Answer {
+        let request = match protocol::decode_request(frame, &self.options.limits) {
+            Ok(request) => request,
+            Err(e) => return Answer::Reply(e.to_response()),
+        };
+        let id = request.id();
+        let refused = |e: &Error| Answer::Reply(Response::from_error(Some(id), e));
+        if let Request::Auth { key, .. } = &request {
+            return match self.store.authenticate(key) {
+                Ok(session) => {
+                    self.session = Some(session);
+                    let limits = self.options.limits;
+                    Answer::Reply(Response::Ok {
+                        id,
+                        reply: Reply::Auth {
+                            v: PROTOCOL_VERSION,
+                            max_message_bytes: limits.max_message_bytes as u64,
+                            max_value_bytes: limits.max_value_bytes as u64,
+                        },
+                    })
+                }
+                Err(e) => refused(&e),
+            };
+        }
+        let Some(session) = &self.session else {
+            return refused(&Error::Unauthenticated("send auth first".to_owned()));
+        };
+        match &request {
+            Request::Watch {
+                path, from_version, ..
+            } => {
+                if self.watches.len() >= self.options.max_watches {
+                    return refused(&Error::BadRequest(format!(
+                        "this connection has {} watches, the most it may have",
+                        self.watches.len()
+                    )));
+                }
+                match self.store.watch(session, path, *from_version) {
+                    Ok(watcher) => {
+                        self.last_watch += 1;
+                        let watch_id = self.last_watch;
+                        let ok = Response::Ok {
+                            id,
+                            reply: Reply::Watch {
+                                watch_id,
+                                version: watcher.head(),
+                            },
+                        };
+                        Answer::Watch(ok, watcher, watch_id)
+                    }
+                    Err(e) => refused(&e),
+                }
+            }
+            Request::Unwatch { watch_id, .. } => match self.watches.remove(watch_id) {
+                Some(task) => {
+                    // Aborted at an await point: whatever it queued is before the `ok`, and
+                    // it queues nothing after (a queued message is one `try_send`/`send`).
+                    task.abort();
+                    Answer::Reply(Response::Ok {
+                        id,
+                        reply: Reply::Unwatch,
+                    })
+                }
+                None => refused(&Error::NotFound(format!("watch {watch_id}"))),
+            },
+            _ => match dispatch::dispatch(&self.store, session, &request) {
+                Ok(reply) => Answer::Reply(Response::Ok { id, reply }),
+                Err(e) => refused(&e),
+            },
+        }
+    }
+}
+
+fn encode(response: &Response, format: Format) -> Message {
+    wire::message(encode_response(response, format))
+}
+
+fn close(code: CloseCode, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    }))
+}
+
+/// Drains the queue into the socket until the queue closes, a close frame was sent, or a
+/// write fails.
+async fn write<S>(
+    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    mut outgoing: mpsc::Receiver<Message>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(message) = outgoing.recv().await {
+        let mut closing = matches!(message, Message::Close(_));
+        // Feed what is already queued, then flush once: one syscall for a burst of events.
+        if sink.feed(message).await.is_err() {
+            return;
+        }
+        while !closing {
+            let Ok(more) = outgoing.try_recv() else {
+                break;
+            };
+            closing = matches!(more, Message::Close(_));
+            if sink.feed(more).await.is_err() {
+                return;
+            }
+        }
+        if sink.flush().await.is_err() || closing {
+            let _ = sink.close().await;
+            return;
+        }
+    }
+    let _ = sink.close().await;
+}

@@ -1,0 +1,129 @@
+//! [`RemoteWatch`]: a watch over a [`Remote`]'s connection that survives reconnects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::client::{Conn, Remote};
+use super::wire;
+use crate::error::{Error, Result};
+use crate::protocol::{Response, Scope};
+use crate::store::WatchEvent;
+
+/// The first pause between reconnection attempts; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(20);
+/// The longest pause between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A remote watch: the same events as a local [`Watcher`](crate::Watcher) (changes in version
+/// order, each once; `Lagged`, the current values and `Synced` after falling behind).
+///
+/// When the connection drops, [`RemoteWatch::next`] connects again by itself (for up to
+/// [`RemoteOptions::reconnect_for`](super::RemoteOptions)) and watches again from the version
+/// after the last one it yielded, so no change is missed; if those versions have left the
+/// server's window, the resumed watch starts with `Lagged`. Dropping it ends the watch on the
+/// server.
+#[derive(Debug)]
+pub struct RemoteWatch {
+    remote: Remote,
+    scope: Scope,
+    /// The last version yielded (a change's, or a `Synced`'s); the watch resumes after it.
+    seen: u64,
+    watch_id: u64,
+    events: mpsc::Receiver<Response>,
+    conn: Arc<Conn>,
+}
+
+impl RemoteWatch {
+    pub(super) fn new(
+        remote: Remote,
+        scope: Scope,
+        seen: u64,
+        watch_id: u64,
+        events: mpsc::Receiver<Response>,
+        conn: Arc<Conn>,
+    ) -> Self {
+        Self {
+            remote,
+            scope,
+            seen,
+            watch_id,
+            events,
+            conn,
+        }
+    }
+
+    /// The scope watched.
+    #[must_use]
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// The last version yielded (before the first event: the version the watch started
+    /// after).
+    #[must_use]
+    pub fn version(&self) -> u64 {
+        self.seen
+    }
+
+    /// The next event, waiting for it. [`Error::ServerGone`] when the server could not be
+    /// reached again in time; an error the server gives the new watch (a revoked key:
+    /// [`Error::Unauthenticated`]) as it is.
+    pub async fn next(&mut self) -> Result<WatchEvent> {
+        loop {
+            match self.events.recv().await {
+                Some(response) => {
+                    if let Some(event) = wire::watch_event(response) {
+                        match &event {
+                            WatchEvent::Changed { version, .. }
+                            | WatchEvent::Synced { version } => self.seen = *version,
+                            WatchEvent::Lagged { .. } | WatchEvent::Current { .. } => {}
+                        }
+                        return Ok(event);
+                    }
+                }
+                None => self.resume().await?,
+            }
+        }
+    }
+
+    /// Watches again, from the version after the last one yielded.
+    async fn resume(&mut self) -> Result<()> {
+        let deadline = Instant::now() + self.remote.options().reconnect_for;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match self
+                .remote
+                .start_watch(&self.scope, Some(self.seen + 1))
+                .await
+            {
+                Ok((watch_id, _, events, conn)) => {
+                    tracing::debug!(from = self.seen + 1, "remote watch resumed");
+                    self.watch_id = watch_id;
+                    self.events = events;
+                    self.conn = conn;
+                    return Ok(());
+                }
+                Err(Error::ServerGone) if Instant::now() + backoff < deadline => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for RemoteWatch {
+    fn drop(&mut self) {
+        if self.conn.is_closed() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (conn, watch_id) = (Arc::clone(&self.conn), self.watch_id);
+            runtime.spawn(async move { conn.unwatch(watch_id).await });
+        }
+    }
+}
