@@ -138,6 +138,16 @@ async fn a_client_that_never_authenticates_is_closed() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_connections_at_once() -> Result<()> {
+    // Both ends live in this process: 2 000 descriptors, more than a default soft limit of
+    // 1 024. `memwire serve` raises its soft limit to the hard one; so does this test.
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        },
+    )?;
     let server = Server::start(ServerOptions::default()).await?;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..1000_u32 {
