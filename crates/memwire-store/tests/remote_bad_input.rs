@@ -148,9 +148,20 @@ async fn a_thousand_connections_at_once() -> Result<()> {
             maximum: limit.maximum,
         },
     )?;
+    // A hard limit too low for 2 000 (not seen here: 20 000) scales the test down rather than
+    // failing on the machine instead of the server.
+    let connections = u32::try_from(limit.maximum.unwrap_or(u64::MAX).saturating_sub(200) / 2)
+        .unwrap_or(u32::MAX)
+        .min(1000);
+    if connections < 1000 {
+        eprintln!(
+            "hard fd limit {:?}: {connections} connections",
+            limit.maximum
+        );
+    }
     let server = Server::start(ServerOptions::default()).await?;
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..1000_u32 {
+    for i in 0..connections {
         let (addr, key) = (server.addr, server.admin_key.clone());
         tasks.spawn(async move {
             let mut ws = raw(addr).await?;
@@ -197,6 +208,8 @@ async fn a_thousand_connections_at_once() -> Result<()> {
         done??;
     }
     let remote = Remote::connect(&server.url, &server.admin_key, RemoteOptions::default()).await?;
-    ensure!(remote.list(Some("t"), Some("s")).await?.len() == 200);
+    let sets = (0..connections).filter(|i| i % 5 == 3).count();
+    let listed = remote.list(Some("t"), Some("s")).await?.len();
+    ensure!(listed == sets, "{listed} variables listed, {sets} set");
     Ok(())
 }
