@@ -12,11 +12,13 @@
 //! | [`segment`] | a tenant's sealed memfd segment: [`TenantWriter`] (server), [`TenantView`] (local reads, change ring) |
 //! | [`store`] | the store's core in process: [`Store`] (requests, permissions, write path, recovery), [`Watcher`] |
 //! | [`remote`] | the store over WebSocket (+ TLS): [`RemoteServer`], the [`Remote`] client and its [`RemoteWatch`] |
+//! | [`local`] | the local endpoint: [`LocalServer`] (Unix socket, fds by SCM_RIGHTS, audit log) and [`Local`] (mapped reads, writes through the server, watchers) |
 //! | [`protocol`] | the remote protocol's messages and their JSON / MessagePack codec (`docs/protocol.md`) |
 #![deny(unsafe_code)]
 
 pub mod auth;
 mod error;
+pub mod local;
 mod log;
 pub mod protocol;
 pub mod remote;
@@ -28,6 +30,7 @@ pub use auth::{
     read_admin_key, validate_name,
 };
 pub use error::{Code, Error, Result};
+pub use local::{Local, LocalServer, LocalWatcher};
 pub use log::{BadSnapshot, FsyncPolicy, Log, LogOptions, Recovery, TornTail};
 pub use remote::{Remote, RemoteOptions, RemoteServer, RemoteWatch, ServerOptions};
 pub use segment::{TenantView, TenantWriter};

@@ -10,6 +10,7 @@ use memwire_shm::Name;
 use super::op::{Bytes, Op};
 use super::state::State;
 use super::tenant::TenantHandle;
+use super::wake::Wakers;
 use super::watch::Watcher;
 use super::{Quota, Session, Startup, StoreConfig, Stored, TenantStats, Written, ms};
 use crate::auth::{Action, KeyRecord, KeyStore, Role, ServicePattern, authorize, may_map_tenant};
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     handles: RwLock<HashMap<String, Arc<TenantHandle>>>,
     /// Ids of revoked keys: a session of one fails at once.
     revoked: RwLock<HashSet<String>>,
+    /// The eventfds of local watchers, rung after each write of their tenant.
+    wakers: Wakers,
 }
 
 /// The store, in process. Share it as `Arc<Store>`; every method takes `&self`. See the
@@ -147,6 +150,7 @@ impl Store {
             state: Mutex::new(state),
             handles: RwLock::new(handles),
             revoked: RwLock::new(revoked),
+            wakers: Wakers::default(),
         });
         Ok((Self { shared }, startup))
     }
@@ -463,8 +467,9 @@ impl Store {
             let fresh = tenant.rebuilt(epoch)?;
             let mut old = std::mem::replace(&mut tenant.writer, fresh);
             let handle = tenant.handle()?;
-            write(&self.shared.handles).insert(name, handle);
+            write(&self.shared.handles).insert(name.clone(), handle);
             old.retire()?;
+            self.shared.wakers.ring(&name);
         }
         Ok(record)
     }
@@ -511,6 +516,18 @@ impl Store {
             .collect()
     }
 
+    /// How the store runs.
+    #[must_use]
+    pub fn config(&self) -> &StoreConfig {
+        &self.shared.config
+    }
+
+    /// The eventfds rung after each write of a tenant (local watchers register theirs).
+    #[must_use]
+    pub fn wakers(&self) -> &Wakers {
+        &self.shared.wakers
+    }
+
     /// Saves a snapshot now (the log's older records are dropped).
     pub fn snapshot(&self) -> Result<()> {
         self.shared.state()?.snapshot()
@@ -527,6 +544,7 @@ impl Store {
     /// Checks, logs and applies a write of an existing tenant, under the write lock.
     fn write(&self, state: &mut State, op: &Op<'_>) -> Result<Written> {
         let version = state.write(op)?;
+        self.shared.wakers.ring(op.tenant());
         state.maybe_snapshot(self.shared.config.snapshot_every);
         let timestamp_ns = match op {
             Op::Set { timestamp_ns, .. }

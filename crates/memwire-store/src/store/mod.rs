@@ -63,12 +63,14 @@ mod op;
 mod snapshot;
 mod state;
 mod tenant;
+mod wake;
 mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use api::Store;
+pub use wake::{WakeId, Wakers};
 pub use watch::{WatchEvent, Watcher};
 
 use crate::auth::KeyRecord;

@@ -1,0 +1,244 @@
+//! [`LocalWatcher`]: a scope's changes read from the tenant's change ring in the client's own
+//! mapping, in version order, each once.
+//!
+//! The ring names each change (service, variable, kind, revision) but holds no value; the
+//! watcher reads the value from the mapping. If a later write replaced it first, the
+//! `Changed` event of the earlier version carries `value: None` (its `kind` says `Set`), and
+//! the later change follows with its own value: no change is skipped, none is repeated.
+//!
+//! Sleeping: the watcher registers an eventfd with the server (`wake`), which rings it after
+//! every write of the tenant; the watcher polls the ring, and sleeps on the eventfd only when
+//! it found nothing (a ring after the poll leaves the counter set, so the sleep returns at
+//! once). The monitor of the [`Local`](super::Local) rings it too when the server dies or
+//! comes back, so a sleeping watcher returns [`Error::ServerGone`] and later resumes.
+//!
+//! Falling behind: when the ring no longer holds the next change (it wrapped, or the server
+//! restarted with a fresh segment), the watcher yields `Lagged { missed_from, resumed_at }`,
+//! every current value in the scope (`Current`), `Synced { version: resumed_at }`, then the
+//! changes after `resumed_at` (a value read while writes went on may show up both as
+//! `Current` and in a later `Changed`: repeated, never missed).
+
+use std::collections::VecDeque;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+use memwire_shm::{AsyncDoorbell, Doorbell, Name};
+
+use super::client::Inner;
+use super::wire::Reply;
+use super::wire::Request;
+use crate::error::{Error, Result};
+use crate::protocol::{Scope, VarPath};
+use crate::segment::{ChangeKind, Changes, TenantView};
+use crate::store::WatchEvent;
+
+/// See the [module docs](self).
+#[derive(Debug)]
+pub struct LocalWatcher {
+    inner: Arc<Inner>,
+    scope: Scope,
+    /// The last version delivered or passed over.
+    cursor: u64,
+    /// The mapping read and the client state it was taken in.
+    view: Option<(u64, Arc<TenantView>)>,
+    bell: Arc<Doorbell>,
+    async_bell: Option<AsyncDoorbell>,
+    /// The bell's number in the client's registry.
+    bell_id: u64,
+    pending: VecDeque<WatchEvent>,
+}
+
+impl LocalWatcher {
+    pub(crate) fn new(inner: Arc<Inner>, scope: Scope, from_version: Option<u64>) -> Result<Self> {
+        let s = inner.alive()?;
+        let tenant = scope.tenant().as_str().to_owned();
+        let view = inner.view(&tenant)?.ok_or_else(|| not_mappable(&tenant))?;
+        let bell = Arc::new(Doorbell::new()?);
+        let bell_id = inner.add_bell(&tenant, &bell)?;
+        let cursor = match from_version {
+            Some(v) => v.saturating_sub(1),
+            None => view.revision()?,
+        };
+        Ok(Self {
+            inner,
+            scope,
+            cursor,
+            view: Some((s, view)),
+            bell,
+            async_bell: None,
+            bell_id,
+            pending: VecDeque::new(),
+        })
+    }
+
+    /// The scope watched.
+    #[must_use]
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// The last version delivered (or passed over as outside the scope).
+    #[must_use]
+    pub fn version(&self) -> u64 {
+        self.cursor
+    }
+
+    /// The next event if one is ready, without waiting.
+    pub fn try_next(&mut self) -> Result<Option<WatchEvent>> {
+        if self.pending.is_empty() {
+            self.fill()?;
+        }
+        Ok(self.pending.pop_front())
+    }
+
+    /// The next event, waiting (blocking the thread) until there is one.
+    #[expect(
+        clippy::should_implement_trait,
+        reason = "fallible and blocking: an Iterator would hide both"
+    )]
+    pub fn next(&mut self) -> Result<WatchEvent> {
+        loop {
+            if let Some(event) = self.try_next()? {
+                return Ok(event);
+            }
+            self.bell.wait(None)?;
+        }
+    }
+
+    /// The next event, waiting (tokio) until there is one.
+    pub async fn next_async(&mut self) -> Result<WatchEvent> {
+        loop {
+            if let Some(event) = self.try_next()? {
+                return Ok(event);
+            }
+            if self.async_bell.is_none() {
+                let dup = self
+                    .bell
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| Error::io("dup a watcher's eventfd", e))?;
+                self.async_bell = Some(AsyncDoorbell::from_doorbell(Doorbell::from_fd(dup)?)?);
+            }
+            if let Some(bell) = &self.async_bell {
+                bell.wait().await?;
+            }
+        }
+    }
+
+    /// Reads what is new in the ring into `pending`.
+    fn fill(&mut self) -> Result<()> {
+        let s = self.inner.alive()?;
+        let tenant = self.scope.tenant().as_str().to_owned();
+        let view = match &self.view {
+            Some((vs, v)) if *vs == s && !v.is_retired()? => Arc::clone(v),
+            stale => {
+                if let Some((_, v)) = stale {
+                    self.inner.forget(&tenant, v);
+                }
+                let v = self
+                    .inner
+                    .view(&tenant)?
+                    .ok_or_else(|| not_mappable(&tenant))?;
+                self.view = Some((s, Arc::clone(&v)));
+                v
+            }
+        };
+        match view.changes_since(self.cursor) {
+            Ok(Changes::Events(events)) => {
+                for e in events {
+                    let path = var_path(self.scope.tenant(), &e.service, &e.variable)?;
+                    if self.scope.contains(&path) {
+                        let value = match e.kind {
+                            ChangeKind::Delete => None,
+                            ChangeKind::Set => view
+                                .get(&e.service, &e.variable)?
+                                .filter(|v| v.version == e.revision)
+                                .map(|v| v.bytes),
+                        };
+                        self.pending.push_back(WatchEvent::Changed {
+                            path,
+                            kind: e.kind,
+                            value,
+                            version: e.revision,
+                            timestamp_ms: e.timestamp_ns / 1_000_000,
+                        });
+                    }
+                    self.cursor = e.revision;
+                }
+            }
+            Ok(Changes::Lagged { missed_from, .. }) => self.resync(&view, missed_from)?,
+            // The cursor is ahead of a fresh segment's revision: start over from its values.
+            Err(Error::BadRequest(_)) => self.resync(&view, self.cursor + 1)?,
+            Err(err) => return Err(err),
+        }
+        if !self.inner.unchanged(s) {
+            // The server died or came back while we read: what was read stands (it was
+            // applied, so logged), but the next read remaps.
+            self.view = None;
+        }
+        Ok(())
+    }
+
+    /// `Lagged`, the current values at `resumed_at`, `Synced`.
+    fn resync(&mut self, view: &TenantView, missed_from: u64) -> Result<()> {
+        let resumed_at = view.revision()?;
+        let tenant = self.scope.tenant().clone();
+        let services: Vec<String> = match &self.scope {
+            Scope::Tenant(t) => match self.inner.call(
+                &Request::List {
+                    tenant: Some(t.as_str().to_owned()),
+                    service: None,
+                },
+                None,
+            )? {
+                (Reply::Entries(entries), _) => entries.into_iter().map(|e| e.name).collect(),
+                _ => Vec::new(),
+            },
+            Scope::Service(_, s) => vec![s.as_str().to_owned()],
+            Scope::Variable(p) => vec![p.service.as_str().to_owned()],
+        };
+        self.pending.push_back(WatchEvent::Lagged {
+            missed_from: missed_from.min(resumed_at + 1),
+            resumed_at,
+        });
+        for service in services {
+            for (variable, value) in view.list(&service)? {
+                let path = var_path(&tenant, &service, &variable)?;
+                if self.scope.contains(&path) {
+                    self.pending.push_back(WatchEvent::Current {
+                        path,
+                        value: value.bytes,
+                        version: value.version,
+                        timestamp_ms: value.timestamp_ns / 1_000_000,
+                    });
+                }
+            }
+        }
+        self.pending.push_back(WatchEvent::Synced {
+            version: resumed_at,
+        });
+        // Changes after `resumed_at` follow, even those whose values the list already showed.
+        self.cursor = resumed_at;
+        Ok(())
+    }
+}
+
+impl Drop for LocalWatcher {
+    fn drop(&mut self) {
+        self.inner.remove_bell(self.bell_id);
+    }
+}
+
+fn not_mappable(tenant: &str) -> Error {
+    Error::PermissionDenied(format!(
+        "a local watch of tenant {tenant:?} needs a key that may map the whole tenant"
+    ))
+}
+
+fn var_path(tenant: &Name, service: &str, variable: &str) -> Result<VarPath> {
+    Ok(VarPath::new(
+        tenant.clone(),
+        Name::new(service)?,
+        Name::new(variable)?,
+    ))
+}
