@@ -11,6 +11,7 @@
 //! | [`Log`] | the durable log and its snapshots: [`Log::append`] before acknowledging, [`Recovery`] on start-up |
 //! | [`segment`] | a tenant's sealed memfd segment: [`TenantWriter`] (server), [`TenantView`] (local reads, change ring) |
 //! | [`store`] | the store's core in process: [`Store`] (requests, permissions, write path, recovery), [`Watcher`] |
+//! | [`default_data_dir`] | where a server keeps its data when nobody says |
 //! | [`remote`] | the store over WebSocket (+ TLS): [`RemoteServer`], the [`Remote`] client and its [`RemoteWatch`] |
 //! | [`local`] | the local endpoint: [`LocalServer`] (Unix socket, fds by SCM_RIGHTS, audit log) and [`Local`] (mapped reads, writes through the server, watchers) |
 //! | [`protocol`] | the remote protocol's messages and their JSON / MessagePack codec (`docs/protocol.md`) |
@@ -20,6 +21,7 @@ pub mod auth;
 mod error;
 pub mod local;
 mod log;
+mod places;
 pub mod protocol;
 pub mod remote;
 pub mod segment;
@@ -32,6 +34,7 @@ pub use auth::{
 pub use error::{Code, Error, Result};
 pub use local::{Local, LocalServer, LocalWatcher};
 pub use log::{BadSnapshot, FsyncPolicy, Log, LogOptions, Recovery, TornTail};
+pub use places::{DATA_DIR_ENV, default_data_dir};
 pub use remote::{Remote, RemoteOptions, RemoteServer, RemoteWatch, ServerOptions};
 pub use segment::{TenantView, TenantWriter};
 pub use store::{Quota, Session, Store, StoreConfig, WatchEvent, Watcher};
