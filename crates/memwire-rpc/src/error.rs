@@ -57,7 +57,7 @@ pub enum Error {
     #[error(transparent)]
     Transport(memwire_transport::Error),
     /// Starting, finding or stopping a worker failed.
-    #[error("{op}: {source}")]
+    #[error("{op}")]
     Io {
         /// What was being done.
         op: String,

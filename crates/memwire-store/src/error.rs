@@ -98,7 +98,7 @@ pub enum Error {
     #[error(transparent)]
     Shm(#[from] memwire_shm::Error),
     /// A file or socket operation failed.
-    #[error("{op}: {source}")]
+    #[error("{op}")]
     Io {
         /// What was being done, naming the file or socket.
         op: String,

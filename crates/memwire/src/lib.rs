@@ -28,9 +28,11 @@
 //! let hello = &GreeterServer::new(English).functions()[0];
 //! assert_eq!((hello.name.as_str(), hello.params[0].ty.as_str()), ("hello", "String"));
 //! ```
+//! - [`store`]: the multi-tenant store of shared variables: server, local and remote clients.
 #![forbid(unsafe_code)]
 
 pub use memwire_rpc as rpc;
 pub use memwire_rpc::service;
 pub use memwire_shm as shm;
+pub use memwire_store as store;
 pub use memwire_transport as transport;

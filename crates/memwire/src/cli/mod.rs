@@ -6,6 +6,7 @@
 //! | [`gc`] | `memwire gc` |
 //! | [`resource`] | `memwire resource create / put / cat / rm / info` |
 //! | [`call`] | `memwire call SERVICE METHOD [ARGS…]`, `memwire call SERVICE --list` |
+//! | [`serve`] | `memwire serve`: the store server (local socket, WebSocket) |
 //! | [`bench`] | `memwire bench transport` and `bench rpc` (and their hidden peers, `memwire __bench-peer`, `__bench-rpc-peer`) |
 //! | [`row`] | the rows `ls`, `gc` and `info` print, as tables or JSON |
 //! | [`units`] | sizes and durations on the command line and in tables |
@@ -16,6 +17,7 @@ mod gc;
 mod ls;
 mod resource;
 mod row;
+mod serve;
 mod units;
 
 use std::process::ExitCode;
@@ -52,6 +54,8 @@ enum Command {
     /// Create, fill, read and remove named resources.
     #[command(subcommand)]
     Resource(resource::Command),
+    /// Run the store server: shared variables for local (mapped) and WebSocket clients.
+    Serve(serve::Args),
     /// Call a method of a running service by name, with JSON arguments.
     Call(call::Args),
     /// Benchmarks to run on this machine: message passing between two processes.
@@ -140,6 +144,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Gc(args) => gc::run(&cx, &args),
         Command::Resource(cmd) => resource::run(&cx, cmd),
         Command::Call(args) => call::run(&args),
+        Command::Serve(args) => serve::run(&args),
         Command::Bench(cmd) => bench::run(&cmd),
         Command::BenchPeer(args) => bench::run_peer(&args),
         Command::BenchRpcPeer(args) => bench::run_rpc_peer(&args),
