@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 use memwire::shm::resource;
 
 use super::Globals;
-use super::row::{HostRow, ResourceRow, Row, ServiceRow, tables};
+use super::row::{HostRow, ResourceRow, Row, ServiceRow, TenantRow, tables};
 
 /// List memwire resources.
 #[derive(Debug, clap::Args)]
@@ -30,6 +30,7 @@ pub(crate) fn rows(scope: &resource::Scope) -> Result<Vec<Row>> {
     Ok(resources
         .iter()
         .map(|info| Row::Resource(ResourceRow::from(info)))
+        .chain(store_tenants().into_iter().map(Row::Tenant))
         .chain(
             services
                 .iter()
@@ -69,4 +70,29 @@ pub(crate) fn run(cx: &Globals, args: &Args) -> Result<()> {
         }
     }
     out.flush().context("writing to stdout")
+}
+
+/// The tenants of the local store server `default`, if one runs and a key is at hand
+/// (`MEMWIRE_KEY`, else `admin.key` in the default data directory); nothing otherwise.
+fn store_tenants() -> Vec<TenantRow> {
+    let Ok(socket) = memwire::store::local::socket_path("default") else {
+        return Vec::new();
+    };
+    if !socket.exists() {
+        return Vec::new();
+    }
+    let key = std::env::var("MEMWIRE_KEY")
+        .ok()
+        .or_else(|| memwire::store::auth::read_admin_key(memwire::store::default_data_dir()).ok());
+    let Some(key) = key else {
+        tracing::debug!("a store server runs, but no key is at hand to list its tenants");
+        return Vec::new();
+    };
+    match memwire::store::Local::connect_at(&socket, &key).and_then(|local| local.stats()) {
+        Ok(tenants) => tenants.iter().map(TenantRow::from).collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot list the store's tenants");
+            Vec::new()
+        }
+    }
 }

@@ -23,6 +23,32 @@ pub(crate) enum Row {
     TransportHost(HostRow),
     /// A named RPC service in the registry.
     Service(ServiceRow),
+    /// A tenant of the running store server.
+    Tenant(TenantRow),
+}
+
+/// A tenant, as the local store server (`memwire serve`) reports it.
+#[derive(Debug, Serialize)]
+pub(crate) struct TenantRow {
+    pub(crate) name: String,
+    pub(crate) variables: u32,
+    pub(crate) used_bytes: u64,
+    pub(crate) quota_bytes: u64,
+    pub(crate) revision: u64,
+    pub(crate) clients: u32,
+}
+
+impl From<&memwire::store::local::TenantInfo> for TenantRow {
+    fn from(t: &memwire::store::local::TenantInfo) -> Self {
+        Self {
+            name: t.tenant.clone(),
+            variables: t.variables,
+            used_bytes: t.used_bytes,
+            quota_bytes: t.quota_bytes,
+            revision: t.revision,
+            clients: t.clients,
+        }
+    }
 }
 
 /// A registered RPC service, with what its transport host said.
@@ -182,26 +208,36 @@ pub(crate) fn tables(rows: &[Row], show_namespace: bool) -> Vec<Table> {
         .iter()
         .filter_map(|row| match row {
             Row::Resource(r) => Some(r),
-            Row::TransportHost(_) | Row::Service(_) => None,
+            Row::TransportHost(_) | Row::Service(_) | Row::Tenant(_) => None,
         })
         .collect();
     let hosts: Vec<&HostRow> = rows
         .iter()
         .filter_map(|row| match row {
             Row::TransportHost(h) => Some(h),
-            Row::Resource(_) | Row::Service(_) => None,
+            Row::Resource(_) | Row::Service(_) | Row::Tenant(_) => None,
         })
         .collect();
     let services: Vec<&ServiceRow> = rows
         .iter()
         .filter_map(|row| match row {
             Row::Service(s) => Some(s),
-            Row::Resource(_) | Row::TransportHost(_) => None,
+            Row::Resource(_) | Row::TransportHost(_) | Row::Tenant(_) => None,
+        })
+        .collect();
+    let tenants: Vec<&TenantRow> = rows
+        .iter()
+        .filter_map(|row| match row {
+            Row::Tenant(t) => Some(t),
+            Row::Resource(_) | Row::TransportHost(_) | Row::Service(_) => None,
         })
         .collect();
     let mut out = Vec::new();
     if !resources.is_empty() {
         out.push(resource_table(&resources, show_namespace));
+    }
+    if !tenants.is_empty() {
+        out.push(tenant_table(&tenants));
     }
     if !services.is_empty() {
         out.push(service_table(&services));
@@ -210,6 +246,20 @@ pub(crate) fn tables(rows: &[Row], show_namespace: bool) -> Vec<Table> {
         out.push(host_table(&hosts));
     }
     out
+}
+
+fn tenant_table(rows: &[&TenantRow]) -> Table {
+    let mut table = new_table(vec!["TENANT", "VARIABLES", "MEMORY", "REVISION", "CLIENTS"]);
+    for t in rows {
+        table.add_row(vec![
+            t.name.clone(),
+            t.variables.to_string(),
+            format!("{} / {}", show_size(t.used_bytes), show_size(t.quota_bytes)),
+            t.revision.to_string(),
+            t.clients.to_string(),
+        ]);
+    }
+    table
 }
 
 fn service_table(rows: &[&ServiceRow]) -> Table {
