@@ -198,6 +198,10 @@ fn set_get_del_round_trip() -> Result<()> {
     ensure!(server.ok(&["del", "a/s/v", "--expect-version", "5"])? == "a/s/v = version 7\n");
     let e = server.fails(&["get", "a/s/v"])?;
     ensure!(e == "error: not found: a/s/v\n", "{e}");
+    let e = server.fails(&["get", "a/nosuch/v"])?;
+    ensure!(e.starts_with("error: not found: "), "{e}");
+    let e = server.fails(&["get", "nosuch/s/v"])?;
+    ensure!(e.starts_with("error: not found: "), "{e}");
     let e = server.fails(&["get", "not/a/path/at-all"])?;
     ensure!(e.contains("invalid path"), "{e}");
     Ok(())
