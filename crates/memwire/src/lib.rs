@@ -7,6 +7,8 @@
 //! - [`transport`]: zero-copy links between processes: hosts, guests, loans and messages.
 //! - [`rpc`]: calls between processes over those links: typed services and calls by name;
 //!   [`service`] turns a trait into a typed client and a dispatcher.
+//! - [`store`]: a multi-tenant store of shared variables: one server, local clients that read
+//!   from read-only mapped memory, remote clients over WebSocket, watchers.
 //!
 //! ```
 //! /// Greetings across processes.

@@ -7,6 +7,7 @@
 //! | [`resource`] | `memwire resource create / put / cat / rm / info` |
 //! | [`call`] | `memwire call SERVICE METHOD [ARGS…]`, `memwire call SERVICE --list` |
 //! | [`serve`] | `memwire serve`: the store server (local socket, WebSocket) |
+//! | [`store`] | the store's clients: `memwire get`, `set`, `del`, `watch`, `key create / list / revoke` |
 //! | [`bench`] | `memwire bench transport` and `bench rpc` (and their hidden peers, `memwire __bench-peer`, `__bench-rpc-peer`) |
 //! | [`row`] | the rows `ls`, `gc` and `info` print, as tables or JSON |
 //! | [`units`] | sizes and durations on the command line and in tables |
@@ -18,6 +19,7 @@ mod ls;
 mod resource;
 mod row;
 mod serve;
+mod store;
 mod units;
 
 use std::process::ExitCode;
@@ -58,6 +60,17 @@ enum Command {
     Serve(serve::Args),
     /// Call a method of a running service by name, with JSON arguments.
     Call(call::Args),
+    /// Print a store variable's value (`TENANT/SERVICE/VARIABLE`).
+    Get(store::GetArgs),
+    /// Set a store variable (VALUE, or `-` for stdin).
+    Set(store::SetArgs),
+    /// Delete a store variable.
+    Del(store::DelArgs),
+    /// Print the changes of a store tenant, service or variable as they happen.
+    Watch(store::WatchArgs),
+    /// Create, list and revoke the store's API keys.
+    #[command(subcommand)]
+    Key(store::KeyCommand),
     /// Benchmarks to run on this machine: message passing between two processes.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -145,6 +158,11 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Resource(cmd) => resource::run(&cx, cmd),
         Command::Call(args) => call::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Get(args) => store::get(&args),
+        Command::Set(args) => store::set(&args),
+        Command::Del(args) => store::del(&args),
+        Command::Watch(args) => store::watch(&args),
+        Command::Key(cmd) => store::key(&cmd),
         Command::Bench(cmd) => bench::run(&cmd),
         Command::BenchPeer(args) => bench::run_peer(&args),
         Command::BenchRpcPeer(args) => bench::run_rpc_peer(&args),
