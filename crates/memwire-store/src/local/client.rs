@@ -44,7 +44,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Mapped reads retried after overlapping a reconnect before reading through the server.
 const READ_RETRIES: usize = 4;
 
-/// A client of the store server on this machine. See the [module docs](self).
+/// A client of the store server on this machine. See the [`local` module docs](crate::local).
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -58,7 +58,7 @@ pub fn socket_path(name: &str) -> Result<PathBuf> {
     Ok(dir.join(format!("{name}.sock")))
 }
 
-/// See the [module docs](self).
+/// The store server's local endpoint. See the [`local` module docs](crate::local).
 #[derive(Debug)]
 pub struct LocalServer {
     listener: UnixListener,

@@ -32,7 +32,10 @@ use crate::protocol::{Scope, VarPath};
 use crate::segment::{ChangeKind, Changes, TenantView};
 use crate::store::WatchEvent;
 
-/// See the [module docs](self).
+/// A local client's watch: the changes of a tenant's change ring, read from the mapping in
+/// version order, each once; `Lagged`, then the current values, then `Synced` when it fell
+/// behind the ring. It sleeps on an eventfd registered with the server, which rings it after
+/// every write to the tenant.
 #[derive(Debug)]
 pub struct LocalWatcher {
     inner: Arc<Inner>,

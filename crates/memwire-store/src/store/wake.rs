@@ -20,7 +20,8 @@ use memwire_shm::Doorbell;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct WakeId(u64);
 
-/// See the [module docs](self).
+/// The eventfds local watchers registered, by tenant: the writer rings every one of a tenant
+/// after each write to it (and when the tenant moves to a fresh segment).
 #[derive(Debug, Default)]
 pub struct Wakers {
     /// Tenant → its registered doorbells. Changed by registrations, read by the writer.
