@@ -1,6 +1,6 @@
 //! `memwire serve` as a real process: it prints where it listens and the admin key once,
 //! refuses a second server on its data directory, keeps every acknowledged write across a
-//! SIGKILL, and stops cleanly on SIGTERM.
+//! SIGKILL, and stops cleanly on SIGTERM; `get`/`set`/`del`/`watch --remote` through it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,21 +9,25 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
 
 use anyhow::{Context, Result, bail, ensure};
 use memwire::store::protocol::VarPath;
 use memwire::store::{Remote, RemoteOptions};
-use support::{Guard, trial};
+use support::{DEADLINE, Guard, trial};
 
 fn main() {
     support::private_runtime_dir("memwire-cli-serve");
     support::main(
         |role| bail!("no roles: {role}"),
-        vec![trial(
-            "serve_keeps_acknowledged_writes_across_kill_9",
-            serve_across_kill_9,
-        )],
+        vec![
+            trial(
+                "serve_keeps_acknowledged_writes_across_kill_9",
+                serve_across_kill_9,
+            ),
+            trial("cli_commands_over_remote", cli_over_remote),
+        ],
     )
 }
 
@@ -36,9 +40,14 @@ struct Served {
 }
 
 fn serve(data: &Path) -> Result<Served> {
+    serve_with(data, &[])
+}
+
+fn serve_with(data: &Path, extra: &[&str]) -> Result<Served> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_memwire"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()?;
@@ -145,5 +154,157 @@ fn serve_across_kill_9() -> Result<()> {
     rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
     let status = guard.wait_exit()?;
     ensure!(status.success(), "serve exited with {status} on SIGTERM");
+    Ok(())
+}
+
+/// `memwire ARGS` with the key found in `data`'s `admin.key` unless ARGS give one.
+fn memwire(data: &Path, args: &[&str]) -> Result<Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_memwire"))
+        .args(args)
+        .env("MEMWIRE_DATA_DIR", data)
+        .env_remove("MEMWIRE_KEY")
+        .stdin(Stdio::null())
+        .output()?)
+}
+
+fn ok(data: &Path, args: &[&str]) -> Result<String> {
+    let out = memwire(data, args)?;
+    ensure!(
+        out.status.success(),
+        "memwire {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Runs a command that must fail with status 1 and one `error: ` line on stderr.
+fn fails(data: &Path, args: &[&str]) -> Result<String> {
+    let out = memwire(data, args)?;
+    ensure!(
+        out.status.code() == Some(1),
+        "memwire {args:?}: {:?}, stdout {:?}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8(out.stderr)?;
+    ensure!(
+        err.lines().count() == 1 && err.starts_with("error: "),
+        "memwire {args:?}: not one error line: {err:?}"
+    );
+    Ok(err)
+}
+
+/// `get`, `set`, `del` and `watch` with `--remote`, through a real `memwire serve`: the same
+/// output as the local commands, and their errors (not found, conflict, permission denied,
+/// unauthenticated, no server) as one line and exit status 1.
+fn cli_over_remote() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let served = serve_with(&data, &["--name", "remote-cli"])?;
+    let url = served.url.as_str();
+    let remote = |args: &[&'static str]| {
+        let mut all = args.to_vec();
+        all.extend(["--remote", url]);
+        all
+    };
+
+    ensure!(ok(&data, &remote(&["set", "a/s/v", "hello"]))? == "a/s/v = version 1\n");
+    ensure!(ok(&data, &remote(&["get", "a/s/v"]))? == "hello\n");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&data, &remote(&["get", "a/s/v", "--json"]))?)?;
+    ensure!(
+        json["path"] == "a/s/v" && json["value"] == "hello" && json["version"] == 1,
+        "{json}"
+    );
+    ensure!(ok(&data, &remote(&["get", "a/s/v", "--hex"]))? == "68656c6c6f\n");
+    let e = fails(
+        &data,
+        &remote(&["set", "a/s/v", "x", "--expect-version", "7"]),
+    )?;
+    ensure!(e == "error: conflict: expected version 7, found 1\n", "{e}");
+    ensure!(ok(&data, &remote(&["del", "a/s/v"]))? == "a/s/v = version 2\n");
+    let e = fails(&data, &remote(&["get", "a/s/v"]))?;
+    ensure!(e == "error: not found: a/s/v\n", "{e}");
+    let e = fails(&data, &remote(&["get", "nobody/s/v"]))?;
+    ensure!(e == "error: not found: nobody/s/v\n", "{e}");
+
+    // A watch from version 3 on: the next write's version, so it cannot be missed.
+    let mut watcher = Guard::from_child(
+        Command::new(env!("CARGO_BIN_EXE_memwire"))
+            .args(["watch", "a/s", "--from-version", "3", "--remote", url])
+            .env("MEMWIRE_DATA_DIR", &data)
+            .env_remove("MEMWIRE_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()?,
+    );
+    let stdout = watcher.child().stdout.take().context("no stdout")?;
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        lines
+            .recv_timeout(DEADLINE)
+            .context("no line from the watcher")
+    };
+    ensure!(ok(&data, &remote(&["set", "a/s/w", "one"]))? == "a/s/w = version 3\n");
+    ensure!(ok(&data, &remote(&["set", "a/other/w", "no"]))? == "a/other/w = version 4\n");
+    ensure!(ok(&data, &remote(&["set", "a/s/w", "two"]))? == "a/s/w = version 5\n");
+    ensure!(ok(&data, &remote(&["del", "a/s/w"]))? == "a/s/w = version 6\n");
+    for want in [
+        "set a/s/w = one (version 3)",
+        "set a/s/w = two (version 5)",
+        "delete a/s/w (version 6)",
+    ] {
+        let line = next()?;
+        ensure!(line == want, "watch printed {line:?}, not {want:?}");
+    }
+    watcher.kill()?;
+
+    // A read key, made locally: it reads over the remote path, and may not write.
+    ok(&data, &remote(&["set", "a/s/r", "readable"]))?;
+    let made = ok(
+        &data,
+        &[
+            "key",
+            "create",
+            "--tenant",
+            "a",
+            "--role",
+            "read",
+            "--name",
+            "remote-cli",
+        ],
+    )?;
+    let key = made.lines().last().context("no key printed")?;
+    let with_key = |args: &[&'static str]| {
+        let mut all = remote(args);
+        all.extend(["--key", key]);
+        all
+    };
+    ensure!(ok(&data, &with_key(&["get", "a/s/r"]))? == "readable\n");
+    for args in [
+        &["set", "a/s/r", "no"][..],
+        &["del", "a/s/r"],
+        &["get", "b/s/v"],
+    ] {
+        let e = fails(&data, &with_key(args))?;
+        ensure!(e.starts_with("error: permission denied: "), "{args:?}: {e}");
+    }
+    let mut bad = remote(&["get", "a/s/r"]);
+    bad.extend(["--key", "mw_not-a-key"]);
+    let e = fails(&data, &bad)?;
+    ensure!(e.starts_with("error: unauthenticated"), "{e}");
+
+    // No server at the address: one line.
+    let e = fails(&data, &["get", "a/s/r", "--remote", "ws://127.0.0.1:1"])?;
+    ensure!(e.contains("127.0.0.1:1"), "{e}");
+    served.guard.kill()?;
     Ok(())
 }

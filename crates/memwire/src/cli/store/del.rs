@@ -3,7 +3,7 @@
 use anyhow::Result;
 use memwire::store::protocol::VarPath;
 
-use super::Server;
+use super::Target;
 
 /// Delete a variable.
 #[derive(Debug, clap::Args)]
@@ -17,11 +17,11 @@ pub(crate) struct Args {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    server: Server,
+    target: Target,
 }
 
 pub(crate) fn run(args: &Args) -> Result<()> {
-    let local = args.server.connect()?;
-    let written = local.delete(&args.path, args.expect_version)?;
+    let client = args.target.connect()?;
+    let written = client.delete(&args.path, args.expect_version)?;
     super::print_written(&args.path, written, args.json)
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::{Context as _, Result, bail};
 use memwire::store::protocol::VarPath;
 
-use super::{Server, to_hex, value_fields};
+use super::{Target, to_hex, value_fields};
 
 /// Print a variable's value.
 #[derive(Debug, clap::Args)]
@@ -20,12 +20,12 @@ pub(crate) struct Args {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    server: Server,
+    target: Target,
 }
 
 pub(crate) fn run(args: &Args) -> Result<()> {
-    let local = args.server.connect()?;
-    let Some(stored) = local.get(&args.path)? else {
+    let client = args.target.connect()?;
+    let Some(stored) = client.get(&args.path)? else {
         bail!("not found: {}", args.path);
     };
     let mut out = std::io::stdout().lock();

@@ -1,5 +1,6 @@
 //! The store's client commands: `get`, `set`, `del`, `watch` and `key`, each a [`Local`]
-//! client of a running `memwire serve`.
+//! client of a running `memwire serve`; `get`, `set`, `del` and `watch` also a
+//! [`Remote`](memwire::store::Remote) one with `--remote ws[s]://HOST:PORT` (see [`client`]).
 //!
 //! | module | command |
 //! | --- | --- |
@@ -13,6 +14,7 @@
 //! `MEMWIRE_KEY`, else the server's `admin.key` (in `--data-dir`, else
 //! [`default_data_dir`](memwire::store::default_data_dir)), which only its own user can read.
 
+mod client;
 mod del;
 mod get;
 mod key;
@@ -27,6 +29,8 @@ use anyhow::{Context as _, Result, bail};
 use memwire::store::protocol::VarPath;
 use memwire::store::store::Written;
 use memwire::store::{Error, Local};
+
+use client::Target;
 
 pub(crate) use del::Args as DelArgs;
 pub(crate) use get::Args as GetArgs;

@@ -6,7 +6,7 @@ use std::io::Read as _;
 use anyhow::{Context as _, Result};
 use memwire::store::protocol::VarPath;
 
-use super::{Server, from_hex};
+use super::{Target, from_hex};
 
 /// Set a variable.
 #[derive(Debug, clap::Args)]
@@ -27,7 +27,7 @@ pub(crate) struct Args {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    server: Server,
+    target: Target,
 }
 
 pub(crate) fn run(args: &Args) -> Result<()> {
@@ -44,10 +44,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     if args.hex {
         value = from_hex(std::str::from_utf8(&value).context("hex value is not text")?)?;
     }
-    let local = args.server.connect()?;
-    let written = match args.expect_version {
-        Some(expected) => local.compare_and_set(&args.path, &value, expected)?,
-        None => local.set(&args.path, &value)?,
-    };
+    let client = args.target.connect()?;
+    let written = client.set(&args.path, &value, args.expect_version)?;
     super::print_written(&args.path, written, args.json)
 }

@@ -18,7 +18,7 @@ use memwire::store::protocol::Scope;
 use memwire::store::segment::ChangeKind;
 use serde_json::json;
 
-use super::{Server, to_hex, value_fields};
+use super::{Target, to_hex, value_fields};
 
 /// Print the changes of a tenant, service or variable as they happen.
 #[derive(Debug, clap::Args)]
@@ -36,12 +36,12 @@ pub(crate) struct Args {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    server: Server,
+    target: Target,
 }
 
 pub(crate) fn run(args: &Args) -> Result<()> {
-    let local = args.server.connect()?;
-    let mut watcher = local.watch(&args.scope, args.from_version)?;
+    let client = args.target.connect()?;
+    let mut watcher = client.watch(&args.scope, args.from_version)?;
     let mut out = std::io::stdout().lock();
     loop {
         let event = watcher.next()?;
