@@ -8,7 +8,7 @@
 //! | [`call`] | `memwire call SERVICE METHOD [ARGS…]`, `memwire call SERVICE --list` |
 //! | [`serve`] | `memwire serve`: the store server (local socket, WebSocket) |
 //! | [`store`] | the store's clients: `memwire get`, `set`, `del`, `watch`, `key create / list / revoke` |
-//! | [`bench`] | `memwire bench transport` and `bench rpc` (and their hidden peers, `memwire __bench-peer`, `__bench-rpc-peer`) |
+//! | [`bench`] | `memwire bench transport`, `bench rpc` and `bench store` (and their hidden helpers, `memwire __bench-peer`, `__bench-rpc-peer`, `__bench-pinned`) |
 //! | [`row`] | the rows `ls`, `gc` and `info` print, as tables or JSON |
 //! | [`units`] | sizes and durations on the command line and in tables |
 
@@ -80,6 +80,9 @@ enum Command {
     /// The worker `memwire bench rpc` spawns (internal).
     #[command(name = "__bench-rpc-peer", hide = true)]
     BenchRpcPeer(bench::RpcPeerArgs),
+    /// Pins itself and runs a program: the servers `memwire bench store` starts (internal).
+    #[command(name = "__bench-pinned", hide = true)]
+    BenchPinned(bench::PinnedArgs),
 }
 
 impl Cli {
@@ -166,6 +169,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Bench(cmd) => bench::run(&cmd),
         Command::BenchPeer(args) => bench::run_peer(&args),
         Command::BenchRpcPeer(args) => bench::run_rpc_peer(&args),
+        Command::BenchPinned(args) => bench::run_pinned(&args),
     }
 }
 

@@ -30,6 +30,8 @@ pub(crate) enum Suite {
     Baseline,
     /// memwire-rpc's calls (`bench rpc`).
     Rpc,
+    /// memwire-store's operations (`bench store`).
+    Store,
 }
 
 impl Suite {
@@ -39,6 +41,7 @@ impl Suite {
             Self::Transport => "transport",
             Self::Baseline => "baseline",
             Self::Rpc => "rpc",
+            Self::Store => "store",
         }
     }
 }

@@ -35,6 +35,7 @@
 //! | [`report`] | rows, the table and the JSON |
 //! | [`targets`] | the targets, checked against one run's rows |
 //! | [`rpc`] | the `bench rpc` command: calls through memwire-rpc, its baselines and targets |
+//! | [`store`] | the `bench store` command: memwire-store against redis-server, and its targets |
 
 mod baseline;
 mod case;
@@ -45,12 +46,14 @@ mod pin;
 mod report;
 mod rpc;
 mod spin;
+mod store;
 mod targets;
 mod touch;
 mod transport;
 
 pub(crate) use peer::{PeerArgs, run as run_peer};
 pub(crate) use rpc::{RpcPeerArgs, run_peer as run_rpc_peer};
+pub(crate) use store::{PinnedArgs, run_pinned};
 
 /// `memwire bench ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -61,6 +64,9 @@ pub(crate) enum Command {
     /// Calls between two processes through memwire-rpc: typed and by name, spinning and
     /// blocking, 16 in flight, a worker's start, against the raw link and a Unix socket.
     Rpc(rpc::Args),
+    /// The store's operations against a `memwire serve` process: local reads from the
+    /// mapping, local and WebSocket sets, a watcher's wake-up; against redis-server if on PATH.
+    Store(store::Args),
 }
 
 /// Runs a `memwire bench` command.
@@ -68,5 +74,6 @@ pub(crate) fn run(cmd: &Command) -> anyhow::Result<()> {
     match cmd {
         Command::Transport(args) => transport::run(args),
         Command::Rpc(args) => rpc::run(args),
+        Command::Store(args) => store::run(args),
     }
 }

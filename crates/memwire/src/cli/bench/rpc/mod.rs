@@ -41,7 +41,7 @@ mod command;
 mod peer;
 mod socket;
 mod table;
-mod timing;
+pub(crate) mod timing;
 
 pub(crate) use command::{Args, run};
 pub(crate) use peer::{RpcPeerArgs, run as run_peer};

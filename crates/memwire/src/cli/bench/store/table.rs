@@ -1,0 +1,208 @@
+//! What `memwire bench store` prints: its table, its notes, and the issue's targets checked
+//! against the run (reported with ✓ or ✗, never asserted: timing belongs to the benchmark).
+
+use comfy_table::{CellAlignment, Table, presets};
+
+use crate::cli::bench::report::{Row, machine_line, show_ns, show_rate};
+use crate::cli::bench::targets::{Check, titled};
+
+/// The table, its notes, the machine, then the targets.
+pub(crate) fn text(rows: &[Row]) -> String {
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING).set_header(vec![
+        "SUITE", "CASE", "SIZE", "P50", "P99", "P99.9", "MAX", "OPS/S", "SAMPLES",
+    ]);
+    for r in rows {
+        table.add_row(vec![
+            r.suite.as_str().to_owned(),
+            r.case.to_owned(),
+            crate::cli::units::show_size(r.size as u64),
+            show_ns(r.rtt_p50_ns as f64),
+            show_ns(r.rtt_p99_ns as f64),
+            show_ns(r.rtt_p999_ns as f64),
+            show_ns(r.rtt_max_ns as f64),
+            show_rate(r.msgs_per_s),
+            r.samples.to_string(),
+        ]);
+    }
+    for col in 2..9 {
+        if let Some(c) = table.column_mut(col) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut out = table.to_string();
+    out.push_str(NOTES);
+    out.push_str(&machine_line(rows));
+    let (checks, unchecked) = check(rows);
+    out.push_str(&titled(
+        &checks,
+        "targets (issue 6; ratios of P50s and of ops/s, this run):",
+    ));
+    for note in unchecked {
+        out.push_str(&note);
+        out.push('\n');
+    }
+    out
+}
+
+const NOTES: &str = "
+P50..MAX: time of one operation, from its call to its answer; local-get-*: the time of a batch
+of 1 000 gets / 1 000 (SAMPLES counts batches). OPS/S: 1 / mean with one operation in flight;
+remote-set-16: sets answered per second of wall clock by 16 clients, one set each in flight.
+watch-wake, redis-pubsub: from the set's call to a sleeping waiter's wake-up with the change
+(a second local client on another thread in LocalWatcher::next; a redis subscriber to the key's
+keyspace notification). Server: `memwire serve` (fsync every 1 s) or redis-server (appendonly
+yes, appendfsync everysec, no RDB), each its own process pinned to the peer CPU. floor-futex:
+the transport bench's futex ping-pong between two processes (a round trip; one way = P50 / 2).
+";
+
+/// Every target the rows allow checking, and a line for each the run cannot check.
+pub(crate) fn check(rows: &[Row]) -> (Vec<Check>, Vec<String>) {
+    let find = |case: &str| rows.iter().find(|r| r.case == case);
+    let p50 = |r: &Row| r.rtt_p50_ns.max(1) as f64;
+    let rate = |r: &Row| r.msgs_per_s.max(f64::MIN_POSITIVE);
+    let mut checks = Vec::new();
+    let mut unchecked = Vec::new();
+    let redis_get = find("redis-get");
+    let redis_set = find("redis-set");
+    if let (Some(local), Some(redis)) = (find("local-get-8"), redis_get) {
+        let x = p50(redis) / p50(local);
+        let of = "faster than redis-get";
+        checks.push(ratio("local-get-8 P50", x, of, "≥ 1000×", x >= 1000.0));
+    }
+    if let (Some(local), Some(redis)) = (find("local-set"), redis_set) {
+        let x = rate(local) / rate(redis);
+        checks.push(ratio(
+            "local-set ops/s",
+            x,
+            "redis-set's",
+            "≥ 10×",
+            x >= 10.0,
+        ));
+    }
+    if let (Some(remote), Some(redis)) = (find("remote-set"), redis_set) {
+        let x = rate(remote) / rate(redis);
+        checks.push(ratio(
+            "remote-set ops/s",
+            x,
+            "redis-set's",
+            "≥ 1×",
+            x >= 1.0,
+        ));
+    }
+    if redis_get.is_none() || redis_set.is_none() {
+        unchecked.push(
+            "the targets against Redis cannot be checked: no redis rows in this run.".to_owned(),
+        );
+    }
+    match (find("watch-wake"), find("local-set"), find("floor-futex")) {
+        (Some(wake), Some(set), Some(futex)) => {
+            let bound = p50(set) + 1.2 * p50(futex) / 2.0;
+            let x = p50(wake) / bound;
+            checks.push(ratio(
+                "watch-wake P50",
+                x,
+                "(local-set P50 + 1.2 × floor-futex one way)",
+                "≤ 1×",
+                x <= 1.0,
+            ));
+        }
+        (Some(_), Some(_), None) => unchecked.push(
+            "watch-wake: the target cannot be checked: the futex floor was not measured in \
+             this run."
+                .to_owned(),
+        ),
+        _ => {}
+    }
+    (checks, unchecked)
+}
+
+fn ratio(what: &str, x: f64, of: &str, target: &'static str, met: bool) -> Check {
+    Check {
+        what: what.to_owned(),
+        measured: format!("{x:.2}× {of}"),
+        target,
+        met,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::bench::case::{Payload, Suite};
+    use crate::cli::bench::report::Machine;
+
+    fn row(case: &'static str, p50: u64, per_s: f64) -> Row {
+        Row {
+            suite: Suite::Store,
+            case,
+            size: 8,
+            payload: Payload::Touched,
+            samples: 1,
+            rtt_p50_ns: p50,
+            rtt_p99_ns: p50,
+            rtt_p999_ns: p50,
+            rtt_max_ns: p50,
+            one_way_mean_ns: p50 as f64 / 2.0,
+            msgs_per_s: per_s,
+            gb_per_s: None,
+            throughput_from: "round_trip",
+            wake_syscalls_per_msg: None,
+            x_floor: None,
+            floor_futex_p50_ns: None,
+            x_floor_futex: None,
+            machine: Machine {
+                cpu: "test".to_owned(),
+                cores: 2,
+                kernel: "6".to_owned(),
+                pinned: true,
+                parent_cpu: Some(0),
+                peer_cpu: Some(1),
+            },
+        }
+    }
+
+    #[test]
+    fn each_target_is_checked_against_its_own_rows() {
+        let rows = [
+            row("local-get-8", 20, 5e7),
+            row("local-set", 10_000, 1e5),
+            row("watch-wake", 14_000, 7e4),
+            row("remote-set", 30_000, 3.2e4),
+            row("floor-futex", 6_000, 1.6e5),
+            row("redis-get", 25_000, 4e4),
+            row("redis-set", 25_000, 4e4),
+        ];
+        let (checks, unchecked) = check(&rows);
+        let got: Vec<(String, String, bool)> = checks
+            .into_iter()
+            .map(|c| (c.what, c.measured, c.met))
+            .collect();
+        let want = [
+            ("local-get-8 P50", "1250.00× faster than redis-get", true),
+            ("local-set ops/s", "2.50× redis-set's", false),
+            ("remote-set ops/s", "0.80× redis-set's", false),
+            (
+                "watch-wake P50",
+                "1.03× (local-set P50 + 1.2 × floor-futex one way)",
+                false,
+            ),
+        ];
+        let want: Vec<(String, String, bool)> = want
+            .iter()
+            .map(|&(w, m, ok)| (w.to_owned(), m.to_owned(), ok))
+            .collect();
+        assert_eq!(got, want);
+        assert!(unchecked.is_empty());
+
+        let (checks, unchecked) = check(&rows[..4]);
+        assert!(checks.is_empty());
+        assert_eq!(unchecked.len(), 2, "{unchecked:?}");
+        assert!(unchecked[1].contains("cannot be checked"));
+        let text = text(&rows);
+        assert!(
+            text.contains("watch-wake") && text.contains("issue 6"),
+            "{text}"
+        );
+    }
+}

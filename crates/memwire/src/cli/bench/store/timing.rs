@@ -1,0 +1,117 @@
+//! Timing blocking operations: one at a time or in batches ([`ops`]), and set → wake-up
+//! ([`wakes`]). The async remote cases use `bench rpc`'s timing.
+
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use hdrhistogram::Histogram;
+
+use crate::cli::bench::measure::Budget;
+use crate::cli::bench::rpc::timing::Timed;
+
+/// Operations under 1 µs are timed this many at a time: reading the clock costs tens of ns.
+pub(crate) const BATCH: u64 = 1_000;
+
+/// The pause before each timed set in [`wakes`], so the waiter is asleep again.
+const SETTLE: Duration = Duration::from_micros(50);
+
+/// How long a waiter may take to report a wake-up before the case fails.
+const WAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn histogram() -> Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).context("creating a histogram")
+}
+
+fn record(h: &mut Histogram<u64>, ns: u128) {
+    h.saturating_record(u64::try_from(ns).unwrap_or(u64::MAX).max(1));
+}
+
+/// Calls `op` untimed (warm-up: at least [`Budget::warmup`] samples and a tenth of the echo
+/// time, at most a fifth), then times samples of `batch` calls each, up to `budget.iters`
+/// samples or the echo time. A sample records its time / `batch`.
+pub(crate) fn ops(
+    budget: &Budget,
+    batch: u64,
+    mut op: impl FnMut() -> Result<()>,
+) -> Result<Timed> {
+    let start = Instant::now();
+    let (at_least, at_most) = (start + budget.echo_time / 10, start + budget.echo_time / 5);
+    let mut warm = 0u64;
+    loop {
+        for _ in 0..batch {
+            op()?;
+        }
+        warm += 1;
+        let now = Instant::now();
+        if now > at_most || (warm >= budget.warmup() && now > at_least) {
+            break;
+        }
+    }
+    let end = Instant::now() + budget.echo_time;
+    let mut rtt = histogram()?;
+    let mut batches_ns = 0u128;
+    while rtt.len() < budget.iters {
+        let t0 = Instant::now();
+        for _ in 0..batch {
+            op()?;
+        }
+        let t1 = Instant::now();
+        let ns = (t1 - t0).as_nanos();
+        record(&mut rtt, ns / u128::from(batch));
+        batches_ns += ns;
+        if t1 > end {
+            break;
+        }
+    }
+    let total_ns = batches_ns / u128::from(batch);
+    let mean_ns = batches_ns as f64 / (rtt.len().max(1) * batch) as f64;
+    Ok(Timed {
+        rtt,
+        total_ns,
+        per_s: 1e9 / mean_ns,
+    })
+}
+
+/// Times set → wake-up: each sample pauses [`SETTLE`] (so the waiter is asleep), then calls
+/// `set(k)` and waits for the instant the waiter reports on `woke`; the sample is from just
+/// before `set` to that instant. Warm-up: up to 100 samples within a tenth of the echo time.
+pub(crate) fn wakes(
+    budget: &Budget,
+    mut set: impl FnMut(u64) -> Result<()>,
+    woke: &Receiver<Instant>,
+) -> Result<Timed> {
+    let mut one = |k: u64| -> Result<u128> {
+        std::thread::sleep(SETTLE);
+        let t0 = Instant::now();
+        set(k)?;
+        let t1 = woke
+            .recv_timeout(WAKE_TIMEOUT)
+            .context("the waiter did not wake up")?;
+        Ok(t1.saturating_duration_since(t0).as_nanos())
+    };
+    let mut k = 0u64;
+    let at_most = Instant::now() + budget.echo_time / 10;
+    while k < budget.warmup().min(100) && Instant::now() < at_most {
+        one(k)?;
+        k += 1;
+    }
+    let end = Instant::now() + budget.echo_time;
+    let mut rtt = histogram()?;
+    let mut total_ns = 0u128;
+    while rtt.len() < budget.iters {
+        let ns = one(k)?;
+        k += 1;
+        record(&mut rtt, ns);
+        total_ns += ns;
+        if Instant::now() > end {
+            break;
+        }
+    }
+    let mean_ns = total_ns as f64 / rtt.len().max(1) as f64;
+    Ok(Timed {
+        rtt,
+        total_ns,
+        per_s: 1e9 / mean_ns,
+    })
+}
