@@ -56,7 +56,7 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expected_version: Option<u64>,
     },
-    /// Writes several variables of one service atomically, under one version.
+    /// Writes several variables of one service atomically, under consecutive versions.
     SetMany {
         /// The request id.
         id: u64,

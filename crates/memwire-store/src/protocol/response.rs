@@ -100,9 +100,9 @@ pub enum Reply {
         /// When it was applied (ms since the Unix epoch).
         timestamp_ms: u64,
     },
-    /// Every variable was written, under one version.
+    /// Every variable was written, under consecutive versions.
     SetMany {
-        /// The version of all the writes.
+        /// The version of the last write (the others have the ones before it).
         version: u64,
         /// When they were applied (ms since the Unix epoch).
         timestamp_ms: u64,
