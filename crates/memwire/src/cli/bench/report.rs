@@ -172,6 +172,47 @@ pub(crate) fn show_rate(per_s: f64) -> String {
     }
 }
 
+/// A row for unit tests of the tables and targets: every percentile `p50`, one-way mean
+/// `p50 / 2`, measured on a pinned 2-CPU machine.
+#[cfg(test)]
+pub(crate) fn sample_row(
+    suite: super::case::Suite,
+    case: &'static str,
+    size: usize,
+    payload: super::case::Payload,
+    p50: u64,
+    msgs_per_s: f64,
+    throughput_from: &'static str,
+) -> Row {
+    Row {
+        suite,
+        case,
+        size,
+        payload,
+        samples: 1,
+        rtt_p50_ns: p50,
+        rtt_p99_ns: p50,
+        rtt_p999_ns: p50,
+        rtt_max_ns: p50,
+        one_way_mean_ns: p50 as f64 / 2.0,
+        msgs_per_s,
+        gb_per_s: None,
+        throughput_from,
+        wake_syscalls_per_msg: None,
+        x_floor: None,
+        floor_futex_p50_ns: None,
+        x_floor_futex: None,
+        machine: Machine {
+            cpu: "test".to_owned(),
+            cores: 2,
+            kernel: "6".to_owned(),
+            pinned: true,
+            parent_cpu: Some(0),
+            peer_cpu: Some(1),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

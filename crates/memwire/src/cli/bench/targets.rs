@@ -22,6 +22,24 @@ pub(crate) struct Check {
     pub(crate) met: bool,
 }
 
+impl Check {
+    /// A target on a ratio: `x` times `of`, e.g. `1.42× floor-spin`.
+    pub(crate) fn ratio(
+        what: impl Into<String>,
+        x: f64,
+        of: &str,
+        target: &'static str,
+        met: bool,
+    ) -> Self {
+        Self {
+            what: what.into(),
+            measured: format!("{x:.2}× {of}"),
+            target,
+            met,
+        }
+    }
+}
+
 /// The sizes the targets name: 64 B (a small message in a slot) and 1 MiB (a large one).
 const B64: usize = 64;
 const MIB: usize = 1 << 20;
@@ -35,12 +53,7 @@ pub(crate) fn check(rows: &[Row]) -> Vec<Check> {
     let p50 = |r: &Row| r.rtt_p50_ns as f64;
     let mut checks = Vec::new();
     let mut ratio = |what: String, x: f64, of: &str, target: &'static str, met: bool| {
-        checks.push(Check {
-            what,
-            measured: format!("{x:.2}× {of}"),
-            target,
-            met,
-        });
+        checks.push(Check::ratio(what, x, of, target, met));
     };
     use Payload::{Touched, Untouched};
     for (size, limit, target) in [(8, 1.5, "≤ 1.5×"), (B64, 2.0, "≤ 2×")] {
@@ -128,36 +141,11 @@ fn show_size(size: usize) -> String {
 mod tests {
     use super::*;
     use crate::cli::bench::case::Suite;
-    use crate::cli::bench::report::Machine;
+    use crate::cli::bench::report::sample_row;
 
     fn row(case: &'static str, size: usize, payload: Payload, p50: u64) -> Row {
-        Row {
-            suite: Suite::Transport,
-            case,
-            size,
-            payload,
-            samples: 1,
-            rtt_p50_ns: p50,
-            rtt_p99_ns: p50,
-            rtt_p999_ns: p50,
-            rtt_max_ns: p50,
-            one_way_mean_ns: p50 as f64 / 2.0,
-            msgs_per_s: 1e9 / (p50 as f64 / 2.0),
-            gb_per_s: None,
-            throughput_from: "stream",
-            wake_syscalls_per_msg: None,
-            x_floor: None,
-            floor_futex_p50_ns: None,
-            x_floor_futex: None,
-            machine: Machine {
-                cpu: String::new(),
-                cores: 2,
-                kernel: String::new(),
-                pinned: true,
-                parent_cpu: Some(0),
-                peer_cpu: Some(1),
-            },
-        }
+        let per_s = 1e9 / (p50 as f64 / 2.0);
+        sample_row(Suite::Transport, case, size, payload, p50, per_s, "stream")
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub(crate) fn check(rows: &[Row]) -> Vec<Check> {
     let typed = find("typed-spin");
     if let (Some(typed), Some(raw)) = (typed, find("transport-spin")) {
         let x = p50(typed) / p50(raw);
-        checks.push(ratio(
+        checks.push(Check::ratio(
             "typed-spin P50",
             x,
             "transport-spin",
@@ -78,63 +78,48 @@ pub(crate) fn check(rows: &[Row]) -> Vec<Check> {
     if let (Some(typed), Some(socket)) = (typed, find("unix-socket")) {
         let x = p50(socket) / p50(typed);
         let of = "faster than unix-socket";
-        checks.push(ratio("typed-spin P50", x, of, "≥ 25×", x >= 25.0));
+        checks.push(Check::ratio("typed-spin P50", x, of, "≥ 25×", x >= 25.0));
     }
     if let (Some(typed), Some(by_name)) = (typed, find("by-name-spin")) {
         let x = p50(by_name) / p50(typed);
-        checks.push(ratio("by-name-spin P50", x, "typed-spin", "≤ 2×", x <= 2.0));
+        checks.push(Check::ratio(
+            "by-name-spin P50",
+            x,
+            "typed-spin",
+            "≤ 2×",
+            x <= 2.0,
+        ));
     }
     if let (Some(one), Some(many)) = (typed, find("typed-spin-16")) {
         let x = many.msgs_per_s / one.msgs_per_s.max(f64::MIN_POSITIVE);
         let of = "typed-spin's";
-        checks.push(ratio("typed-spin-16 calls/s", x, of, "≥ 4×", x >= 4.0));
+        checks.push(Check::ratio(
+            "typed-spin-16 calls/s",
+            x,
+            of,
+            "≥ 4×",
+            x >= 4.0,
+        ));
     }
     checks
-}
-
-fn ratio(what: &str, x: f64, of: &str, target: &'static str, met: bool) -> Check {
-    Check {
-        what: what.to_owned(),
-        measured: format!("{x:.2}× {of}"),
-        target,
-        met,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cli::bench::case::{Payload, Suite};
-    use crate::cli::bench::report::Machine;
+    use crate::cli::bench::report::sample_row;
 
     fn row(case: &'static str, p50: u64, per_s: f64) -> Row {
-        Row {
-            suite: Suite::Rpc,
+        sample_row(
+            Suite::Rpc,
             case,
-            size: 0,
-            payload: Payload::Touched,
-            samples: 1,
-            rtt_p50_ns: p50,
-            rtt_p99_ns: p50,
-            rtt_p999_ns: p50,
-            rtt_max_ns: p50,
-            one_way_mean_ns: p50 as f64 / 2.0,
-            msgs_per_s: per_s,
-            gb_per_s: None,
-            throughput_from: "round_trip",
-            wake_syscalls_per_msg: None,
-            x_floor: None,
-            floor_futex_p50_ns: None,
-            x_floor_futex: None,
-            machine: Machine {
-                cpu: String::new(),
-                cores: 2,
-                kernel: String::new(),
-                pinned: true,
-                parent_cpu: Some(0),
-                peer_cpu: Some(1),
-            },
-        }
+            0,
+            Payload::Touched,
+            p50,
+            per_s,
+            "round_trip",
+        )
     }
 
     #[test]

@@ -68,11 +68,17 @@ pub(crate) fn check(rows: &[Row]) -> (Vec<Check>, Vec<String>) {
     if let (Some(local), Some(redis)) = (find("local-get-8"), redis_get) {
         let x = p50(redis) / p50(local);
         let of = "faster than redis-get";
-        checks.push(ratio("local-get-8 P50", x, of, "≥ 1000×", x >= 1000.0));
+        checks.push(Check::ratio(
+            "local-get-8 P50",
+            x,
+            of,
+            "≥ 1000×",
+            x >= 1000.0,
+        ));
     }
     if let (Some(local), Some(redis)) = (find("local-set"), redis_set) {
         let x = rate(local) / rate(redis);
-        checks.push(ratio(
+        checks.push(Check::ratio(
             "local-set ops/s",
             x,
             "redis-set's",
@@ -82,7 +88,7 @@ pub(crate) fn check(rows: &[Row]) -> (Vec<Check>, Vec<String>) {
     }
     if let (Some(remote), Some(redis)) = (find("remote-set"), redis_set) {
         let x = rate(remote) / rate(redis);
-        checks.push(ratio(
+        checks.push(Check::ratio(
             "remote-set ops/s",
             x,
             "redis-set's",
@@ -99,7 +105,7 @@ pub(crate) fn check(rows: &[Row]) -> (Vec<Check>, Vec<String>) {
         (Some(wake), Some(set), Some(futex)) => {
             let bound = p50(set) + 1.2 * p50(futex) / 2.0;
             let x = p50(wake) / bound;
-            checks.push(ratio(
+            checks.push(Check::ratio(
                 "watch-wake P50",
                 x,
                 "(local-set P50 + 1.2 × floor-futex one way)",
@@ -117,49 +123,22 @@ pub(crate) fn check(rows: &[Row]) -> (Vec<Check>, Vec<String>) {
     (checks, unchecked)
 }
 
-fn ratio(what: &str, x: f64, of: &str, target: &'static str, met: bool) -> Check {
-    Check {
-        what: what.to_owned(),
-        measured: format!("{x:.2}× {of}"),
-        target,
-        met,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cli::bench::case::{Payload, Suite};
-    use crate::cli::bench::report::Machine;
+    use crate::cli::bench::report::sample_row;
 
     fn row(case: &'static str, p50: u64, per_s: f64) -> Row {
-        Row {
-            suite: Suite::Store,
+        sample_row(
+            Suite::Store,
             case,
-            size: 8,
-            payload: Payload::Touched,
-            samples: 1,
-            rtt_p50_ns: p50,
-            rtt_p99_ns: p50,
-            rtt_p999_ns: p50,
-            rtt_max_ns: p50,
-            one_way_mean_ns: p50 as f64 / 2.0,
-            msgs_per_s: per_s,
-            gb_per_s: None,
-            throughput_from: "round_trip",
-            wake_syscalls_per_msg: None,
-            x_floor: None,
-            floor_futex_p50_ns: None,
-            x_floor_futex: None,
-            machine: Machine {
-                cpu: "test".to_owned(),
-                cores: 2,
-                kernel: "6".to_owned(),
-                pinned: true,
-                parent_cpu: Some(0),
-                peer_cpu: Some(1),
-            },
-        }
+            8,
+            Payload::Touched,
+            p50,
+            per_s,
+            "round_trip",
+        )
     }
 
     #[test]
