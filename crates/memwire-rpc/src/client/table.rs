@@ -1,0 +1,147 @@
+//! The calls waiting on one link, by id, and what each is handed when its answer comes.
+
+use super::*;
+
+/// Why a link stopped answering.
+#[derive(Clone, Debug)]
+pub(super) enum Closed {
+    PeerGone(u32),
+    Protocol(String),
+}
+
+impl Closed {
+    pub(super) fn error(&self) -> Error {
+        match self {
+            Self::PeerGone(pid) => Error::PeerGone { pid: *pid },
+            Self::Protocol(m) => Error::Protocol(m.clone()),
+        }
+    }
+}
+
+/// What the reader hands a waiting call.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    Reply(Reply),
+    Failed(ErrorRecord),
+    End,
+    Closed(Closed),
+}
+
+/// An answer's bytes, in place in the link.
+#[derive(Debug)]
+pub(super) struct Reply {
+    pub(super) message: Message,
+    pub(super) encoding: Encoding,
+}
+
+impl Reply {
+    pub(super) fn decode<R: DeserializeOwned>(&self) -> Result<R> {
+        let payload = self.message.get(frame::HEADER_LEN..).unwrap_or_default();
+        codec::decode(self.encoding, payload)
+            .map_err(|e| Error::Protocol(format!("the result does not decode: {e}")))
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum Waiting {
+    Call(oneshot::Sender<Outcome>),
+    Stream {
+        items: mpsc::UnboundedSender<Outcome>,
+        /// Items the server may still send before the consumer grants more.
+        credit: u32,
+    },
+    Ping(oneshot::Sender<Outcome>),
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Table {
+    pub(super) state: Mutex<TableState>,
+    /// Notified once, when the table closes.
+    pub(super) closing: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct TableState {
+    pub(super) pending: IdMap<Waiting>,
+    pub(super) closed: Option<Closed>,
+}
+
+impl Table {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, TableState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn insert(&self, id: u64, waiting: Waiting) -> Result<()> {
+        let mut state = self.lock();
+        if let Some(closed) = &state.closed {
+            return Err(closed.error());
+        }
+        state.pending.insert(id, waiting);
+        Ok(())
+    }
+
+    pub(super) fn remove(&self, id: u64) -> bool {
+        self.lock().pending.remove(&id).is_some()
+    }
+
+    /// Fails every pending call, and every later one, with `closed`.
+    pub(super) fn close(&self, closed: Closed) {
+        let pending = {
+            let mut state = self.lock();
+            state.closed.get_or_insert(closed.clone());
+            std::mem::take(&mut state.pending)
+        };
+        self.closing.notify_waiters();
+        for waiting in pending.into_values() {
+            match waiting {
+                Waiting::Call(tx) | Waiting::Ping(tx) => {
+                    let _ = tx.send(Outcome::Closed(closed.clone()));
+                }
+                Waiting::Stream { items, .. } => {
+                    let _ = items.send(Outcome::Closed(closed.clone()));
+                }
+            }
+        }
+    }
+
+    /// Delivers one answer. `Err` when the server broke the protocol.
+    pub(super) fn deliver(&self, kind: Kind, id: u64, outcome: Outcome) -> Result<(), String> {
+        let mut state = self.lock();
+        match (kind, state.pending.get_mut(&id)) {
+            // The call was cancelled or timed out: its late answer is dropped.
+            (_, None) => Ok(()),
+            (Kind::Response | Kind::Error, Some(Waiting::Call(_))) => {
+                if let Some(Waiting::Call(tx)) = state.pending.remove(&id) {
+                    let _ = tx.send(outcome);
+                }
+                Ok(())
+            }
+            (Kind::Pong, Some(Waiting::Ping(_))) => {
+                if let Some(Waiting::Ping(tx)) = state.pending.remove(&id) {
+                    let _ = tx.send(outcome);
+                }
+                Ok(())
+            }
+            (Kind::StreamItem, Some(Waiting::Stream { items, credit })) => {
+                *credit = credit
+                    .checked_sub(1)
+                    .ok_or_else(|| format!("call {id} streamed more items than granted"))?;
+                let _ = items.send(outcome);
+                Ok(())
+            }
+            (Kind::StreamEnd | Kind::Error, Some(Waiting::Stream { .. })) => {
+                if let Some(Waiting::Stream { items, .. }) = state.pending.remove(&id) {
+                    let _ = items.send(outcome);
+                }
+                Ok(())
+            }
+            (kind, Some(_)) => Err(format!("a {kind:?} frame does not answer call {id}")),
+        }
+    }
+
+    pub(super) fn grant(&self, id: u64, items: u32) {
+        if let Some(Waiting::Stream { credit, .. }) = self.lock().pending.get_mut(&id) {
+            *credit = credit.saturating_add(items);
+        }
+    }
+}
