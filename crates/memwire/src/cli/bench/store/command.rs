@@ -57,19 +57,7 @@ pub(crate) struct Args {
 
 impl Args {
     fn budget(&self) -> Budget {
-        if self.quick {
-            Budget {
-                iters: self.iters.unwrap_or(10_000),
-                echo_time: Duration::from_millis(350),
-                stream_time: Duration::ZERO,
-            }
-        } else {
-            Budget {
-                iters: self.iters.unwrap_or(100_000),
-                echo_time: Duration::from_secs(3),
-                stream_time: Duration::ZERO,
-            }
-        }
+        Budget::one_at_a_time(self.quick, self.iters)
     }
 }
 
