@@ -97,6 +97,9 @@ pub enum Error {
     /// An OS primitive failed.
     #[error(transparent)]
     Shm(#[from] memwire_shm::Error),
+    /// A shared-memory link (a local client's write path) failed.
+    #[error(transparent)]
+    Transport(Box<memwire_transport::Error>),
     /// A file or socket operation failed.
     #[error("{op}")]
     Io {
@@ -106,6 +109,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<memwire_transport::Error> for Error {
+    fn from(err: memwire_transport::Error) -> Self {
+        Self::Transport(Box::new(err))
+    }
 }
 
 impl Error {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use memwire_shm::Access;
 use memwire_shm::segment::{MemfdSegment, Segment};
+use memwire_store::local::{Answer, LOCAL_PROTOCOL_VERSION, Refusal, Reply, Request};
 use memwire_store::store::{Store, StoreConfig, WatchEvent};
 use memwire_store::{Error, Local, LocalServer, Role};
 
@@ -265,5 +266,151 @@ fn server_killed_then_restarted_clients_recover_every_acknowledged_write() -> an
             Err(e) => return Err(e.into()),
         }
     }
+    Ok(())
+}
+
+/// The store's transport host of the server `pid`, found in the runtime directory.
+fn link_host(pid: u32) -> anyhow::Result<memwire_transport::HostStatus> {
+    memwire_transport::list_hosts()?
+        .into_iter()
+        .find(|h| h.pid == Some(pid) && h.name.as_str().starts_with("store-"))
+        .ok_or_else(|| anyhow::anyhow!("the server {pid} has no store link host"))
+}
+
+fn attached(host: &memwire_transport::HostStatus) -> usize {
+    match &host.state {
+        memwire_transport::HostState::Live { peers, .. } => peers.len(),
+        _ => 0,
+    }
+}
+
+/// One request over a raw link, and its answer.
+fn exchange(link: &mut memwire_transport::Link, bytes: &[u8]) -> anyhow::Result<Answer> {
+    link.tx().send(bytes)?;
+    let message = link.rx().recv()?;
+    Ok(postcard::from_bytes(message.as_slice())?)
+}
+
+fn request(req: &Request) -> Vec<u8> {
+    postcard::to_stdvec(req).expect("a request encodes")
+}
+
+#[test]
+fn writes_travel_over_a_link_and_a_hostile_link_gets_typed_refusals() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let server = Server::start(tmp.path())?;
+    let key = admin_key(tmp.path())?;
+    let client = Local::connect_at(&server.socket, &key)?;
+    let p: memwire_store::protocol::VarPath = "acme/svc/v".parse()?;
+    // Reads from the mapping need no link; the first write joins one.
+    let host = link_host(server.child.id())?;
+    assert_eq!(attached(&host), 0);
+    client.set(&p, b"1")?;
+    let host = link_host(server.child.id())?;
+    let memwire_transport::HostState::Live { peers, .. } = &host.state else {
+        anyhow::bail!("the link host did not answer: {host:?}");
+    };
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].pid, std::process::id());
+    assert_eq!(
+        peers[0].messages_received, 2,
+        "auth and the set, both on the link"
+    );
+
+    // A walk-in guest that speaks the protocol badly.
+    let mut raw = memwire_transport::Guest::connect_at(&host.socket, Default::default())?;
+    let set = request(&Request::Set {
+        path: p.to_string(),
+        value: b"raw".to_vec(),
+        expected_version: None,
+    });
+    assert!(matches!(
+        exchange(&mut raw, &set)?,
+        Err(Refusal::Unauthenticated(_))
+    ));
+    assert!(matches!(
+        exchange(&mut raw, &[0xff, 0xff, 0xff, 0xff, 0x0f, 0x01])?,
+        Err(Refusal::BadRequest(_))
+    ));
+    let auth = |key: &str| {
+        request(&Request::Auth {
+            version: LOCAL_PROTOCOL_VERSION,
+            key: key.to_owned(),
+        })
+    };
+    assert!(matches!(
+        exchange(&mut raw, &auth("mw_not-a-key"))?,
+        Err(Refusal::Unauthenticated(_))
+    ));
+    assert!(matches!(
+        exchange(&mut raw, &auth(&key))?,
+        Ok(Reply::Authenticated { .. })
+    ));
+    // What needs an fd stays on the socket.
+    let map = request(&Request::Map {
+        tenant: "acme".to_owned(),
+    });
+    assert!(matches!(
+        exchange(&mut raw, &map)?,
+        Err(Refusal::BadRequest(_))
+    ));
+    let Ok(Reply::Written { version, .. }) = exchange(&mut raw, &set)? else {
+        anyhow::bail!("a set over an authenticated raw link failed");
+    };
+    drop(raw);
+    // The server carries on: the client reads the raw link's write and writes again.
+    assert_eq!(
+        client.get(&p)?.map(|v| (v.value, v.version)),
+        Some((b"raw".to_vec(), version))
+    );
+    assert!(client.set(&p, b"2")?.version > version);
+    Ok(())
+}
+
+#[test]
+fn server_killed_mid_writes_fails_the_writer_and_keeps_every_acknowledged_write()
+-> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let mut server = Server::start(tmp.path())?;
+    let key = admin_key(tmp.path())?;
+    let writer = Local::connect_at(&server.socket, &key)?;
+    let p: memwire_store::protocol::VarPath = "acme/svc/counter".parse()?;
+    let (acked_tx, acked_rx) = std::sync::mpsc::channel();
+    let writing = std::thread::spawn(move || -> Error {
+        for i in 0u64.. {
+            match writer.set(&p, &i.to_le_bytes()) {
+                Ok(w) => {
+                    let _ = acked_tx.send((i, w.version));
+                }
+                Err(err) => return err,
+            }
+        }
+        unreachable!("a u64 counter does not run out")
+    });
+    // Let some writes through, then kill the server under the writer.
+    let mut last = acked_rx.recv()?;
+    while last.0 < 500 {
+        last = acked_rx.recv()?;
+    }
+    server.kill()?;
+    let err = writing
+        .join()
+        .map_err(|_| anyhow::anyhow!("the writer panicked"))?;
+    assert!(matches!(err, Error::ServerGone), "{err:?}");
+    while let Ok(more) = acked_rx.try_recv() {
+        last = more;
+    }
+    let restarted = Server::start(tmp.path())?;
+    let reader = Local::connect_at(&restarted.socket, &key)?;
+    let stored = reader
+        .get(&"acme/svc/counter".parse()?)?
+        .ok_or_else(|| anyhow::anyhow!("the counter is gone"))?;
+    // Every acknowledged write survived; at most the one in flight went further.
+    let value = u64::from_le_bytes(stored.value.as_slice().try_into()?);
+    assert!(stored.version >= last.1, "{stored:?} lost ack {last:?}");
+    assert!(
+        value == last.0 || value == last.0 + 1,
+        "{value} after ack {last:?}"
+    );
     Ok(())
 }

@@ -301,6 +301,8 @@ impl Shared {
 pub struct Link {
     tx: Tx,
     rx: Rx,
+    /// What the kernel said of a walk-in guest when it connected (`SO_PEERCRED`).
+    credentials: Option<memwire_shm::PeerCredentials>,
 }
 
 impl Link {
@@ -348,7 +350,11 @@ impl Link {
         let tx = Tx::new(Arc::clone(&shared), &config, send, wait)?;
         let rx = Rx::new(Arc::clone(&shared), &config, recv, wait)?;
         crate::watch::watch(&shared)?;
-        Ok(Self { tx, rx })
+        Ok(Self {
+            tx,
+            rx,
+            credentials: None,
+        })
     }
 
     /// What the host's status report needs of this link.
@@ -383,6 +389,18 @@ impl Link {
     #[must_use]
     pub fn stats(&self) -> Stats {
         self.tx.stats()
+    }
+
+    /// On the host's side of a walk-in guest's link ([`crate::Host::accept`]): the guest's
+    /// pid, uid and gid as the kernel recorded them when it connected (`SO_PEERCRED`), for
+    /// an audit trail. `None` on every other link.
+    #[must_use]
+    pub fn peer_credentials(&self) -> Option<memwire_shm::PeerCredentials> {
+        self.credentials
+    }
+
+    pub(crate) fn set_peer_credentials(&mut self, credentials: memwire_shm::PeerCredentials) {
+        self.credentials = Some(credentials);
     }
 }
 

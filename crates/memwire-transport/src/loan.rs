@@ -102,6 +102,7 @@ impl<'tx> Loan<'tx> {
     }
 
     /// The large message's memfd, if this loan is one, and the `Tx` that sends it.
+    #[cfg(feature = "tokio")]
     pub(crate) fn large(&mut self) -> (&mut Tx, Option<&MemfdSegment>) {
         let segment = match &self.body {
             Some(Body::Large(large)) => Some(&large.segment),

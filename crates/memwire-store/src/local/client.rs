@@ -1,8 +1,10 @@
 //! [`Local`]: the client of a store server on this machine.
 //!
 //! Reads go straight to the tenant's read-only mapping when the key may map the whole tenant
-//! (else through the server); writes are one round trip to the server, which logs them before
-//! it answers (an answer is an acknowledgement: the write survives `kill -9`).
+//! (else through the server); writes are one round trip to the server over the client's
+//! shared-memory link (joined on the first write; the socket if there is none), and the
+//! server logs them before it answers (an answer is an acknowledgement: the write survives
+//! `kill -9`).
 //!
 //! # Server death
 //!
@@ -26,6 +28,7 @@ use std::time::Duration;
 use memwire_shm::{Doorbell, ProcessHandle};
 use rustix::event::{PollFd, PollFlags};
 
+use super::link::ClientLink;
 use super::server::socket_path;
 use super::watch::LocalWatcher;
 use super::wire::{Frames, KeyInfo, LOCAL_PROTOCOL_VERSION, Reply, Request, Taken, TenantInfo};
@@ -86,6 +89,10 @@ struct Conn {
     stream: UnixStream,
     frames: Frames,
     server: Option<ProcessHandle>,
+    /// The shared-memory path for the requests that need no fd.
+    link: ClientLink,
+    /// For the link's own `auth`.
+    key: String,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -110,6 +117,8 @@ impl Conn {
             stream,
             frames: Frames::default(),
             server: ProcessHandle::open(pid).ok(),
+            link: ClientLink::Off,
+            key: key.to_owned(),
         };
         let (reply, _) = conn.call(
             &Request::Auth {
@@ -119,17 +128,27 @@ impl Conn {
             None,
         )?;
         match reply {
-            Reply::Authenticated { .. } => Ok(conn),
+            Reply::Authenticated { link_socket, .. } => {
+                conn.link = ClientLink::new(link_socket);
+                Ok(conn)
+            }
             other => Err(unexpected(&other)),
         }
     }
 
-    /// One request and its answer. An I/O failure is [`Error::ServerGone`].
+    /// One request and its answer: over the link when the request passes no fd and the link
+    /// is up, else over the socket. An I/O failure is [`Error::ServerGone`].
     fn call(
         &mut self,
         req: &Request,
         fd: Option<BorrowedFd<'_>>,
     ) -> Result<(Reply, Option<OwnedFd>)> {
+        if fd.is_none()
+            && req.fits_link()
+            && let Some(answer) = self.link.call(req, &self.key)
+        {
+            return answer.map(|reply| (reply, None));
+        }
         let bytes = encode(req)?;
         let fds: Vec<_> = fd.into_iter().collect();
         let mut sent = memwire_shm::send_with_fds(&self.stream, &bytes, &fds).map_err(gone)?;

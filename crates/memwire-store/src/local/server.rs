@@ -23,6 +23,7 @@ use std::io::ErrorKind;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::audit::Audit;
+use super::link::Links;
 use super::wire::{
     Answer, Entry, Frames, KeyInfo, LOCAL_PROTOCOL_VERSION, Refusal, Reply, Request, Stamped,
     Taken, TenantInfo, decode, encode,
@@ -64,15 +66,21 @@ pub struct LocalServer {
     listener: UnixListener,
     path: PathBuf,
     shared: Arc<Shared>,
+    /// The shared-memory request path (`None` if its host could not be bound).
+    links: Option<Links>,
 }
 
+/// What every connection and link of a server shares.
 #[derive(Debug)]
-struct Shared {
+pub(super) struct Shared {
     store: Arc<Store>,
     audit: Audit,
-    max_frame: u32,
+    pub(super) max_frame: u32,
     /// Tenant → live connections of a key of it or that mapped it.
     clients: Mutex<HashMap<String, u32>>,
+    /// The bootstrap socket of the transport host clients join for their link, told in the
+    /// `auth` answer.
+    link_socket: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -108,6 +116,11 @@ impl LocalServer {
             .saturating_mul(2)
             .max(1 << 20)
             .saturating_add(64 << 10);
+        let links = Links::bind(max_frame)
+            .inspect_err(|err| {
+                tracing::warn!(%err, "no shared-memory links: local clients use the socket alone");
+            })
+            .ok();
         Ok(Self {
             listener,
             path: path.to_owned(),
@@ -116,7 +129,11 @@ impl LocalServer {
                 audit,
                 max_frame,
                 clients: Mutex::new(HashMap::new()),
+                link_socket: links
+                    .as_ref()
+                    .and_then(|l| l.socket_path().to_str().map(str::to_owned)),
             }),
+            links,
         })
     }
 
@@ -128,7 +145,12 @@ impl LocalServer {
 
     /// Serves until `shutdown` resolves, then stops accepting, lets each connection finish
     /// the request in hand, waits for them, and removes the socket file.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let stop_links = Arc::new(AtomicBool::new(false));
+        let links = match self.links.take() {
+            Some(links) => Some(links.start(Arc::clone(&self.shared), Arc::clone(&stop_links))?),
+            None => None,
+        };
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         tokio::pin!(shutdown);
@@ -152,6 +174,12 @@ impl LocalServer {
         // Ignored error: no receiver left means no connection left to tell.
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}
+        // Release: pairs with the link threads' Acquire loads.
+        stop_links.store(true, Ordering::Release);
+        if let Some(thread) = links {
+            // Each link thread finishes the request in hand and sees the flag within its poll.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
         if let Err(err) = std::fs::remove_file(&self.path) {
             tracing::warn!(path = %self.path.display(), %err, "cannot remove the socket");
         }
@@ -159,10 +187,13 @@ impl LocalServer {
     }
 }
 
-/// One connection's state.
-struct Conn {
+/// One connection's (or link's) state.
+pub(super) struct Conn {
     shared: Arc<Shared>,
     peer: PeerCredentials,
+    /// Whether this connection counts as a client of its tenants (a link does not: its
+    /// client has a socket connection too).
+    counts: bool,
     session: Option<Session>,
     /// This connection's registrations, by the id its `wake` answers gave.
     wakes: HashMap<u64, WakeId>,
@@ -197,14 +228,7 @@ async fn serve(shared: Arc<Shared>, stream: UnixStream, mut stop: watch::Receive
         }
     };
     let max_frame = shared.max_frame;
-    let mut conn = Conn {
-        shared,
-        peer,
-        session: None,
-        wakes: HashMap::new(),
-        next_wake: 0,
-        counted: Vec::new(),
-    };
+    let mut conn = Conn::new(shared, peer, true);
     let mut frames = Frames::default();
     loop {
         let taken = loop {
@@ -267,6 +291,36 @@ fn refuse(err: &Error) -> Refusal {
 }
 
 impl Conn {
+    pub(super) fn new(shared: Arc<Shared>, peer: PeerCredentials, counts: bool) -> Self {
+        Self {
+            shared,
+            peer,
+            counts,
+            session: None,
+            wakes: HashMap::new(),
+            next_wake: 0,
+            counted: Vec::new(),
+        }
+    }
+
+    /// Answers one request that came over a link: any but those that pass fds.
+    pub(super) fn handle_link(&mut self, body: &[u8]) -> Answer {
+        let request: Request = match decode(body) {
+            Ok(r) => r,
+            Err(err) => return Err(refuse(&err)),
+        };
+        if !request.fits_link() {
+            return Err(Refusal::BadRequest(
+                "map, wake and unwake pass fds: send them on the socket".to_owned(),
+            ));
+        }
+        match self.answer(request, None) {
+            Ok((reply, None)) => Ok(reply),
+            Ok((_, Some(_))) => Err(Refusal::Internal),
+            Err(err) => Err(refuse(&err)),
+        }
+    }
+
     /// Answers one request, with the fd to send along (for `map`).
     fn handle(&mut self, body: &[u8], mut fds: Vec<OwnedFd>) -> (Answer, Option<OwnedFd>) {
         let request: Request = match decode(body) {
@@ -466,6 +520,7 @@ impl Conn {
                     key_id: session.key_id().to_owned(),
                     server_pid: std::process::id(),
                     max_frame: self.shared.max_frame,
+                    link_socket: self.shared.link_socket.clone(),
                 };
                 self.session = Some(session);
                 Ok(reply)
@@ -480,7 +535,7 @@ impl Conn {
     }
 
     fn count(&mut self, tenant: &str) {
-        if self.counted.iter().any(|t| t == tenant) {
+        if !self.counts || self.counted.iter().any(|t| t == tenant) {
             return;
         }
         *lock(&self.shared.clients)

@@ -21,7 +21,7 @@ use crate::auth::Role;
 use crate::error::{Error, Result};
 
 /// The local protocol's version, sent in [`Request::Auth`].
-pub const LOCAL_PROTOCOL_VERSION: u32 = 1;
+pub const LOCAL_PROTOCOL_VERSION: u32 = 2;
 
 /// Fds taken per `recvmsg`: a request carries at most one, an answer at most one.
 pub(crate) const MAX_FDS: usize = 2;
@@ -116,6 +116,17 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// Whether it may travel over a link: all but the requests that pass fds (`map`, `wake`)
+    /// or name the socket's registrations (`unwake`). A link's first message is `auth`.
+    pub(crate) fn fits_link(&self) -> bool {
+        !matches!(
+            self,
+            Self::Map { .. } | Self::Wake { .. } | Self::Unwake { .. }
+        )
+    }
+}
+
 /// A successful answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
@@ -127,6 +138,9 @@ pub enum Reply {
         server_pid: u32,
         /// The largest frame the server reads.
         max_frame: u32,
+        /// The bootstrap socket of the transport host to join for a shared-memory link
+        /// (`None`: the socket alone).
+        link_socket: Option<String>,
     },
     /// Answer to [`Request::Ping`].
     Pong,
@@ -306,6 +320,12 @@ pub(crate) fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>> {
     out[..4].copy_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&body);
     Ok(out)
+}
+
+/// A message's body alone (a link message is its own frame).
+pub(crate) fn encode_body<T: Serialize>(msg: &T) -> Result<Vec<u8>> {
+    postcard::to_stdvec(msg)
+        .map_err(|e| Error::BadRequest(format!("cannot encode a local message: {e}")))
 }
 
 /// Decodes a frame's body.

@@ -27,17 +27,17 @@ impl Guest {
     pub fn connect_with(name: &str, wait: WaitStrategy) -> Result<Link> {
         let name = Name::new(name)?;
         let path = socket_path(&name)?;
-        let stream = UnixStream::connect(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => Error::NoHost {
-                name: name.to_string(),
-                path: path.clone(),
-            },
-            _ => Error::Io {
-                op: "connect to the host",
-                source: e,
-            },
-        })?;
-        handshake(stream, None, wait)
+        connect_path(&path, name.as_str(), wait)
+    }
+
+    /// Connects to the host whose bootstrap socket is at `path` (its
+    /// [`crate::Host::socket_path`]), wherever its runtime directory is: for a client told
+    /// the path by a server it already speaks to.
+    pub fn connect_at(path: &std::path::Path, wait: WaitStrategy) -> Result<Link> {
+        let name = path
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        connect_path(path, &name, wait)
     }
 
     /// Takes the link of a guest spawned by [`crate::Host::spawn`], from `MEMWIRE_TICKET`.
@@ -61,6 +61,20 @@ impl Guest {
         let stream = UnixStream::from(inherit::adopt_socket(fd)?);
         handshake(stream, Some(host), wait)
     }
+}
+
+fn connect_path(path: &std::path::Path, name: &str, wait: WaitStrategy) -> Result<Link> {
+    let stream = UnixStream::connect(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => Error::NoHost {
+            name: name.to_owned(),
+            path: path.to_owned(),
+        },
+        _ => Error::Io {
+            op: "connect to the host",
+            source: e,
+        },
+    })?;
+    handshake(stream, None, wait)
 }
 
 /// `memwire1:fd=N:host=PID:start=TICKS`.

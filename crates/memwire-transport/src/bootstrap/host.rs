@@ -206,7 +206,10 @@ impl Host {
                 None => Peer::unseen(),
             };
             match self.welcome(stream, peer) {
-                Ok(Some(link)) => return Ok(link),
+                Ok(Some(mut link)) => {
+                    link.set_peer_credentials(creds);
+                    return Ok(link);
+                }
                 Ok(None) => continue,
                 Err(Error::PeerGone { pid }) => {
                     tracing::debug!(pid, "guest left before it was welcomed");

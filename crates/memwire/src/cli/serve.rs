@@ -17,7 +17,7 @@ use memwire_store::{
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// A TOML file with any of: data_dir, name, fsync, listen, remote, tls_cert, tls_key,
-    /// tls_self_signed. Flags override it.
+    /// tls_self_signed, threads. Flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where the data lives (default: `$MEMWIRE_DATA_DIR`, else `$XDG_STATE_HOME/memwire`,
@@ -46,6 +46,11 @@ pub(crate) struct Args {
     /// written to `<data dir>/ca.pem` for clients to trust. For tests and trials.
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
     tls_self_signed: bool,
+    /// Threads serving sockets and WebSocket clients (default 1: local writes have threads
+    /// of their own, and one thread answers a lone remote client fastest; more help only
+    /// many remote clients on several CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
 }
 
 /// What `--config` may set; every field optional.
@@ -60,6 +65,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_self_signed: Option<bool>,
+    threads: Option<u16>,
 }
 
 /// The settings in force: flags over the file over the defaults.
@@ -70,6 +76,7 @@ struct Settings {
     fsync: FsyncPolicy,
     listen: Option<SocketAddr>,
     tls: Tls,
+    threads: usize,
 }
 
 #[derive(Debug)]
@@ -141,6 +148,11 @@ impl Settings {
                     .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7117)))
             }),
             tls,
+            threads: match args.threads.or(file.threads) {
+                Some(0) => bail!("threads must be at least 1"),
+                Some(n) => usize::from(n),
+                None => 1,
+            },
         })
     }
 }
@@ -183,7 +195,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     writeln!(out, "  data    {}", settings.data_dir.display())?;
     let store = Arc::new(store);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(settings.threads)
         .enable_all()
         .build()
         .context("starting the runtime")?;
