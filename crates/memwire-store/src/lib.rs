@@ -32,7 +32,7 @@ pub use auth::{
     read_admin_key, validate_name,
 };
 pub use error::{Code, Error, Result};
-pub use local::{Local, LocalServer, LocalWatcher};
+pub use local::{Local, LocalServer, LocalWatcher, Reader};
 pub use log::{BadSnapshot, FsyncPolicy, Log, LogOptions, Recovery, TornTail};
 pub use places::{DATA_DIR_ENV, default_data_dir};
 pub use remote::{Remote, RemoteOptions, RemoteServer, RemoteWatch, ServerOptions};

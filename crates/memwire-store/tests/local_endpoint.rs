@@ -414,3 +414,68 @@ fn server_killed_mid_writes_fails_the_writer_and_keeps_every_acknowledged_write(
     );
     Ok(())
 }
+
+#[test]
+fn a_reader_reads_the_mapping_then_through_the_server_and_never_a_dead_servers_value()
+-> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let mut server = Server::start(tmp.path())?;
+    let key = admin_key(tmp.path())?;
+    let admin = Local::connect_at(&server.socket, &key)?;
+    admin.set(&"acme/svc/a".parse()?, b"one")?;
+    let w = admin.set(&"acme/svc/b".parse()?, b"two")?;
+    let mut reader = admin.reader("acme")?;
+    let mut buf = b"stale".to_vec();
+    let stamp = reader.get_into("svc", "b", &mut buf)?;
+    assert_eq!(
+        (stamp.map(|s| s.version), buf.as_slice()),
+        (Some(w.version), &b"two"[..])
+    );
+    assert_eq!(reader.get_into("svc", "missing", &mut buf)?, None);
+    assert!(buf.is_empty());
+    assert_eq!(
+        reader.get("svc", "a")?.map(|v| v.value),
+        Some(b"one".to_vec())
+    );
+    // A key limited to one service may not map the tenant: its reader asks the server, which
+    // applies the limit.
+    let (limited, _) = admin.create_key(Some("acme"), Role::Read, Some("svc"), None)?;
+    let limited = Local::connect_at(&server.socket, &limited)?;
+    let mut through = limited.reader("acme")?;
+    assert_eq!(
+        through.get("svc", "a")?.map(|v| v.value),
+        Some(b"one".to_vec())
+    );
+    admin.set(&"acme/other/x".parse()?, b"hidden")?;
+    assert!(matches!(
+        through.get("other", "x"),
+        Err(Error::PermissionDenied(_))
+    ));
+    assert!(matches!(admin.reader("../x"), Err(Error::BadRequest(_))));
+
+    server.kill()?;
+    loop {
+        match reader.get_into("svc", "a", &mut buf) {
+            Err(Error::ServerGone) => break,
+            Ok(_) => std::thread::yield_now(),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let restarted = Server::start(tmp.path())?;
+    let after = Local::connect_at(&restarted.socket, &key)?.set(&"acme/svc/a".parse()?, b"new")?;
+    // The reader follows the client's reconnect to the new server's mapping.
+    let stamp = loop {
+        match reader.get_into("svc", "a", &mut buf) {
+            Ok(Some(stamp)) if stamp.version == after.version => break stamp,
+            Ok(_) | Err(Error::ServerGone) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    assert_eq!(
+        (stamp.version, buf.as_slice()),
+        (after.version, &b"new"[..])
+    );
+    Ok(())
+}

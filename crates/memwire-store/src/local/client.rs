@@ -29,6 +29,7 @@ use memwire_shm::{Doorbell, ProcessHandle};
 use rustix::event::{PollFd, PollFlags};
 
 use super::link::ClientLink;
+use super::reader::{mapped, through_server};
 use super::server::socket_path;
 use super::watch::LocalWatcher;
 use super::wire::{Frames, KeyInfo, LOCAL_PROTOCOL_VERSION, Reply, Request, Taken, TenantInfo};
@@ -44,8 +45,6 @@ const MAX_ANSWER: u32 = 256 << 20;
 /// Reconnect backoff: first and longest pause.
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// Mapped reads retried after overlapping a reconnect before reading through the server.
-const READ_RETRIES: usize = 4;
 
 /// A client of the store server on this machine. See the [`local` module docs](crate::local).
 ///
@@ -182,7 +181,7 @@ fn gone(err: impl std::fmt::Display) -> Error {
     Error::ServerGone
 }
 
-fn unexpected(reply: &Reply) -> Error {
+pub(super) fn unexpected(reply: &Reply) -> Error {
     Error::io(
         "the store server",
         std::io::Error::other(format!("unexpected answer {reply:?}")),
@@ -418,38 +417,23 @@ impl Local {
     /// may map the tenant, else from the server. [`Error::ServerGone`] while the server is
     /// down.
     pub fn get(&self, path: &VarPath) -> Result<Option<Stored>> {
-        let tenant = path.tenant.as_str();
-        for _ in 0..READ_RETRIES {
-            let s = self.inner.alive()?;
-            let Some(view) = self.inner.view(tenant)? else {
-                break;
-            };
-            let value = view.get(path.service.as_str(), path.variable.as_str())?;
-            if view.is_retired()? {
-                self.inner.forget(tenant, &view);
-                continue;
-            }
-            if self.inner.unchanged(s) {
-                return Ok(value.map(|v| Stored {
-                    value: v.bytes,
-                    version: v.version,
-                    timestamp_ms: v.timestamp_ns / 1_000_000,
-                }));
-            }
-        }
-        match self.inner.call(
-            &Request::Get {
-                path: path.to_string(),
-            },
-            None,
-        )? {
-            (Reply::Value(v), _) => Ok(v.map(|v| Stored {
-                value: v.value,
+        let (service, variable) = (path.service.as_str(), path.variable.as_str());
+        let read = mapped(&self.inner, path.tenant.as_str(), &mut None, |view| {
+            view.get(service, variable)
+        })?;
+        match read {
+            Some(value) => Ok(value.map(|v| Stored {
+                value: v.bytes,
                 version: v.version,
-                timestamp_ms: v.timestamp_ms,
+                timestamp_ms: v.timestamp_ns / 1_000_000,
             })),
-            (other, _) => Err(unexpected(&other)),
+            None => through_server(&self.inner, path.to_string()),
         }
+    }
+
+    /// The client's shared state, for a [`super::Reader`].
+    pub(super) fn inner(&self) -> Arc<Inner> {
+        Arc::clone(&self.inner)
     }
 
     /// Sets the variable at `path`; the answer means it is logged.

@@ -18,6 +18,7 @@
 //! | `server` | [`LocalServer`]: one task per connection, requests checked by the [`Store`](crate::Store) |
 //! | `link` | the shared-memory request path: the server's transport host and a client's link |
 //! | `client` | [`Local`]: reads from the mapping, writes over its link, reconnects by itself |
+//! | `reader` | [`Reader`]: one tenant's mapped reads for a hot loop; the read `Local::get` shares |
 //! | `watch` | [`LocalWatcher`]: the change ring, in order, each change once, `Lagged` when it wrapped |
 //!
 //! Why a framed socket protocol for the first requests: they carry fds both ways (`map`
@@ -30,12 +31,14 @@
 mod audit;
 mod client;
 mod link;
+mod reader;
 mod server;
 mod watch;
 mod wire;
 
 pub use audit::AUDIT_FILE;
 pub use client::Local;
+pub use reader::Reader;
 pub use server::{LocalServer, MAX_WAKES, socket_path};
 pub use watch::LocalWatcher;
 pub use wire::{

@@ -178,9 +178,11 @@ impl TenantView {
     /// reuses so a read allocates nothing.
     pub fn get_into(&self, service: &str, var: &str, out: &mut Vec<u8>) -> Result<Option<Stamp>> {
         let (s, v) = (service.as_bytes(), var.as_bytes());
-        if check_name(s).is_err() || check_name(v).is_err() {
+        let fits = |n: &[u8]| (1..=MAX_NAME_LEN).contains(&n.len());
+        if !fits(s) || !fits(v) {
             return Ok(None); // never stored: the writer refuses such names
         }
+        // A name with bytes the writer refuses matches no stored name: no need to check them.
         let hash = key_hash(s, v);
         let mask = self.header.geometry.table_slots - 1;
         let mut index = (hash as u32) & mask;
@@ -196,9 +198,7 @@ impl TenantView {
                 {
                     return Ok(Probe::Other);
                 }
-                let mut names = [0; 2 * MAX_NAME_LEN];
-                let names = self.read_names(e, &mut names)?;
-                if &names[..s.len()] != s || &names[s.len()..] != v {
+                if !self.names_are(e, s, v)? {
                     return Ok(Probe::Other);
                 }
                 self.read_value(e, out)?;
@@ -381,9 +381,11 @@ impl TenantView {
             // Acquire: pairs with the Release store that ends a write of the entry.
             let before = self.map.load_u64(at + E_SEQ, Ordering::Acquire)?;
             if before.is_multiple_of(2) {
-                let mut body = [0; E_BODY_LEN];
-                self.map.read_atomic(at + E_BODY, &mut body)?;
-                let result = f(&Entry::decode(&body));
+                let mut words = [0; E_BODY_LEN / 8];
+                for (i, w) in words.iter_mut().enumerate() {
+                    *w = self.map.load_u64(at + E_BODY + 8 * i, Ordering::Relaxed)?;
+                }
+                let result = f(&Entry::from_words(&words));
                 // Pairs with the writer's Release fence after it makes the sequence odd: if any
                 // copy above saw a store of that write, the load below sees the odd sequence.
                 fence(Ordering::Acquire);
@@ -404,6 +406,26 @@ impl TenantView {
         let at = self.header.check_value_range(e.names_offset, n as u64)?;
         self.map.read_atomic(at, names)?;
         Ok(names)
+    }
+
+    /// Whether an entry's names are `service` and `var` (whose lengths it was seen to have),
+    /// compared a chunk at a time without copying them whole.
+    fn names_are(&self, e: &Entry, service: &[u8], var: &[u8]) -> Result<bool> {
+        let n = service.len() + var.len();
+        let mut at = self.header.check_value_range(e.names_offset, n as u64)?;
+        let mut chunk = [0; 64];
+        for part in [service, var] {
+            for expected in part.chunks(chunk.len()) {
+                let got = &mut chunk[..expected.len()];
+                self.map.read_atomic(at, got)?;
+                // Inline: names are short, and a `memcmp` call cost more than the compare.
+                if got.iter().zip(expected).fold(0, |d, (a, b)| d | (a ^ b)) != 0 {
+                    return Ok(false);
+                }
+                at += expected.len();
+            }
+        }
+        Ok(true)
     }
 
     /// Copies an entry's value into `out`.

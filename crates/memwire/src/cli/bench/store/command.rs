@@ -235,11 +235,16 @@ fn measure_case(
         StoreCase::LocalGet8 | StoreCase::LocalGet4096 => {
             let local = Local::connect_at(&server.socket, &server.key)?;
             let size = case.size();
-            let p = path(&format!("bench/get/v{size}"))?;
-            local.set(&p, &vec![1; size])?;
+            let variable = format!("v{size}");
+            local.set(&path(&format!("bench/get/{variable}"))?, &vec![1; size])?;
+            // The API for a hot loop: a `Reader` copies into a buffer it reuses.
+            let mut reader = local.reader("bench")?;
+            let mut value = Vec::with_capacity(size);
             timing::ops(budget, BATCH, || {
-                let got = local.get(&p)?.context("the variable is gone")?;
-                ensure!(got.value.len() == size, "read {} bytes", got.value.len());
+                reader
+                    .get_into("get", &variable, &mut value)?
+                    .context("the variable is gone")?;
+                ensure!(value.len() == size, "read {} bytes", value.len());
                 Ok(())
             })?
         }

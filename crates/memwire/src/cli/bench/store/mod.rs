@@ -11,7 +11,7 @@
 //!
 //! | case | suite | what one sample is |
 //! | --- | --- | --- |
-//! | `local-get-8`, `local-get-4096` | store | 1 000 `Local::get`s from the mapping, / 1 000 |
+//! | `local-get-8`, `local-get-4096` | store | 1 000 `Reader::get_into`s from the mapping (a reused buffer), / 1 000 |
 //! | `local-set` | store | `Local::set` of 8 B until its ack (logged) |
 //! | `watch-wake` | store | `Local::set` → a second client's `LocalWatcher::next` returns, on another thread |
 //! | `remote-get`, `remote-set` | store | one `Remote` client, one request in flight |

@@ -47,7 +47,7 @@ pub(crate) fn text(rows: &[Row]) -> String {
 
 const NOTES: &str = "
 P50..MAX: time of one operation, from its call to its answer; local-get-*: the time of a batch
-of 1 000 gets / 1 000 (SAMPLES counts batches). OPS/S: 1 / mean with one operation in flight;
+of 1 000 gets / 1 000 (Reader::get_into into a reused buffer; SAMPLES counts batches). OPS/S: 1 / mean with one operation in flight;
 remote-set-16: sets answered per second of wall clock by 16 clients, one set each in flight.
 watch-wake, redis-pubsub: from the set's call to a sleeping waiter's wake-up with the change
 (a second local client on another thread in LocalWatcher::next; a redis subscriber to the key's
