@@ -16,11 +16,12 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::server::ServerOptions;
+use super::spin::BusyPoll;
 use super::{dispatch, pump, wire};
 use crate::error::Error;
 use crate::protocol::{
@@ -62,9 +63,7 @@ async fn websocket<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let max = options.limits.max_message_bytes.saturating_mul(2);
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max));
+    let config = wire::websocket_config(max);
     let ws = match timeout_at(
         deadline,
         tokio_tungstenite::accept_async_with_config(stream, Some(config)),
@@ -80,11 +79,21 @@ async fn websocket<S>(
         .await;
 }
 
-/// What one message from the client leads to.
+/// What the connection waited for.
+enum Next {
+    /// The client's next message (`None`: it hung up).
+    Client(Option<Result<Message, WsError>>),
+    /// A message a pump queued.
+    Queued(Message),
+}
+
+/// What one message from the client (or a pump) leads to.
 enum Answer {
-    /// Queue this.
+    /// Write this pump's message.
+    Queued(Message),
+    /// Write this.
     Reply(Response),
-    /// Queue this `ok`, then start the watch's pump.
+    /// Write this `ok`, then start the watch's pump.
     Watch(Response, crate::store::Watcher, u64),
 }
 
@@ -115,54 +124,69 @@ impl Connection {
     {
         let (sink, mut stream) = ws.split();
         let (queue, outgoing) = mpsc::channel(self.options.send_queue.max(1));
-        let mut writer = tokio::spawn(write(sink, outgoing));
+        let mut out = Outbox { sink, outgoing };
+        let busy = BusyPoll::new(self.options.busy_poll);
         loop {
             let next = if self.session.is_some() {
-                stream.next().await
+                let next = std::pin::pin!(async {
+                    tokio::select! {
+                        next = stream.next() => Next::Client(next),
+                        // `None` cannot be: the connection holds a sender.
+                        event = out.outgoing.recv() => event.map_or(Next::Client(None), Next::Queued),
+                    }
+                });
+                busy.wait(next).await
             } else {
                 match timeout_at(deadline, stream.next()).await {
-                    Ok(next) => next,
+                    Ok(next) => Next::Client(next),
                     Err(_) => {
                         tracing::debug!(%peer, "no auth in time; closing");
-                        let _ = queue
-                            .send(close(CloseCode::Policy, "authentication timed out"))
+                        out.close(close(CloseCode::Policy, "authentication timed out"))
                             .await;
                         break;
                     }
                 }
             };
             let (answer, format) = match next {
-                None | Some(Ok(Message::Close(_))) => break,
-                Some(Ok(Message::Text(text))) => {
-                    (self.answer(Frame::Text(text.as_str())), Format::Json)
-                }
-                Some(Ok(Message::Binary(bytes))) => {
-                    (self.answer(Frame::Binary(&bytes)), Format::MessagePack)
-                }
-                // Pings are answered by the WebSocket layer itself.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
-                    tracing::debug!(%peer, size, max_size, "message too large; closing");
-                    let reason = format!("message of {size} bytes is over {max_size}");
-                    let _ = queue.send(close(CloseCode::Size, &reason)).await;
-                    break;
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "WebSocket read failed");
-                    break;
-                }
+                Next::Queued(event) => (Answer::Queued(event), Format::Json),
+                Next::Client(next) => match next {
+                    None | Some(Ok(Message::Close(_))) => break,
+                    Some(Ok(Message::Text(text))) => {
+                        (self.answer(Frame::Text(text.as_str())), Format::Json)
+                    }
+                    Some(Ok(Message::Binary(bytes))) => {
+                        (self.answer(Frame::Binary(&bytes)), Format::MessagePack)
+                    }
+                    // Pings are answered by the WebSocket layer itself.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                    Some(Err(WsError::Capacity(CapacityError::MessageTooLong {
+                        size,
+                        max_size,
+                    }))) => {
+                        tracing::debug!(%peer, size, max_size, "message too large; closing");
+                        let reason = format!("message of {size} bytes is over {max_size}");
+                        out.close(close(CloseCode::Size, &reason)).await;
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "WebSocket read failed");
+                        break;
+                    }
+                },
             };
             let sent = match answer {
-                Answer::Reply(response) => queue.send(encode(&response, format)).await,
+                // A message from a pump: written with whatever else is queued.
+                Answer::Queued(event) => out.send_queued(event).await,
+                Answer::Reply(response) => out.send(Some(encode(&response, format))).await,
                 Answer::Watch(response, watcher, watch_id) => {
-                    let sent = queue.send(encode(&response, format)).await;
+                    let sent = out.send(Some(encode(&response, format))).await;
                     let task = tokio::spawn(pump::pump(watcher, watch_id, format, queue.clone()));
                     self.watches.insert(watch_id, task);
                     sent
                 }
             };
             if sent.is_err() {
-                // The writer is gone: the socket failed.
+                // The socket failed, or a pump closed the connection.
                 break;
             }
         }
@@ -170,9 +194,10 @@ impl Connection {
             task.abort();
         }
         drop(queue);
-        if timeout(LINGER, &mut writer).await.is_err() {
-            writer.abort();
-        }
+        // What the pumps queued before they stopped, then a close, unless the client stopped
+        // reading.
+        let _ = timeout(LINGER, out.send(None)).await;
+        let _ = timeout(LINGER, out.sink.close()).await;
     }
 
     /// The answer to one message.
@@ -260,33 +285,49 @@ fn close(code: CloseCode, reason: &str) -> Message {
     }))
 }
 
-/// Drains the queue into the socket until the queue closes, a close frame was sent, or a
-/// write fails.
-async fn write<S>(
-    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
-    mut outgoing: mpsc::Receiver<Message>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    while let Some(message) = outgoing.recv().await {
-        let mut closing = matches!(message, Message::Close(_));
-        // Feed what is already queued, then flush once: one syscall for a burst of events.
-        if sink.feed(message).await.is_err() {
-            return;
-        }
+/// The connection's writing end: its own answers, and the messages its pumps queued.
+struct Outbox<S> {
+    sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    outgoing: mpsc::Receiver<Message>,
+}
+
+/// A close frame is what the connection sends last.
+#[derive(Debug)]
+struct Closed;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Outbox<S> {
+    /// Writes what the pumps queued, then `message`, with one flush: an answer never
+    /// overtakes an event queued before it (after `unwatch`'s `ok` no event of that watch
+    /// comes). [`Closed`] after a close frame was sent or when the socket failed.
+    async fn send(&mut self, message: Option<Message>) -> Result<(), Closed> {
+        let mut closing = false;
         while !closing {
-            let Ok(more) = outgoing.try_recv() else {
+            let Ok(queued) = self.outgoing.try_recv() else {
                 break;
             };
-            closing = matches!(more, Message::Close(_));
-            if sink.feed(more).await.is_err() {
-                return;
-            }
+            closing = matches!(queued, Message::Close(_));
+            self.sink.feed(queued).await.map_err(|_| Closed)?;
         }
-        if sink.flush().await.is_err() || closing {
-            let _ = sink.close().await;
-            return;
+        if let Some(message) = message.filter(|_| !closing) {
+            closing = matches!(message, Message::Close(_));
+            self.sink.feed(message).await.map_err(|_| Closed)?;
         }
+        self.sink.flush().await.map_err(|_| Closed)?;
+        if closing { Err(Closed) } else { Ok(()) }
     }
-    let _ = sink.close().await;
+
+    /// Writes `event`, taken off the queue, and what was queued after it.
+    async fn send_queued(&mut self, event: Message) -> Result<(), Closed> {
+        if matches!(event, Message::Close(_)) {
+            let _ = self.sink.send(event).await;
+            return Err(Closed);
+        }
+        self.sink.feed(event).await.map_err(|_| Closed)?;
+        self.send(None).await
+    }
+
+    /// Sends `frame` (after what is queued) and ends the connection.
+    async fn close(&mut self, frame: Message) {
+        let _ = self.send(Some(frame)).await;
+    }
 }

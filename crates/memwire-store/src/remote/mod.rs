@@ -33,6 +33,7 @@ mod connection;
 mod dispatch;
 mod pump;
 mod server;
+mod spin;
 pub mod tls;
 mod watch;
 mod wire;

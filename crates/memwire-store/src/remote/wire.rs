@@ -2,11 +2,25 @@
 //! `error` answers, and WebSocket messages from encoded ones.
 
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::error::Error;
 use crate::protocol::{Encoded, ErrorCode, Event, EventKind, Lagged, Response, Value};
 use crate::segment::ChangeKind;
 use crate::store::WatchEvent;
+
+/// Bytes a WebSocket read asks the socket for. tungstenite zeroes that much of its buffer
+/// before every read: at its default, 128 KiB, the zeroing cost more than the rest of a small
+/// request's handling (`memwire bench store`, `remote-set`). A large message takes more reads.
+const READ_BUFFER: usize = 8 << 10;
+
+/// The WebSocket settings of both ends, for messages up to `max_message` bytes.
+pub(super) fn websocket_config(max_message: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
+}
 
 /// The WebSocket message that carries `encoded`.
 pub(super) fn message(encoded: Encoded) -> Message {
