@@ -14,6 +14,7 @@ const STORE: &[(&str, &str)] = &[
     ("store", "local-get-8"),
     ("store", "local-get-4096"),
     ("store", "local-set"),
+    ("store", "local-set-cold"),
     ("store", "watch-wake"),
     ("store", "remote-get"),
     ("store", "remote-set"),

@@ -67,6 +67,7 @@ pub(crate) enum StoreCase {
     LocalGet8,
     LocalGet4096,
     LocalSet,
+    LocalSetCold,
     WatchWake,
     RemoteGet,
     RemoteSet,
@@ -78,10 +79,11 @@ pub(crate) enum StoreCase {
 }
 
 impl StoreCase {
-    const STORE: [Self; 7] = [
+    const STORE: [Self; 8] = [
         Self::LocalGet8,
         Self::LocalGet4096,
         Self::LocalSet,
+        Self::LocalSetCold,
         Self::WatchWake,
         Self::RemoteGet,
         Self::RemoteSet,
@@ -94,6 +96,7 @@ impl StoreCase {
             Self::LocalGet8 => "local-get-8",
             Self::LocalGet4096 => "local-get-4096",
             Self::LocalSet => "local-set",
+            Self::LocalSetCold => "local-set-cold",
             Self::WatchWake => "watch-wake",
             Self::RemoteGet => "remote-get",
             Self::RemoteSet => "remote-set",
@@ -252,6 +255,14 @@ fn measure_case(
             let local = Local::connect_at(&server.socket, &server.key)?;
             let p = path("bench/set/local")?;
             timing::ops(budget, 1, || {
+                local.set(&p, &small)?;
+                Ok(())
+            })?
+        }
+        StoreCase::LocalSetCold => {
+            let local = Local::connect_at(&server.socket, &server.key)?;
+            let p = path("bench/set/cold")?;
+            timing::after_pause(budget, |_| {
                 local.set(&p, &small)?;
                 Ok(())
             })?

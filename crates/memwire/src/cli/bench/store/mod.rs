@@ -12,7 +12,8 @@
 //! | case | suite | what one sample is |
 //! | --- | --- | --- |
 //! | `local-get-8`, `local-get-4096` | store | 1 000 `Reader::get_into`s from the mapping (a reused buffer), / 1 000 |
-//! | `local-set` | store | `Local::set` of 8 B until its ack (logged) |
+//! | `local-set` | store | `Local::set` of 8 B until its ack (logged), back to back |
+//! | `local-set-cold` | store | the same after a 50 µs pause (the server's end of the link asleep) |
 //! | `watch-wake` | store | `Local::set` → a second client's `LocalWatcher::next` returns, on another thread |
 //! | `remote-get`, `remote-set` | store | one `Remote` client, one request in flight |
 //! | `remote-set-16` | store | one set of 16 clients each with one in flight; ops/s: the total |

@@ -49,6 +49,8 @@ const NOTES: &str = "
 P50..MAX: time of one operation, from its call to its answer; local-get-*: the time of a batch
 of 1 000 gets / 1 000 (Reader::get_into into a reused buffer; SAMPLES counts batches). OPS/S: 1 / mean with one operation in flight;
 remote-set-16: sets answered per second of wall clock by 16 clients, one set each in flight.
+local-set-cold: a set after the 50 µs pause that precedes each watch-wake sample (the server's
+end of the link has stopped spinning and sleeps), as the set inside a watch-wake sample is.
 watch-wake, redis-pubsub: from the set's call to a sleeping waiter's wake-up with the change
 (a second local client on another thread in LocalWatcher::next; a redis subscriber to the key's
 keyspace notification). Server: `memwire serve` (fsync every 1 s) or redis-server (appendonly
@@ -112,6 +114,19 @@ pub(crate) fn check(rows: &[Row]) -> (Vec<Check>, Vec<String>) {
                 "≤ 1×",
                 x <= 1.0,
             ));
+            // Not the issue's target: the same bound with the set that a wake-up sample makes
+            // (after a pause), which tells the watcher's share of the wake-up from the set's.
+            if let Some(cold) = find("local-set-cold") {
+                let bound = p50(cold) + 1.2 * p50(futex) / 2.0;
+                let x = p50(wake) / bound;
+                checks.push(Check::ratio(
+                    "watch-wake P50 (cold set)",
+                    x,
+                    "(local-set-cold P50 + 1.2 × floor-futex one way)",
+                    "≤ 1×",
+                    x <= 1.0,
+                ));
+            }
         }
         (Some(_), Some(_), None) => unchecked.push(
             "watch-wake: the target cannot be checked: the futex floor was not measured in \

@@ -75,20 +75,38 @@ pub(crate) fn ops(
 
 /// Times set → wake-up: each sample pauses [`SETTLE`] (so the waiter is asleep), then calls
 /// `set(k)` and waits for the instant the waiter reports on `woke`; the sample is from just
-/// before `set` to that instant. Warm-up: up to 100 samples within a tenth of the echo time.
+/// before `set` to that instant.
 pub(crate) fn wakes(
     budget: &Budget,
     mut set: impl FnMut(u64) -> Result<()>,
     woke: &Receiver<Instant>,
 ) -> Result<Timed> {
-    let mut one = |k: u64| -> Result<u128> {
-        std::thread::sleep(SETTLE);
+    settled(budget, |k| {
         let t0 = Instant::now();
         set(k)?;
         let t1 = woke
             .recv_timeout(WAKE_TIMEOUT)
             .context("the waiter did not wake up")?;
         Ok(t1.saturating_duration_since(t0).as_nanos())
+    })
+}
+
+/// Times `op(k)` alone after the same pause as [`wakes`]: the set inside a wake-up sample,
+/// made while the server's end of the link sleeps.
+pub(crate) fn after_pause(budget: &Budget, mut op: impl FnMut(u64) -> Result<()>) -> Result<Timed> {
+    settled(budget, |k| {
+        let t0 = Instant::now();
+        op(k)?;
+        Ok(t0.elapsed().as_nanos())
+    })
+}
+
+/// Samples of `sample(k)` (its own measure, in ns), each after a [`SETTLE`] pause. Warm-up:
+/// up to 100 samples within a tenth of the echo time.
+fn settled(budget: &Budget, mut sample: impl FnMut(u64) -> Result<u128>) -> Result<Timed> {
+    let mut one = |k: u64| -> Result<u128> {
+        std::thread::sleep(SETTLE);
+        sample(k)
     };
     let mut k = 0u64;
     let at_most = Instant::now() + budget.echo_time / 10;
