@@ -96,7 +96,18 @@ fn every_message_in_the_document_decodes_and_round_trips() -> anyhow::Result<()>
         }
     }
     let kinds = [
-        "auth", "get", "set", "delete", "set_many", "list", "watch", "unwatch", "ping",
+        "auth",
+        "get",
+        "set",
+        "delete",
+        "set_many",
+        "list",
+        "watch",
+        "unwatch",
+        "ping",
+        "create_key",
+        "list_keys",
+        "revoke_key",
     ];
     let mut missing: Vec<String> = kinds
         .iter()
@@ -120,6 +131,9 @@ fn op(reply: &Reply) -> &'static str {
         Reply::Watch { .. } => "watch",
         Reply::Unwatch => "unwatch",
         Reply::Ping => "ping",
+        Reply::CreateKey { .. } => "create_key",
+        Reply::ListKeys { .. } => "list_keys",
+        Reply::RevokeKey { .. } => "revoke_key",
         other => panic!("unexpected {other:?}"),
     }
 }

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 
 use memwire_shm::Name;
 use memwire_store::protocol::{
-    ErrorCode, Event, EventKind, Format, Frame, Lagged, Limits, ListEntry, Reply, Request,
-    Response, Scope, Value, VarPath, decode_request, decode_response, encode_request,
+    ErrorCode, Event, EventKind, Format, Frame, KeyEntry, Lagged, Limits, ListEntry, Reply,
+    Request, Response, Scope, Value, VarPath, decode_request, decode_response, encode_request,
     encode_response,
 };
+use memwire_store::{Role, ServicePattern};
 use proptest::prelude::*;
 
 fn name() -> impl Strategy<Value = Name> {
@@ -28,6 +29,15 @@ fn scope() -> impl Strategy<Value = Scope> {
         (name(), name()).prop_map(|(t, s)| Scope::Service(t, s)),
         var_path().prop_map(Scope::Variable),
     ]
+}
+
+fn role() -> impl Strategy<Value = Role> {
+    proptest::sample::select(vec![Role::Read, Role::Write, Role::Admin])
+}
+
+fn pattern() -> impl Strategy<Value = ServicePattern> {
+    "[A-Za-z0-9._*-]{1,12}"
+        .prop_map(|s| ServicePattern::new(&s).expect("the regex follows the rules"))
 }
 
 fn value() -> impl Strategy<Value = Value> {
@@ -94,6 +104,22 @@ fn request() -> impl Strategy<Value = Request> {
         }),
         (id, any::<u64>()).prop_map(|(id, watch_id)| Request::Unwatch { id, watch_id }),
         id.prop_map(|id| Request::Ping { id }),
+        (
+            id,
+            proptest::option::of(name()),
+            role(),
+            proptest::option::of(pattern()),
+            proptest::option::of(".{0,24}")
+        )
+            .prop_map(|(id, tenant, role, services, label)| Request::CreateKey {
+                id,
+                tenant,
+                role,
+                services,
+                label
+            }),
+        id.prop_map(|id| Request::ListKeys { id }),
+        (id, ".{0,12}").prop_map(|(id, key_id)| Request::RevokeKey { id, key_id }),
     ]
 }
 
@@ -138,7 +164,33 @@ fn reply() -> impl Strategy<Value = Reply> {
         (v, t).prop_map(|(watch_id, version)| Reply::Watch { watch_id, version }),
         Just(Reply::Unwatch),
         Just(Reply::Ping),
+        (".{0,48}", ".{0,12}").prop_map(|(key, key_id)| Reply::CreateKey { key, key_id }),
+        proptest::collection::vec(key_entry(), 0..4).prop_map(|keys| Reply::ListKeys { keys }),
+        ".{0,12}".prop_map(|key_id| Reply::RevokeKey { key_id }),
     ]
+}
+
+fn key_entry() -> impl Strategy<Value = KeyEntry> {
+    (
+        ".{0,12}",
+        proptest::option::of(".{0,12}"),
+        role(),
+        proptest::option::of(".{0,12}"),
+        any::<bool>(),
+        proptest::option::of(".{0,24}"),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(id, tenant, role, services, revoked, label, created_at_unix_ms)| KeyEntry {
+                id,
+                tenant,
+                role,
+                services,
+                revoked,
+                label,
+                created_at_unix_ms,
+            },
+        )
 }
 
 fn error_code() -> impl Strategy<Value = ErrorCode> {
@@ -215,6 +267,16 @@ fn json() -> impl Strategy<Value = serde_json::Value> {
         "watch",
         "unwatch",
         "ping",
+        "create_key",
+        "list_keys",
+        "revoke_key",
+        "role",
+        "read",
+        "admin",
+        "services",
+        "label",
+        "key_id",
+        "billing-*",
         "tenant",
         "service",
         "values",

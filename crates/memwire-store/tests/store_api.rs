@@ -160,6 +160,20 @@ fn permissions_are_checked_on_every_request() -> Result<()> {
         store.create_key(&writer, Some("a"), Role::Read, None, None),
         Err(Error::PermissionDenied(_))
     ));
+    // Nor list or revoke them: refused before the id is looked up, so a key that is not an
+    // admin learns nothing of which ids exist.
+    for s in [&reader, &writer] {
+        assert!(matches!(
+            store.list_keys(s),
+            Err(Error::PermissionDenied(_))
+        ));
+        for id in [reader.key_id(), "nonexist"] {
+            assert!(matches!(
+                store.revoke_key(s, id),
+                Err(Error::PermissionDenied(_))
+            ));
+        }
+    }
     // A tenant admin makes keys of its tenant only, and sees only their records.
     store.create_key(&tenant_admin, Some("a"), Role::Read, None, Some("dash"))?;
     for other in [Some("b"), None] {

@@ -1,6 +1,6 @@
 //! `memwire serve` as a real process: it prints where it listens and the admin key once,
 //! refuses a second server on its data directory, keeps every acknowledged write across a
-//! SIGKILL, and stops cleanly on SIGTERM; `get`/`set`/`del`/`watch --remote` through it.
+//! SIGKILL, and stops cleanly on SIGTERM; `get`/`set`/`del`/`watch`/`key --remote` through it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -27,6 +27,7 @@ fn main() {
                 serve_across_kill_9,
             ),
             trial("cli_commands_over_remote", cli_over_remote),
+            trial("key_commands_over_remote", keys_over_remote),
         ],
     )
 }
@@ -306,5 +307,169 @@ fn cli_over_remote() -> Result<()> {
     let e = fails(&data, &["get", "a/s/r", "--remote", "ws://127.0.0.1:1"])?;
     ensure!(e.contains("127.0.0.1:1"), "{e}");
     served.guard.kill()?;
+    Ok(())
+}
+
+/// `key create / list / revoke --remote` through a real `memwire serve`: a key made remotely
+/// works within its limits, the listing is the local one byte for byte and never shows a key,
+/// revoking ends the key, and a key that is not an admin is refused all three.
+fn keys_over_remote() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let served = serve_with(&data, &["--name", "remote-keys"])?;
+    let url = served.url.as_str();
+    let remote = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .copied()
+            .chain(["--remote", url])
+            .map(str::to_owned)
+            .collect()
+    };
+    let local = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .copied()
+            .chain(["--name", "remote-keys"])
+            .map(str::to_owned)
+            .collect()
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok(&data, &args)
+    };
+    let refused = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails(&data, &args)
+    };
+    run(remote(&["set", "a/s/v", "in a"]))?;
+    run(remote(&["set", "b/s/v", "in b"]))?;
+
+    let made = run(remote(&[
+        "key", "create", "--tenant", "a", "--role", "read", "--label", "reader",
+    ]))?;
+    let mut lines = made.lines();
+    let (Some(first), Some(key), None) = (lines.next(), lines.next(), lines.next()) else {
+        bail!("key create printed {made:?}");
+    };
+    let id = &key[3..11];
+    ensure!(
+        key.len() == 46 && key.starts_with("mw_"),
+        "not a key on the last line: {made:?}"
+    );
+    ensure!(
+        first == format!("created key {id} (read of tenant a); it is shown once:"),
+        "{first}"
+    );
+
+    // The key works within its limits, remotely and locally.
+    ensure!(run(remote(&["get", "a/s/v", "--key", key]))? == "in a\n");
+    ensure!(run(local(&["get", "a/s/v", "--key", key]))? == "in a\n");
+    for args in [
+        &["get", "b/s/v", "--key", key][..],
+        &["set", "a/s/v", "no", "--key", key],
+        &["key", "list", "--key", key],
+        &[
+            "key", "create", "--tenant", "a", "--role", "read", "--key", key,
+        ],
+        &["key", "revoke", id, "--key", key],
+    ] {
+        let e = refused(remote(args))?;
+        ensure!(e.starts_with("error: permission denied: "), "{args:?}: {e}");
+    }
+
+    // The listing is the local one, byte for byte, and holds no key.
+    for form in [&["key", "list", "--json"][..], &["key", "list"]] {
+        let over_ws = run(remote(form))?;
+        ensure!(
+            run(local(form))? == over_ws,
+            "{form:?} differs between local and remote"
+        );
+        ensure!(
+            !over_ws.contains(&key[11..]),
+            "{form:?} shows a key: {over_ws}"
+        );
+    }
+    let keys: serde_json::Value = serde_json::from_str(&run(remote(&["key", "list", "--json"]))?)?;
+    let listed = keys
+        .as_array()
+        .and_then(|keys| keys.iter().find(|k| k["id"] == id))
+        .with_context(|| format!("key list misses {id}: {keys}"))?;
+    ensure!(
+        listed["tenant"] == "a"
+            && listed["role"] == "read"
+            && listed["label"] == "reader"
+            && listed["revoked"] == false,
+        "{listed}"
+    );
+
+    // `--json`: an admin of every tenant, which reads b.
+    let made: serde_json::Value = serde_json::from_str(&run(remote(&[
+        "key",
+        "create",
+        "--all-tenants",
+        "--role",
+        "admin",
+        "--json",
+    ]))?)?;
+    let admin = made["key"].as_str().context("no key")?;
+    ensure!(made["id"].is_string(), "{made}");
+    ensure!(run(remote(&["get", "b/s/v", "--key", admin]))? == "in b\n");
+
+    // Revoked remotely: refused from then on.
+    ensure!(run(remote(&["key", "revoke", id]))? == format!("revoked key {id}\n"));
+    let e = refused(remote(&["get", "a/s/v", "--key", key]))?;
+    ensure!(e.starts_with("error: unauthenticated"), "{e}");
+    let keys: serde_json::Value = serde_json::from_str(&run(remote(&["key", "list", "--json"]))?)?;
+    ensure!(
+        keys.as_array()
+            .is_some_and(|keys| keys.iter().any(|k| k["id"] == id && k["revoked"] == true)),
+        "{keys}"
+    );
+    let e = refused(remote(&["key", "revoke", "nonexist"]))?;
+    ensure!(e.starts_with("error: not found: "), "{e}");
+    served.guard.kill()?;
+
+    // Over `wss://`, trusting the server's self-signed CA with `--ca`.
+    let tls_data = dir.path().join("tls-data");
+    let tls = serve_with(
+        &tls_data,
+        &["--name", "remote-keys-tls", "--tls-self-signed"],
+    )?;
+    ensure!(tls.url.starts_with("wss://"), "{}", tls.url);
+    let ca = tls_data.join("ca.pem");
+    let ca = ca.to_str().context("a UTF-8 temp path")?;
+    let wss = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .copied()
+            .chain(["--remote", &tls.url, "--ca", ca])
+            .map(str::to_owned)
+            .collect()
+    };
+    let in_tls = |args: Vec<String>, expect_ok: bool| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        if expect_ok {
+            ok(&tls_data, &args)
+        } else {
+            fails(&tls_data, &args)
+        }
+    };
+    in_tls(wss(&["set", "a/s/v", "by the admin"]), true)?;
+    let made = in_tls(
+        wss(&["key", "create", "--tenant", "a", "--role", "write"]),
+        true,
+    )?;
+    let key = made.lines().last().context("no key printed")?;
+    ensure!(
+        in_tls(wss(&["set", "a/s/v", "over tls", "--key", key]), true)? == "a/s/v = version 2\n"
+    );
+    let listed = in_tls(wss(&["key", "list", "--json"]), true)?;
+    ensure!(
+        listed.contains(&key[3..11]) && !listed.contains(&key[11..]),
+        "{listed}"
+    );
+    // Without the CA, the server's certificate is not trusted: one error line.
+    let untrusted = ["key", "list", "--remote", tls.url.as_str()].map(str::to_owned);
+    let e = in_tls(untrusted.to_vec(), false)?;
+    ensure!(e.contains("TLS handshake"), "{e}");
+    tls.guard.kill()?;
     Ok(())
 }

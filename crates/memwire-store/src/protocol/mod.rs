@@ -13,7 +13,7 @@
 //! | `path` | [`VarPath`] (`TENANT/SERVICE/VARIABLE`) and [`Scope`] (what a watch covers) |
 //! | `value` | [`Value`]: bytes, as `bin` or `{"text"}`/`{"base64"}`/`{"json"}` |
 //! | `request` | [`Request`], one variant per request `type` |
-//! | `response` | [`Response`]: `ok` ([`Reply`]), `error` ([`ErrorCode`]), [`Event`], [`Lagged`], `synced` |
+//! | `response` | [`Response`]: `ok` ([`Reply`], [`ListEntry`], [`KeyEntry`]), `error` ([`ErrorCode`]), [`Event`], [`Lagged`], `synced` |
 //! | `codec` | [`decode_request`], [`encode_response`], [`decode_response`], [`encode_request`], [`Limits`], [`ProtocolError`] |
 //!
 //! The version is negotiated once: `auth` carries `v` ([`PROTOCOL_VERSION`]) and the server
@@ -47,7 +47,7 @@ pub use codec::{
 };
 pub use path::{PathError, Scope, VarPath};
 pub use request::{Invalid, Request};
-pub use response::{ErrorCode, Event, EventKind, Lagged, ListEntry, Reply, Response};
+pub use response::{ErrorCode, Event, EventKind, KeyEntry, Lagged, ListEntry, Reply, Response};
 pub use value::Value;
 
 /// The protocol version this crate speaks, sent as `v` in `auth` and its answer.

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::path::{self, Scope, VarPath};
 use super::value::Value;
+use crate::auth::{Role, ServicePattern};
 
 /// A request, as decoded by [`decode_request`](super::decode_request). Each carries the
 /// client's `id`, echoed in its answer.
@@ -112,6 +113,40 @@ pub enum Request {
         /// The request id.
         id: u64,
     },
+    /// Makes an API key (admin keys only); the answer carries the key, shown this once.
+    CreateKey {
+        /// The request id.
+        id: u64,
+        /// The tenant the key is for; absent: every tenant (needs an admin key of every
+        /// tenant, as does a key for another tenant than the caller's).
+        #[serde(
+            default,
+            with = "path::name::option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        tenant: Option<Name>,
+        /// What the key may do.
+        role: Role,
+        /// Limits the key to the services matching this pattern; absent: the whole tenant.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        services: Option<ServicePattern>,
+        /// A note for people, shown in `list_keys`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+    },
+    /// Lists the records of the keys the caller administers (admin keys only); never a key.
+    ListKeys {
+        /// The request id.
+        id: u64,
+    },
+    /// Revokes a key (admin keys only, over the revoked key's tenant): its sessions fail from
+    /// now on.
+    RevokeKey {
+        /// The request id.
+        id: u64,
+        /// The key's id, as `create_key` and `list_keys` give it.
+        key_id: String,
+    },
 }
 
 impl Request {
@@ -127,7 +162,10 @@ impl Request {
             | Self::List { id, .. }
             | Self::Watch { id, .. }
             | Self::Unwatch { id, .. }
-            | Self::Ping { id } => *id,
+            | Self::Ping { id }
+            | Self::CreateKey { id, .. }
+            | Self::ListKeys { id }
+            | Self::RevokeKey { id, .. } => *id,
         }
     }
 
@@ -144,6 +182,9 @@ impl Request {
             Self::Watch { .. } => "watch",
             Self::Unwatch { .. } => "unwatch",
             Self::Ping { .. } => "ping",
+            Self::CreateKey { .. } => "create_key",
+            Self::ListKeys { .. } => "list_keys",
+            Self::RevokeKey { .. } => "revoke_key",
         }
     }
 

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::path::{self, VarPath};
 use super::value::Value;
+use crate::auth::{KeyRecord, Role};
 use crate::error::{Code, Error};
 
 /// A message from the server.
@@ -124,6 +125,23 @@ pub enum Reply {
     Unwatch,
     /// The answer to a ping.
     Ping,
+    /// The key was made.
+    CreateKey {
+        /// The key itself: the only time anyone sees it (the server keeps its hash).
+        key: String,
+        /// Its id, which names it in `list_keys` and `revoke_key`.
+        key_id: String,
+    },
+    /// The records of the keys the caller administers, oldest first.
+    ListKeys {
+        /// One entry per key, revoked ones included.
+        keys: Vec<KeyEntry>,
+    },
+    /// The key is revoked (revoking a revoked key again is also this answer).
+    RevokeKey {
+        /// The revoked key's id.
+        key_id: String,
+    },
 }
 
 /// One line of a `list` answer.
@@ -141,6 +159,42 @@ pub struct ListEntry {
     /// A variable's value length in bytes; absent for a tenant or service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub len: Option<u64>,
+}
+
+/// One key of a `list_keys` answer: its record, never the key itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEntry {
+    /// The key's id (the first characters of the key after `mw_`).
+    pub id: String,
+    /// The tenant the key is for; absent: every tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// What it may do.
+    pub role: Role,
+    /// The service pattern it is limited to; absent: the whole tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<String>,
+    /// Revoked keys stay listed but authenticate nothing.
+    pub revoked: bool,
+    /// The note given at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// When it was made, in milliseconds since the Unix epoch.
+    pub created_at_unix_ms: u64,
+}
+
+impl From<KeyRecord> for KeyEntry {
+    fn from(record: KeyRecord) -> Self {
+        Self {
+            id: record.id,
+            tenant: record.tenant,
+            role: record.role,
+            services: record.services.map(|p| p.as_str().to_owned()),
+            revoked: record.revoked,
+            label: record.label,
+            created_at_unix_ms: record.created_at_unix_ms,
+        }
+    }
 }
 
 /// A change pushed to a watcher.

@@ -291,7 +291,7 @@ impl Remote {
     }
 
     /// Sends the request `make` builds with the connection's next id; waits for its answer.
-    async fn call(
+    pub(super) async fn call(
         &self,
         make: impl FnOnce(u64) -> Request,
         expected: Option<u64>,
@@ -302,7 +302,7 @@ impl Remote {
     }
 }
 
-fn name(text: &str) -> Result<Name> {
+pub(super) fn name(text: &str) -> Result<Name> {
     Name::new(text).map_err(|e| Error::BadRequest(format!("{text:?}: {e}")))
 }
 
@@ -327,7 +327,7 @@ fn written(reply: Reply) -> Result<Written> {
     }
 }
 
-fn unexpected(reply: &Reply) -> Error {
+pub(super) fn unexpected(reply: &Reply) -> Error {
     Error::Remote {
         code: protocol::ErrorCode::BadMessage,
         message: format!("the server answered with an unexpected reply: {reply:?}"),

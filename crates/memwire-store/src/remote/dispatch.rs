@@ -2,11 +2,13 @@
 //! task (the store's write lock makes it the single writer for the write's duration).
 
 use crate::error::{Error, Result};
-use crate::protocol::{Reply, Request, Value};
+use crate::protocol::{KeyEntry, Reply, Request, Value};
 use crate::store::{Session, Store, Written};
 
-/// The answer to a `get`, `set`, `delete`, `set_many`, `list` or `ping`. `auth`, `watch` and
-/// `unwatch` belong to the connection and never reach here.
+/// The answer to a `get`, `set`, `delete`, `set_many`, `list`, `ping`, `create_key`,
+/// `list_keys` or `revoke_key`. `auth`, `watch` and `unwatch` belong to the connection and
+/// never reach here. The [`Store`] checks every one against the session's key (the key
+/// requests need an admin key, as over the local socket).
 pub(super) fn dispatch(store: &Store, session: &Session, request: &Request) -> Result<Reply> {
     let written = |w: Written| (w.version, w.timestamp_ms);
     Ok(match request {
@@ -72,6 +74,35 @@ pub(super) fn dispatch(store: &Store, session: &Session, request: &Request) -> R
             )?,
         },
         Request::Ping { .. } => Reply::Ping,
+        Request::CreateKey {
+            tenant,
+            role,
+            services,
+            label,
+            ..
+        } => {
+            let (key, record) = store.create_key(
+                session,
+                tenant.as_ref().map(|t| t.as_str()),
+                *role,
+                services.clone(),
+                label.as_deref(),
+            )?;
+            Reply::CreateKey {
+                key,
+                key_id: record.id,
+            }
+        }
+        Request::ListKeys { .. } => Reply::ListKeys {
+            keys: store
+                .list_keys(session)?
+                .into_iter()
+                .map(KeyEntry::from)
+                .collect(),
+        },
+        Request::RevokeKey { key_id, .. } => Reply::RevokeKey {
+            key_id: store.revoke_key(session, key_id)?.id,
+        },
         Request::Auth { .. } | Request::Watch { .. } | Request::Unwatch { .. } => {
             return Err(Error::BadRequest(format!(
                 "{} is handled by the connection",

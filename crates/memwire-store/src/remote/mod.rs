@@ -13,6 +13,10 @@
 //!                                                     └ events by watch_id ─▶ RemoteWatch
 //! ```
 //!
+//! `Remote`'s connection and variable requests are in `client`, its key requests
+//! (`create_key`, `list_keys`, `revoke_key`, admin keys only) in `keys`; the server answers
+//! them in `dispatch`.
+//!
 //! What a hostile client can do and what the server does:
 //! - never authenticate, or never finish a TLS or WebSocket handshake: closed after
 //!   [`ServerOptions::auth_timeout`] (a close frame `1008` when the WebSocket is up);
@@ -31,6 +35,7 @@
 mod client;
 mod connection;
 mod dispatch;
+mod keys;
 mod pump;
 mod server;
 mod spin;

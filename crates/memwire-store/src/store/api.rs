@@ -442,9 +442,11 @@ impl Store {
 
     /// Revokes the key `id`: its sessions fail from now on, and each tenant it could map
     /// moves to a fresh segment, so its old mappings see no later write. Admin keys only,
-    /// over the revoked key's tenant.
+    /// over the revoked key's tenant; any other key is refused before the id is looked up, so
+    /// it learns nothing of which ids exist.
     pub fn revoke_key(&self, s: &Session, id: &str) -> Result<KeyRecord> {
         let key = self.shared.check(s)?;
+        admin_over(key, key.tenant.as_deref())?;
         let mut state = self.shared.state()?;
         let target = state
             .keys

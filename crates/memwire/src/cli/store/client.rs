@@ -1,13 +1,16 @@
-//! [`Target`]: where `get`, `set`, `del` and `watch` send their requests, a local server
+//! [`Target`]: where `get`, `set`, `del`, `watch` and `key` send their requests, a local server
 //! (`--name`) or a remote one (`--remote ws[s]://HOST:PORT`, `--ca FILE` for `wss://`), and
-//! [`Client`], the same four operations over either, with the same results and errors.
+//! [`Client`], the same operations over either, with the same results and errors.
 
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
+use memwire::store::local::KeyInfo;
 use memwire::store::protocol::{Scope, VarPath};
 use memwire::store::store::{Stored, Written};
-use memwire::store::{Error, Local, LocalWatcher, Remote, RemoteOptions, RemoteWatch, WatchEvent};
+use memwire::store::{
+    Error, Local, LocalWatcher, Remote, RemoteOptions, RemoteWatch, Role, WatchEvent,
+};
 
 use super::Server;
 
@@ -98,6 +101,39 @@ impl Client {
                 runtime.block_on(remote.watch(scope, from_version))?,
             ),
         })
+    }
+
+    /// Makes an API key for `tenant` (`None`: every tenant); returns the key and its id.
+    pub(crate) fn create_key(
+        &self,
+        tenant: Option<&str>,
+        role: Role,
+        services: Option<&str>,
+        label: Option<&str>,
+    ) -> Result<(String, String)> {
+        Ok(match self {
+            Self::Local(local) => local.create_key(tenant, role, services, label)?,
+            Self::Remote { runtime, remote } => {
+                runtime.block_on(remote.create_key(tenant, role, services, label))?
+            }
+        })
+    }
+
+    /// The records of the keys the key administers.
+    pub(crate) fn list_keys(&self) -> Result<Vec<KeyInfo>> {
+        Ok(match self {
+            Self::Local(local) => local.list_keys()?,
+            Self::Remote { runtime, remote } => runtime.block_on(remote.list_keys())?,
+        })
+    }
+
+    /// Revokes the key `id`.
+    pub(crate) fn revoke_key(&self, id: &str) -> Result<()> {
+        match self {
+            Self::Local(local) => local.revoke_key(id)?,
+            Self::Remote { runtime, remote } => runtime.block_on(remote.revoke_key(id))?,
+        }
+        Ok(())
     }
 }
 

@@ -1,4 +1,5 @@
-//! `memwire key create / list / revoke`: API keys, with an admin key.
+//! `memwire key create / list / revoke`: API keys, with an admin key, through the local server
+//! or a remote one (`--remote ws[s]://HOST:PORT`); the same output either way.
 
 use std::io::Write;
 
@@ -7,7 +8,7 @@ use comfy_table::{Table, presets};
 use memwire::store::local::KeyInfo;
 use memwire::store::{Role, ServicePattern};
 
-use super::Server;
+use super::Target;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
@@ -42,7 +43,7 @@ pub(crate) struct CreateArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    server: Server,
+    target: Target,
 }
 
 /// List API keys.
@@ -52,7 +53,7 @@ pub(crate) struct ListArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    server: Server,
+    target: Target,
 }
 
 /// Revoke an API key.
@@ -61,7 +62,7 @@ pub(crate) struct RevokeArgs {
     /// The key's id, as `key create` and `key list` show it.
     id: String,
     #[command(flatten)]
-    server: Server,
+    target: Target,
 }
 
 pub(crate) fn run(cmd: &Command) -> Result<()> {
@@ -73,8 +74,8 @@ pub(crate) fn run(cmd: &Command) -> Result<()> {
 }
 
 fn create(args: &CreateArgs) -> Result<()> {
-    let local = args.server.connect()?;
-    let (key, id) = local.create_key(
+    let client = args.target.connect()?;
+    let (key, id) = client.create_key(
         args.tenant.as_deref(),
         args.role,
         args.services.as_ref().map(ServicePattern::as_str),
@@ -100,8 +101,7 @@ fn create(args: &CreateArgs) -> Result<()> {
 }
 
 fn list(args: &ListArgs) -> Result<()> {
-    let local = args.server.connect()?;
-    let keys = local.list_keys()?;
+    let keys = args.target.connect()?.list_keys()?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &keys)?;
@@ -136,8 +136,7 @@ fn key_table(keys: &[KeyInfo]) -> Table {
 }
 
 fn revoke(args: &RevokeArgs) -> Result<()> {
-    let local = args.server.connect()?;
-    local.revoke_key(&args.id)?;
+    args.target.connect()?.revoke_key(&args.id)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "revoked key {}", args.id)?;
     out.flush().context("writing to stdout")

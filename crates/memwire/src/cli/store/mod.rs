@@ -1,6 +1,6 @@
 //! The store's client commands: `get`, `set`, `del`, `watch` and `key`, each a [`Local`]
-//! client of a running `memwire serve`; `get`, `set`, `del` and `watch` also a
-//! [`Remote`](memwire::store::Remote) one with `--remote ws[s]://HOST:PORT` (see [`client`]).
+//! client of a running `memwire serve`, or a [`Remote`](memwire::store::Remote) one with
+//! `--remote ws[s]://HOST:PORT` (see [`client`]).
 //!
 //! | module | command |
 //! | --- | --- |
@@ -8,7 +8,7 @@
 //! | [`set`] | `memwire set T/S/V VALUE\|- [--hex] [--expect-version N] [--json]` |
 //! | [`del`] | `memwire del T/S/V [--expect-version N] [--json]` |
 //! | [`watch`] | `memwire watch T[/S[/V]] [--from-version N] [--hex] [--json]` |
-//! | [`key`] | `memwire key create / list / revoke` |
+//! | [`key`] | `memwire key create / list / revoke` (admin keys) |
 //!
 //! Every one takes [`Server`]'s options: which server (`--name`), and the key: `--key`, else
 //! `MEMWIRE_KEY`, else the server's `admin.key` (in `--data-dir`, else
