@@ -4,84 +4,35 @@
 //! touched: plan (validate names and sizes, find slots, allocate, check quotas; on error, give
 //! the blocks back), lock every entry of the write (sequence words odd), write the bytes, unlock
 //! them, append the ring slots, publish the revision, free what the write replaced.
+//!
+//! | module | what it holds |
+//! | --- | --- |
+//! | `config` | [`TenantConfig`]: how a segment is sized |
+//! | `plan` | validating a write and finding its slots and blocks, before anything is touched |
+//! | `apply` | writing a planned write's entries, names and values under their sequence locks |
+//! | `ring` | the change ring: a write's slots and its revision published; old tombstones dropped |
+//! | `restore` | dry runs, reading back, and rebuilding a segment with its versions |
+
+mod apply;
+mod config;
+mod plan;
+mod restore;
+mod ring;
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::Ordering;
 
 use memwire_shm::{Access, Mapping, MemfdSegment, Segment};
 
 use super::alloc::{Allocator, Block, rounded};
 use super::layout::{
-    DELETED, E_BODY, E_SEQ, ENTRY_LEN, Entry, FREE, Geometry, H_RETIRED, H_REVISION, Header,
-    KIND_DELETE, KIND_SET, LIVE, MAX_NAME_LEN, R_BODY, R_REVISION, RING_WRITING, RingSlot,
-    key_hash, validate_name,
+    ENTRY_LEN, Entry, Geometry, H_RETIRED, Header, LIVE, MAX_NAME_LEN, validate_name,
 };
 use crate::error::{Error, Result};
 
-/// Largest value by default, as the store's configuration's default.
-pub const DEFAULT_MAX_VALUE: u32 = 1 << 20;
-
-/// How a tenant segment is sized.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TenantConfig {
-    /// Memory quota: value bytes and names (in 8-byte granules) plus 64 bytes per live
-    /// variable. The segment's value area is this plus room for one more value, so replacing
-    /// a value can allocate the new one before freeing the old.
-    pub quota_bytes: u64,
-    /// Live variables at most. The table holds twice as many slots (rounded up to a power of
-    /// two), so probes stay short.
-    pub max_variables: u32,
-    /// Largest value in bytes; a larger one is a `BadRequest`. At most `quota_bytes`.
-    pub max_value_len: u32,
-    /// Change-ring slots (a power of two): how far a watcher may fall behind before it gets
-    /// `Lagged`.
-    pub ring_slots: u32,
-    /// The segment's epoch, bumped each time the tenant moves to a fresh segment.
-    pub epoch: u64,
-}
-
-impl TenantConfig {
-    /// A quota of `quota_bytes` and `max_variables`; values up to 1 MiB (or the quota, if
-    /// smaller); a ring of four changes per variable, between 64 and 65 536 slots; epoch 0.
-    #[must_use]
-    pub fn new(quota_bytes: u64, max_variables: u32) -> Self {
-        let max_value = u32::try_from(quota_bytes.min(u64::from(DEFAULT_MAX_VALUE)))
-            .unwrap_or(DEFAULT_MAX_VALUE);
-        Self {
-            quota_bytes,
-            max_variables,
-            max_value_len: max_value,
-            ring_slots: max_variables
-                .saturating_mul(4)
-                .clamp(64, 1 << 16)
-                .next_power_of_two(),
-            epoch: 0,
-        }
-    }
-
-    /// Sets the largest value.
-    #[must_use]
-    pub fn max_value_len(mut self, len: u32) -> Self {
-        self.max_value_len = len;
-        self
-    }
-
-    /// Sets the number of change-ring slots (a power of two).
-    #[must_use]
-    pub fn ring_slots(mut self, slots: u32) -> Self {
-        self.ring_slots = slots;
-        self
-    }
-
-    /// Sets the epoch.
-    #[must_use]
-    pub fn epoch(mut self, epoch: u64) -> Self {
-        self.epoch = epoch;
-        self
-    }
-}
+pub use config::{DEFAULT_MAX_VALUE, TenantConfig};
+pub use restore::VariableInfo;
 
 /// What the server remembers of a table slot: the entry as it last wrote it and the blocks it
 /// owns. The segment's copy is never read back.
@@ -136,10 +87,6 @@ pub struct TenantWriter {
     /// The highest version [`TenantWriter::restore`] gave a variable.
     restored_max: u64,
 }
-
-mod restore;
-
-pub use restore::VariableInfo;
 
 fn key(service: &str, var: &str) -> String {
     format!("{service}/{var}")
@@ -329,373 +276,6 @@ impl TenantWriter {
             self.commit(service, c);
         }
         Ok(self.revision)
-    }
-
-    /// Validates and prepares every change; on error nothing has changed.
-    fn plan<'a>(
-        &mut self,
-        service: &'a str,
-        ops: &[(&'a str, Option<&'a [u8]>)],
-        ts: u64,
-    ) -> Result<Vec<Change<'a>>> {
-        validate_name("service", service)?;
-        if ops.is_empty() {
-            return Err(Error::BadRequest("a write names no variable".into()));
-        }
-        let mut changes: Vec<Change<'a>> = Vec::with_capacity(ops.len());
-        let result = self.plan_into(service, ops, ts, &mut changes);
-        if result.is_err() {
-            self.release(&changes);
-        }
-        result.map(|()| changes)
-    }
-
-    /// Gives back the blocks a plan allocated, leaving the allocator as it was before it
-    /// (freed blocks merge with their neighbours again).
-    fn release(&mut self, changes: &[Change<'_>]) {
-        for c in changes {
-            if c.write_names.is_some() {
-                self.alloc.free(c.names);
-            }
-            if c.fresh_value {
-                self.alloc.free(c.value);
-            }
-        }
-    }
-
-    fn plan_into<'a>(
-        &mut self,
-        service: &'a str,
-        ops: &[(&'a str, Option<&'a [u8]>)],
-        ts: u64,
-        changes: &mut Vec<Change<'a>>,
-    ) -> Result<()> {
-        let tenant = self.header.tenant.clone();
-        let (mut live, mut used) = (i64::from(self.live), self.area_used() as i64);
-        // Requests that are malformed whatever the tenant's state, before anything else.
-        for (i, &(var, value)) in ops.iter().enumerate() {
-            validate_name("variable", var)?;
-            if ops[..i].iter().any(|&(v, _)| v == var) {
-                return Err(Error::BadRequest(format!(
-                    "variable {var:?} appears twice in one write"
-                )));
-            }
-            let Some(bytes) = value else { continue };
-            if bytes.len() > self.header.max_value as usize {
-                return Err(Error::BadRequest(format!(
-                    "value of {tenant}/{service}/{var} is {} bytes, at most {} allowed",
-                    bytes.len(),
-                    self.header.max_value
-                )));
-            }
-        }
-        for (i, &(var, value)) in ops.iter().enumerate() {
-            let revision = self.revision + 1 + i as u64;
-            let existing = self.index.get(&key(service, var)).copied();
-            let current = existing.map(|s| self.slots[s as usize]);
-            let is_live = current.is_some_and(|s| s.entry.state == LIVE);
-            let Some(bytes) = value else {
-                let (Some(slot), Some(cur)) = (existing, current.filter(|_| is_live)) else {
-                    return Err(Error::NotFound(format!("{tenant}/{service}/{var}")));
-                };
-                live -= 1;
-                used -= cur.value.len as i64;
-                changes.push(Change {
-                    slot,
-                    entry: Entry {
-                        state: DELETED,
-                        value_len: 0,
-                        version: revision,
-                        timestamp_ns: ts,
-                        value_offset: 0,
-                        ..cur.entry
-                    },
-                    names: cur.names,
-                    value: NO_BLOCK,
-                    write_names: None,
-                    fresh_value: false,
-                    bytes: &[],
-                    free_on_commit: cur.value,
-                    kind: KIND_DELETE,
-                });
-                continue;
-            };
-            let need = rounded(bytes.len() as u64);
-            let old_value = current.map_or(NO_BLOCK, |s| s.value);
-            let in_place = is_live && old_value.len == need;
-            if !is_live {
-                live += 1;
-                if live > i64::from(self.header.max_variables) {
-                    return Err(Error::QuotaExceeded(format!(
-                        "tenant {tenant}: at most {} variables, {} live",
-                        self.header.max_variables, self.live
-                    )));
-                }
-            }
-            let new_names = existing.is_none();
-            let names_len = rounded((service.len() + var.len()) as u64);
-            used += need as i64 - old_value.len as i64;
-            if new_names {
-                used += names_len as i64;
-            }
-            let charged = used as u64 + live as u64 * ENTRY_LEN as u64;
-            if charged > self.header.quota_bytes {
-                return Err(Error::QuotaExceeded(format!(
-                    "tenant {tenant}: memory quota {} bytes, {} in use, this write needs {charged}",
-                    self.header.quota_bytes,
-                    self.used_bytes()
-                )));
-            }
-            let reserved: Vec<u32> = changes.iter().map(|c| c.slot).collect();
-            let slot = match existing {
-                Some(s) => s,
-                None => self.find_slot(key_hash(service.as_bytes(), var.as_bytes()), &reserved)?,
-            };
-            let names = if new_names {
-                self.allocate(names_len)?
-            } else {
-                self.slots[slot as usize].names
-            };
-            // Registered before allocating the value, so an allocation failure frees the names.
-            changes.push(Change {
-                slot,
-                entry: Entry {
-                    state: LIVE,
-                    service_len: service.len() as u8,
-                    var_len: var.len() as u8,
-                    value_len: bytes.len() as u32,
-                    hash: key_hash(service.as_bytes(), var.as_bytes()),
-                    version: revision,
-                    timestamp_ns: ts,
-                    names_offset: names.offset,
-                    value_offset: 0,
-                },
-                names,
-                value: old_value,
-                write_names: new_names.then_some((service, var)),
-                fresh_value: false,
-                bytes,
-                free_on_commit: NO_BLOCK,
-                kind: KIND_SET,
-            });
-            if !in_place {
-                let value = self.allocate(need)?;
-                let last = changes.len() - 1;
-                let c = &mut changes[last];
-                c.value = value;
-                c.fresh_value = true;
-                c.entry.value_offset = value.offset;
-                c.free_on_commit = old_value;
-            } else {
-                let last = changes.len() - 1;
-                changes[last].entry.value_offset = old_value.offset;
-            }
-        }
-        Ok(())
-    }
-
-    fn allocate(&mut self, len: u64) -> Result<Block> {
-        self.alloc.alloc(len).ok_or_else(|| {
-            Error::QuotaExceeded(format!(
-                "tenant {}: no free block of {len} bytes in the value area ({} free, largest {})",
-                self.header.tenant,
-                self.alloc.free_bytes(),
-                self.alloc.largest()
-            ))
-        })
-    }
-
-    /// The slot a new key goes to: the first on its probe path that is free or a tombstone
-    /// whose names are gone, and not taken by this write already.
-    fn find_slot(&self, hash: u64, reserved: &[u32]) -> Result<u32> {
-        let mask = self.header.geometry.table_slots - 1;
-        let start = (hash as u32) & mask;
-        for probe in 0..=mask {
-            let i = (start + probe) & mask;
-            let s = &self.slots[i as usize];
-            let usable =
-                s.entry.state == FREE || (s.entry.state == DELETED && s.entry.names_offset == 0);
-            if usable && !reserved.contains(&i) {
-                return Ok(i);
-            }
-        }
-        Err(Error::QuotaExceeded(format!(
-            "tenant {}: every table slot holds a variable or a recent delete",
-            self.header.tenant
-        )))
-    }
-
-    /// Writes a planned write into the segment and publishes it.
-    fn apply(&mut self, changes: &[Change<'_>]) -> Result<()> {
-        self.write_entries(changes)?;
-        self.publish(changes)
-    }
-
-    /// Writes the entries, names and values of a planned write, each entry under its
-    /// sequence lock (all locked before any byte changes); the ring is not touched.
-    fn write_entries(&mut self, changes: &[Change<'_>]) -> Result<()> {
-        // Phase 1: every entry of the write odd before any byte changes, so a reader that saw
-        // one member's new value and then reads another finds it locked or new (never old).
-        for c in changes {
-            let at = self.header.entry(c.slot);
-            let seq = self.slots[c.slot as usize].seq;
-            debug_assert!(seq.is_multiple_of(2));
-            // Relaxed: ordered before the data stores by the fence below.
-            self.map.store_u64(at + E_SEQ, seq + 1, Ordering::Relaxed)?;
-        }
-        // Pairs with the Acquire fence of a reader's `read_entry`: a reader whose copy saw any
-        // store below sees the odd sequence on its re-check.
-        fence(Ordering::Release);
-        for c in changes {
-            if let Some((service, var)) = c.write_names {
-                let at = c.names.offset as usize;
-                self.map.write_atomic(at, service.as_bytes())?;
-                self.map.write_atomic(at + service.len(), var.as_bytes())?;
-            }
-            if !c.bytes.is_empty() {
-                self.map.write_atomic(c.value.offset as usize, c.bytes)?;
-            }
-            let at = self.header.entry(c.slot);
-            self.map.write_atomic(at + E_BODY, &c.entry.encode())?;
-        }
-        for c in changes {
-            let slot = &mut self.slots[c.slot as usize];
-            slot.seq += 2;
-            // Release: pairs with the Acquire load that opens a reader's `read_entry`; the
-            // entry's bytes are visible to a reader that sees the even sequence.
-            self.map.store_u64(
-                self.header.entry(c.slot) + E_SEQ,
-                slot.seq,
-                Ordering::Release,
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Appends the ring slots of a written write and publishes its last revision.
-    fn publish(&mut self, changes: &[Change<'_>]) -> Result<()> {
-        self.published = true;
-        let first = self.revision + 1;
-        let last = self.revision + changes.len() as u64;
-        for (i, c) in changes.iter().enumerate() {
-            let revision = first + i as u64;
-            self.write_ring(
-                revision,
-                RingSlot {
-                    entry: c.slot,
-                    kind: c.kind,
-                    timestamp_ns: c.entry.timestamp_ns,
-                    hash: c.entry.hash,
-                    batch_end: last,
-                },
-            )?;
-        }
-        // Release: pairs with the Acquire load in `TenantView::revision`/`changes_since`: a
-        // watcher that sees `last` sees every ring slot and entry of the write.
-        self.map.store_u64(H_REVISION, last, Ordering::Release)?;
-        self.revision = last;
-        Ok(())
-    }
-
-    fn write_ring(&self, revision: u64, slot: RingSlot) -> Result<()> {
-        let at = self.header.ring_slot(revision);
-        // The slot's revision word is its sequence: `RING_WRITING` while it changes.
-        self.map
-            .store_u64(at + R_REVISION, RING_WRITING, Ordering::Relaxed)?;
-        // Pairs with the Acquire fence in the reader's `read_ring`.
-        fence(Ordering::Release);
-        self.map.write_atomic(at + R_BODY, &slot.encode())?;
-        // Release: pairs with the reader's Acquire load of the slot's revision.
-        self.map
-            .store_u64(at + R_REVISION, revision, Ordering::Release)?;
-        Ok(())
-    }
-
-    /// Updates the private state after a change is published.
-    fn commit(&mut self, service: &str, c: &Change<'_>) {
-        self.alloc.free(c.free_on_commit);
-        let slot = &mut self.slots[c.slot as usize];
-        let was_live = slot.entry.state == LIVE;
-        slot.entry = c.entry;
-        slot.names = c.names;
-        slot.value = c.value;
-        if c.kind == KIND_DELETE {
-            self.live -= 1;
-            self.tombstones.push_back((c.entry.version, c.slot));
-            return;
-        }
-        if let Some((_, var)) = c.write_names {
-            let key = key(service, var);
-            self.keys[c.slot as usize].clone_from(&key);
-            self.index.insert(key, c.slot);
-        }
-        if !was_live {
-            self.live += 1;
-        }
-    }
-
-    /// Drops the names of tombstones whose delete has left the change ring (no watcher can ask
-    /// about them any more), making their slots reusable; a stripped tombstone followed by a
-    /// free slot becomes free itself, so probe paths shorten again.
-    fn strip_tombstones(&mut self) -> Result<()> {
-        let window = u64::from(self.header.geometry.ring_slots);
-        while let Some(&(deleted_at, slot)) = self.tombstones.front() {
-            if deleted_at + window > self.revision {
-                break;
-            }
-            self.tombstones.pop_front();
-            let s = self.slots[slot as usize];
-            if s.entry.state != DELETED || s.entry.version != deleted_at {
-                continue; // set again since
-            }
-            let key = std::mem::take(&mut self.keys[slot as usize]);
-            self.index.remove(&key);
-            self.rewrite(
-                slot,
-                Entry {
-                    state: DELETED,
-                    version: deleted_at,
-                    timestamp_ns: s.entry.timestamp_ns,
-                    ..Entry::default()
-                },
-            )?;
-            self.alloc.free(s.names);
-            self.slots[slot as usize].names = NO_BLOCK;
-            self.collapse(slot)?;
-        }
-        Ok(())
-    }
-
-    /// Frees stripped tombstones from `slot` backwards while the slot after each is free.
-    fn collapse(&mut self, slot: u32) -> Result<()> {
-        let mask = self.header.geometry.table_slots - 1;
-        let mut i = slot;
-        for _ in 0..=mask {
-            let s = self.slots[i as usize].entry;
-            let next = self.slots[((i + 1) & mask) as usize].entry;
-            if !(s.state == DELETED && s.names_offset == 0 && next.state == FREE) {
-                break;
-            }
-            self.rewrite(i, Entry::default())?;
-            i = i.wrapping_sub(1) & mask;
-        }
-        Ok(())
-    }
-
-    /// Rewrites one entry under its sequence lock (no value or names change).
-    fn rewrite(&mut self, slot: u32, entry: Entry) -> Result<()> {
-        let at = self.header.entry(slot);
-        let s = &mut self.slots[slot as usize];
-        self.map
-            .store_u64(at + E_SEQ, s.seq + 1, Ordering::Relaxed)?;
-        // As in `apply`.
-        fence(Ordering::Release);
-        self.map.write_atomic(at + E_BODY, &entry.encode())?;
-        s.seq += 2;
-        // As in `apply`.
-        self.map.store_u64(at + E_SEQ, s.seq, Ordering::Release)?;
-        s.entry = entry;
-        Ok(())
     }
 }
 

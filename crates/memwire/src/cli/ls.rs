@@ -1,4 +1,7 @@
 //! `memwire ls`: what memwire objects exist, who holds them, and whether `gc` may take them.
+//! The store servers and their tenants come from [`servers`].
+
+mod servers;
 
 use std::io::Write;
 
@@ -6,7 +9,7 @@ use anyhow::{Context as _, Result};
 use memwire::shm::resource;
 
 use super::Globals;
-use super::row::{HostRow, ResourceRow, Row, ServiceRow, TenantRow, tables};
+use super::row::{HostRow, ResourceRow, Row, ServiceRow, StoreServerRow, TenantRow, tables};
 
 /// List memwire resources.
 #[derive(Debug, clap::Args)]
@@ -17,20 +20,42 @@ pub(crate) struct Args {
     /// Look in every namespace of this user, not just one.
     #[arg(long)]
     all_namespaces: bool,
+    /// A key to list the store servers' tenants with; repeat it for servers with different
+    /// keys. Each server gets the first it accepts of these, `MEMWIRE_KEY`, and the default
+    /// data directory's `admin.key`.
+    #[arg(long, value_name = "KEY")]
+    key: Vec<String>,
 }
 
-/// Every row `ls` shows in `scope`: resources, then RPC services and transport hosts (which
-/// belong to the user's runtime directory, not to a namespace). A service's own transport
-/// host is shown in its service row, not again as a host.
-pub(crate) fn rows(scope: &resource::Scope) -> Result<Vec<Row>> {
+/// Every row `ls` shows in `scope`: resources, then the store servers and their tenants (the
+/// servers tried with `keys`), RPC services and transport hosts (which belong to the user's
+/// runtime directory, not to a namespace). A service's own transport host is shown in its
+/// service row, not again as a host; a store server's link host says whose it is.
+fn rows(scope: &resource::Scope, keys: &[String]) -> Result<Vec<Row>> {
     let resources = resource::list(scope).context("listing resources")?;
+    let stores = servers::list(&servers::Keys::gather(keys)).context("listing store servers")?;
     let hosts = memwire::transport::list_hosts().context("listing transport hosts")?;
     let services = memwire::rpc::registry::list().context("listing services")?;
     let host_of = |name: &str| hosts.iter().find(|h| h.name.as_str() == name);
+    let tenants = stores.iter().flat_map(|server| {
+        let listed = server.tenants.as_deref().unwrap_or_default();
+        listed
+            .iter()
+            .map(|t| Row::Tenant(TenantRow::new(&server.name, t)))
+    });
     Ok(resources
         .iter()
         .map(|info| Row::Resource(ResourceRow::from(info)))
-        .chain(store_tenants().into_iter().map(Row::Tenant))
+        .chain(stores.iter().map(|server| {
+            Row::StoreServer(StoreServerRow {
+                name: server.name.clone(),
+                pid: server.pid,
+                socket: server.socket.clone(),
+                tenants: server.tenants.as_ref().ok().map(Vec::len),
+                problem: server.tenants.as_ref().err().cloned(),
+            })
+        }))
+        .chain(tenants)
         .chain(
             services
                 .iter()
@@ -40,13 +65,18 @@ pub(crate) fn rows(scope: &resource::Scope) -> Result<Vec<Row>> {
             hosts
                 .iter()
                 .filter(|h| !services.iter().any(|s| s.name == h.name.as_str()))
-                .map(|h| Row::TransportHost(HostRow::from(h))),
+                .map(|h| {
+                    Row::TransportHost(HostRow {
+                        what: servers::host_role(h.name.as_str(), &stores),
+                        ..HostRow::from(h)
+                    })
+                }),
         )
         .collect())
 }
 
 pub(crate) fn run(cx: &Globals, args: &Args) -> Result<()> {
-    let rows = rows(&cx.scope(args.all_namespaces))?;
+    let rows = rows(&cx.scope(args.all_namespaces), &args.key)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &rows)?;
@@ -70,29 +100,4 @@ pub(crate) fn run(cx: &Globals, args: &Args) -> Result<()> {
         }
     }
     out.flush().context("writing to stdout")
-}
-
-/// The tenants of the local store server `default`, if one runs and a key is at hand
-/// (`MEMWIRE_KEY`, else `admin.key` in the default data directory); nothing otherwise.
-fn store_tenants() -> Vec<TenantRow> {
-    let Ok(socket) = memwire::store::local::socket_path("default") else {
-        return Vec::new();
-    };
-    if !socket.exists() {
-        return Vec::new();
-    }
-    let key = std::env::var("MEMWIRE_KEY")
-        .ok()
-        .or_else(|| memwire::store::auth::read_admin_key(memwire::store::default_data_dir()).ok());
-    let Some(key) = key else {
-        tracing::debug!("a store server runs, but no key is at hand to list its tenants");
-        return Vec::new();
-    };
-    match memwire::store::Local::connect_at(&socket, &key).and_then(|local| local.stats()) {
-        Ok(tenants) => tenants.iter().map(TenantRow::from).collect(),
-        Err(e) => {
-            tracing::debug!(error = %e, "cannot list the store's tenants");
-            Vec::new()
-        }
-    }
 }

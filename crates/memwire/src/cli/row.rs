@@ -1,8 +1,8 @@
 //! The rows `ls`, `gc` and `resource info` print: a table for people, JSON for scripts.
 //!
-//! Every row has a `kind` and a `name`. Each kind of object (resources today; services and
-//! store tenants later) is one variant of [`Row`] and renders its own table, since the kinds
-//! share no other columns.
+//! Every row has a `kind` and a `name`. Each kind of object (resources, store servers and their
+//! tenants, services, transport hosts) is one variant of [`Row`] and renders its own table,
+//! since the kinds share few other columns.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,14 +23,33 @@ pub(crate) enum Row {
     TransportHost(HostRow),
     /// A named RPC service in the registry.
     Service(ServiceRow),
-    /// A tenant of the running store server.
+    /// A store server (`memwire serve`) listening in the runtime directory.
+    StoreServer(StoreServerRow),
+    /// A tenant of a running store server.
     Tenant(TenantRow),
 }
 
-/// A tenant, as the local store server (`memwire serve`) reports it.
+/// A store server that answered at its socket.
+#[derive(Debug, Serialize)]
+pub(crate) struct StoreServerRow {
+    /// Its name (`memwire serve --name`).
+    pub(crate) name: String,
+    /// Its pid, when visible from here.
+    pub(crate) pid: Option<u32>,
+    /// Its local socket.
+    pub(crate) socket: PathBuf,
+    /// How many tenants a key it accepted may see (`null` if none was accepted).
+    pub(crate) tenants: Option<usize>,
+    /// Why its tenants are not listed (no key it accepts, or the error it gave).
+    pub(crate) problem: Option<String>,
+}
+
+/// A tenant, as its local store server (`memwire serve`) reports it.
 #[derive(Debug, Serialize)]
 pub(crate) struct TenantRow {
     pub(crate) name: String,
+    /// The store server it lives in.
+    pub(crate) server: String,
     pub(crate) variables: u32,
     pub(crate) used_bytes: u64,
     pub(crate) quota_bytes: u64,
@@ -38,10 +57,12 @@ pub(crate) struct TenantRow {
     pub(crate) clients: u32,
 }
 
-impl From<&memwire::store::local::TenantInfo> for TenantRow {
-    fn from(t: &memwire::store::local::TenantInfo) -> Self {
+impl TenantRow {
+    /// `t`, a tenant of the store server `server`.
+    pub(crate) fn new(server: &str, t: &memwire::store::local::TenantInfo) -> Self {
         Self {
             name: t.tenant.clone(),
+            server: server.to_owned(),
             variables: t.variables,
             used_bytes: t.used_bytes,
             quota_bytes: t.quota_bytes,
@@ -101,6 +122,9 @@ pub(crate) struct HostRow {
     pub(crate) socket: PathBuf,
     /// `live` (answered), `busy` (running, not in `accept`), or `stale` (dead host's socket).
     pub(crate) state: &'static str,
+    /// What the host is, when known: `store links of <server>` for a store server's
+    /// shared-memory request path.
+    pub(crate) what: Option<String>,
     /// Most guests at once (`null` unless it answered).
     pub(crate) max_peers: Option<u32>,
     /// Attached guests.
@@ -134,6 +158,7 @@ impl From<&memwire::transport::HostStatus> for HostRow {
             pid: h.pid,
             socket: h.socket.clone(),
             state,
+            what: None,
             max_peers,
             slots_out: peers.iter().map(|p| u64::from(p.slots_out)).sum(),
             slots_total: peers.iter().map(|p| u64::from(p.slots_total)).sum(),
@@ -208,33 +233,45 @@ pub(crate) fn tables(rows: &[Row], show_namespace: bool) -> Vec<Table> {
         .iter()
         .filter_map(|row| match row {
             Row::Resource(r) => Some(r),
-            Row::TransportHost(_) | Row::Service(_) | Row::Tenant(_) => None,
+            Row::TransportHost(_) | Row::Service(_) | Row::StoreServer(_) | Row::Tenant(_) => None,
         })
         .collect();
     let hosts: Vec<&HostRow> = rows
         .iter()
         .filter_map(|row| match row {
             Row::TransportHost(h) => Some(h),
-            Row::Resource(_) | Row::Service(_) | Row::Tenant(_) => None,
+            Row::Resource(_) | Row::Service(_) | Row::StoreServer(_) | Row::Tenant(_) => None,
         })
         .collect();
     let services: Vec<&ServiceRow> = rows
         .iter()
         .filter_map(|row| match row {
             Row::Service(s) => Some(s),
-            Row::Resource(_) | Row::TransportHost(_) | Row::Tenant(_) => None,
+            Row::Resource(_) | Row::TransportHost(_) | Row::StoreServer(_) | Row::Tenant(_) => None,
+        })
+        .collect();
+    let stores: Vec<&StoreServerRow> = rows
+        .iter()
+        .filter_map(|row| match row {
+            Row::StoreServer(s) => Some(s),
+            Row::Resource(_) | Row::TransportHost(_) | Row::Service(_) | Row::Tenant(_) => None,
         })
         .collect();
     let tenants: Vec<&TenantRow> = rows
         .iter()
         .filter_map(|row| match row {
             Row::Tenant(t) => Some(t),
-            Row::Resource(_) | Row::TransportHost(_) | Row::Service(_) => None,
+            Row::Resource(_) | Row::TransportHost(_) | Row::Service(_) | Row::StoreServer(_) => {
+                None
+            }
         })
         .collect();
     let mut out = Vec::new();
     if !resources.is_empty() {
         out.push(resource_table(&resources, show_namespace));
+    }
+    if !stores.is_empty() {
+        out.push(store_table(&stores));
     }
     if !tenants.is_empty() {
         out.push(tenant_table(&tenants));
@@ -248,10 +285,40 @@ pub(crate) fn tables(rows: &[Row], show_namespace: bool) -> Vec<Table> {
     out
 }
 
+/// With a NOTE column when a server's tenants are not listed.
+fn store_table(rows: &[&StoreServerRow]) -> Table {
+    let notes = rows.iter().any(|s| s.problem.is_some());
+    let mut header = vec!["STORE SERVER", "PID", "TENANTS"];
+    if notes {
+        header.push("NOTE");
+    }
+    let mut table = new_table(header);
+    for s in rows {
+        let mut cells = vec![
+            s.name.clone(),
+            s.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            s.tenants.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+        ];
+        if notes {
+            cells.push(s.problem.clone().unwrap_or_default());
+        }
+        table.add_row(cells);
+    }
+    table
+}
+
 fn tenant_table(rows: &[&TenantRow]) -> Table {
-    let mut table = new_table(vec!["TENANT", "VARIABLES", "MEMORY", "REVISION", "CLIENTS"]);
+    let mut table = new_table(vec![
+        "SERVER",
+        "TENANT",
+        "VARIABLES",
+        "MEMORY",
+        "REVISION",
+        "CLIENTS",
+    ]);
     for t in rows {
         table.add_row(vec![
+            t.server.clone(),
             t.name.clone(),
             t.variables.to_string(),
             format!("{} / {}", show_size(t.used_bytes), show_size(t.quota_bytes)),
@@ -276,14 +343,14 @@ fn service_table(rows: &[&ServiceRow]) -> Table {
     table
 }
 
+/// With a WHAT column when some host is known to be something (a store server's links).
 fn host_table(rows: &[&HostRow]) -> Table {
-    let mut table = new_table(vec![
-        "TRANSPORT HOST",
-        "PID",
-        "PEERS",
-        "SLOTS IN USE",
-        "STATE",
-    ]);
+    let what = rows.iter().any(|h| h.what.is_some());
+    let mut header = vec!["TRANSPORT HOST", "PID", "PEERS", "SLOTS IN USE", "STATE"];
+    if what {
+        header.push("WHAT");
+    }
+    let mut table = new_table(header);
     for h in rows {
         let peers = match h.max_peers {
             Some(max) => {
@@ -292,7 +359,7 @@ fn host_table(rows: &[&HostRow]) -> Table {
             }
             None => "-".to_owned(),
         };
-        table.add_row(vec![
+        let mut cells = vec![
             h.name.clone(),
             h.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
             peers.trim_end().to_owned(),
@@ -302,7 +369,11 @@ fn host_table(rows: &[&HostRow]) -> Table {
                 "-".to_owned()
             },
             h.state.to_owned(),
-        ]);
+        ];
+        if what {
+            cells.push(h.what.clone().unwrap_or_else(|| "-".to_owned()));
+        }
+        table.add_row(cells);
     }
     table
 }
