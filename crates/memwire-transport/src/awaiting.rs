@@ -1,7 +1,7 @@
 //! Waiting under tokio: [`Rx::recv_async`], [`Tx::loan_async`] and [`Tx::send_async`].
 //!
-//! The same spin phase as the blocking calls (yielding to the runtime, not the thread, every
-//! few thousand turns), then the ring's sleep handshake declaring [`WaitKind::Doorbell`]: the
+//! The same spin phase as the blocking calls (letting the runtime's other ready tasks run every
+//! [`TASK_YIELD_EVERY`] turns, and its I/O driver every few thousand), then the ring's sleep handshake declaring [`WaitKind::Doorbell`]: the
 //! peer rings this half's eventfd (`bell.rs`) instead of making a `FUTEX_WAKE`, and the task
 //! awaits the eventfd through tokio's `AsyncFd`. No thread blocks, none is started per link, and
 //! a busy link still makes no syscall at all: the peer rings only a declared sleeper.
@@ -139,9 +139,31 @@ impl Loan<'_> {
     }
 }
 
+/// Spins between two chances for the runtime's other ready tasks to run.
+const TASK_YIELD_EVERY: u32 = 64;
+
+/// Lets the runtime's other ready tasks run before this one goes on. Unlike
+/// `tokio::task::yield_now`, which resumes the task only after the runtime has polled its I/O
+/// driver (an `epoll_wait` each time), this wakes itself at once: the runtime still polls its
+/// driver every few dozen tasks. For a task that polls shared memory, which needs no driver:
+/// one spinning on a link would otherwise keep the tasks that would feed it from running.
+pub async fn yield_to_tasks() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await;
+}
+
 /// One turn of the spin phase: `false` means sleep now.
 async fn spin(waiter: &mut Waiter) -> bool {
     match waiter.turn() {
+        Turn::Spin if waiter.spins().is_multiple_of(TASK_YIELD_EVERY) => yield_to_tasks().await,
         Turn::Spin => std::hint::spin_loop(),
         // Lets the runtime's other tasks run (and, with the `Spin` strategy, keeps a task that
         // never sleeps from holding its worker thread for good).

@@ -34,6 +34,8 @@ mod sync;
 // the ring alone, and the link's segment-backed ring cannot use loom's atomics.
 #[cfg(all(not(memwire_loom), feature = "tokio"))]
 mod awaiting;
+#[cfg(all(not(memwire_loom), feature = "tokio"))]
+pub use awaiting::yield_to_tasks;
 #[cfg(not(memwire_loom))]
 mod bell;
 #[cfg(not(memwire_loom))]

@@ -80,6 +80,11 @@ impl Waiter {
         }
     }
 
+    /// Spins so far (wrapping).
+    pub(crate) fn spins(&self) -> u32 {
+        self.spins
+    }
+
     /// What the strategy says to do next: spin once more, yield the CPU (every
     /// [`YIELD_EVERY`] spins), or sleep now.
     pub(crate) fn turn(&mut self) -> Turn {

@@ -474,7 +474,7 @@ impl Client {
     /// closed, whatever the breaker says.
     fn admit(&self) -> Result<Accounting> {
         let timer = self.inner.metrics.start();
-        if let Some(closed) = &self.inner.table.lock().closed {
+        if let Some(closed) = self.inner.table.closed() {
             let e = closed.error();
             self.inner.metrics.finish(timer, Err(e.kind()));
             return Err(e);
@@ -518,9 +518,9 @@ impl Client {
         // Other tasks may be about to send calls of their own: let them, before this one
         // starts reading (and, under a spinning strategy, holds its thread until its answer
         // is in), so calls in flight overlap even on one thread. A lone caller skips the
-        // yield, and the driver poll it costs.
+        // yield.
         if other_tasks_alive() {
-            tokio::task::yield_now().await;
+            memwire_transport::yield_to_tasks().await;
         }
         let mut rx = rx;
         let waiting = wait_for(&self.inner, &mut rx);

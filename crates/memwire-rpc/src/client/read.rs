@@ -58,7 +58,15 @@ pub(super) async fn wait_for(inner: &Inner, inbox: &mut impl Inbox) -> Option<Ou
                 if let Some(outcome) = inbox.try_take() {
                     return outcome;
                 }
-                reader.read_one().await;
+                let handed = reader.read_one().await;
+                if let Some(outcome) = inbox.try_take() {
+                    return outcome;
+                }
+                if handed {
+                    // Another call's answer: let its task run (and send its next call) now,
+                    // not after this one's answer.
+                    memwire_transport::yield_to_tasks().await;
+                }
             }
         }
         // If the reader's wake-up lands on a call whose answer is already in, that call
@@ -82,20 +90,30 @@ pub(super) struct Reader<'a> {
 
 impl Reader<'_> {
     /// Reads one message and hands it to the call it answers; closes the table when the link
-    /// ends or the server breaks the protocol.
-    pub(super) async fn read_one(&mut self) {
+    /// ends or the server breaks the protocol. Whether a message was handed on.
+    pub(super) async fn read_one(&mut self) -> bool {
         let table = &self.inner.table;
-        let Some(rx) = self.rx.as_mut() else { return };
+        let Some(rx) = self.rx.as_mut() else {
+            return false;
+        };
         let received = rx.recv_async().await;
         let message = match received {
             Ok(m) => m,
             Err(memwire_transport::Error::PeerGone { pid }) => {
-                return table.close(Closed::PeerGone(pid));
+                table.close(Closed::PeerGone(pid));
+                return false;
             }
-            Err(e) => return table.close(Closed::Protocol(e.to_string())),
+            Err(e) => {
+                table.close(Closed::Protocol(e.to_string()));
+                return false;
+            }
         };
-        if let Err(closed) = dispatch(table, message) {
-            table.close(closed);
+        match dispatch(table, message) {
+            Ok(()) => true,
+            Err(closed) => {
+                table.close(closed);
+                false
+            }
         }
     }
 }

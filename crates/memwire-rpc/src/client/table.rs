@@ -1,5 +1,7 @@
 //! The calls waiting on one link, by id, and what each is handed when its answer comes.
 
+use std::sync::atomic::AtomicBool;
+
 use super::*;
 
 /// Why a link stopped answering.
@@ -58,6 +60,8 @@ pub(super) struct Table {
     pub(super) state: Mutex<TableState>,
     /// Notified once, when the table closes.
     pub(super) closing: tokio::sync::Notify,
+    /// Set (after `state.closed`) when the table closes: a call checks it without the lock.
+    closed: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -80,6 +84,16 @@ impl Table {
         Ok(())
     }
 
+    /// Why the table closed, if it did; the lock is taken only then.
+    pub(super) fn closed(&self) -> Option<Closed> {
+        // Acquire: pairs with the Release store in `close`, made after `state.closed` was set.
+        if self.closed.load(Ordering::Acquire) {
+            self.lock().closed.clone()
+        } else {
+            None
+        }
+    }
+
     pub(super) fn remove(&self, id: u64) -> bool {
         self.lock().pending.remove(&id).is_some()
     }
@@ -89,6 +103,8 @@ impl Table {
         let pending = {
             let mut state = self.lock();
             state.closed.get_or_insert(closed.clone());
+            // Release: `closed()` that sees the flag finds `state.closed` set.
+            self.closed.store(true, Ordering::Release);
             std::mem::take(&mut state.pending)
         };
         self.closing.notify_waiters();

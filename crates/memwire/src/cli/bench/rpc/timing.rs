@@ -95,9 +95,8 @@ struct Share {
 /// after it are timed (each from its start to its answer) until the echo time ends or
 /// `budget.iters` calls in all. Calls/s: timed calls / (last answer - end of warm-up).
 ///
-/// Each task yields to the runtime after each call: on a current-thread runtime the task
-/// reading the link would otherwise go on calling while the answers it handed to the others
-/// wait for it to yield.
+/// The tasks call back to back, as a user's would: the client itself lets the others run
+/// after each send and after each answer it hands on.
 pub(crate) async fn in_flight(
     budget: &Budget,
     tasks: usize,
@@ -139,7 +138,6 @@ pub(crate) async fn in_flight(
                     share.total_ns += ns;
                     share.last = Some(t1);
                 }
-                tokio::task::yield_now().await;
             }
             anyhow::Ok(share)
         }));
