@@ -47,7 +47,8 @@ pub(crate) fn text(rows: &[Row]) -> String {
 
 const NOTES: &str = "
 P50..MAX: time of one operation, from its call to its answer; local-get-*: the time of a batch
-of 1 000 gets / 1 000 (Reader::get_into into a reused buffer; SAMPLES counts batches). OPS/S: 1 / mean with one operation in flight;
+of 1 000 gets / 1 000 (Reader::get_into into a reused buffer; SAMPLES counts batches).
+OPS/S: 1 / mean with one operation in flight;
 remote-set-16: sets answered per second of wall clock by 16 clients, one set each in flight.
 local-set-cold: a set after the 50 µs pause that precedes each watch-wake sample (the server's
 end of the link has stopped spinning and sleeps), as the set inside a watch-wake sample is.
