@@ -33,7 +33,7 @@ pub use auth::{
 };
 pub use error::{Code, Error, Result};
 pub use local::{Local, LocalServer, LocalWatcher, Reader};
-pub use log::{BadSnapshot, FsyncPolicy, Log, LogOptions, Recovery, TornTail};
+pub use log::{BadSnapshot, FsyncPolicy, Log, LogOptions, PendingSnapshot, Recovery, TornTail};
 pub use places::{DATA_DIR_ENV, default_data_dir};
 pub use remote::{Remote, RemoteOptions, RemoteServer, RemoteWatch, ServerOptions};
 pub use segment::{TenantView, TenantWriter};

@@ -41,10 +41,13 @@
 //!   version = 1; state crc = CRC32C(lsn as 8 bytes ‖ state); header crc = CRC32C(bytes 0..28)
 //! ```
 //!
-//! [`Log::snapshot`] writes `snapshot-<lsn>.bin.tmp`, `fdatasync`s it, renames it into place
-//! and `fsync`s the directory; only then does it start `log-<lsn + 1>.bin` (`fsync`ing the
-//! directory again) and remove the older log files and snapshots. A crash at any point leaves
-//! either the old snapshot with all the logs it needs, or the new snapshot (with or without
+//! A snapshot has two steps, so a writer need not wait for its disk work:
+//! [`Log::begin_snapshot`] starts `log-<lsn + 1>.bin` (`fsync`ing the directory) so later
+//! appends go there, and returns a [`PendingSnapshot`] of lsn `lsn`;
+//! [`PendingSnapshot::write`], on any thread, writes `snapshot-<lsn>.bin.tmp`, `fdatasync`s
+//! it, renames it into place, `fsync`s the directory, and only then removes the log files and
+//! snapshots it covers. [`Log::snapshot`] does both at once. A crash at any point leaves either
+//! the old snapshot with all the logs it needs, or the new snapshot (with or without
 //! leftovers, which are skipped and removed by the next snapshot).
 //!
 //! # Durability
@@ -379,12 +382,20 @@ impl Log {
     }
 
     /// Saves `state`, the caller's state after every record appended so far, as the snapshot
-    /// of lsn [`Log::last_lsn`], then starts a new log file and removes the older log files and
-    /// snapshots (see the module doc for the order that keeps each step crash-safe).
+    /// of lsn [`Log::last_lsn`], and removes the log files and snapshots it covers:
+    /// [`Log::begin_snapshot`] then [`PendingSnapshot::write`].
     pub fn snapshot(&mut self, state: &[u8]) -> Result<()> {
+        self.begin_snapshot()?.write(state)
+    }
+
+    /// The first step of a snapshot of lsn [`Log::last_lsn`]: later appends go to a new log
+    /// file (none is started when the current one is still empty). The caller takes its state
+    /// as of now, then hands it to [`PendingSnapshot::write`], which may run on another thread
+    /// while appends go on. Until it has written, the log files it covers stay: a crash
+    /// recovers from the previous snapshot and every log.
+    pub fn begin_snapshot(&mut self) -> Result<PendingSnapshot> {
         self.check()?;
         let lsn = self.last_lsn();
-        write_snapshot(&self.dir, lsn, state)?;
         if self.first_lsn != lsn + 1 {
             let (file, path) = create_log(&self.dir, lsn + 1)?;
             self.file = Arc::new(file);
@@ -395,7 +406,10 @@ impl Log {
                 syncer.switch(Arc::clone(&self.file));
             }
         }
-        self.remove_older(lsn)
+        Ok(PendingSnapshot {
+            dir: self.dir.clone(),
+            lsn,
+        })
     }
 
     /// The lsn of the last record appended (0 if none ever was).
@@ -451,26 +465,51 @@ impl Log {
         });
         Error::io(op, error)
     }
+}
 
-    /// Removes every log file but the current one and every snapshot but `lsn`'s (once that
-    /// one is durable).
-    fn remove_older(&self, lsn: u64) -> Result<()> {
-        let read = |e| Error::io(format!("read directory {}", self.dir.display()), e);
-        for entry in std::fs::read_dir(&self.dir).map_err(read)? {
-            let entry = entry.map_err(read)?;
-            let stale = match entry.file_name().to_str().and_then(format::parse_name) {
-                Some(FileName::Log(first)) => first != self.first_lsn,
-                Some(FileName::Snapshot(other)) => other != lsn,
-                Some(FileName::SnapshotTemp) | None => false,
-            };
-            if stale {
-                let path = entry.path();
-                std::fs::remove_file(&path)
-                    .map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
-            }
-        }
-        sync_dir(&self.dir)
+/// A snapshot begun by [`Log::begin_snapshot`], to be written with the state it was begun at.
+#[derive(Debug)]
+#[must_use = "a begun snapshot saves nothing until it is written"]
+pub struct PendingSnapshot {
+    dir: PathBuf,
+    lsn: u64,
+}
+
+impl PendingSnapshot {
+    /// The lsn whose state it saves.
+    #[must_use]
+    pub fn lsn(&self) -> u64 {
+        self.lsn
     }
+
+    /// Writes `state` as the snapshot (atomically, made durable), then removes the log files
+    /// and older snapshots it covers. On failure nothing is removed: the previous snapshot
+    /// and the logs still recover everything.
+    pub fn write(self, state: &[u8]) -> Result<()> {
+        write_snapshot(&self.dir, self.lsn, state)?;
+        remove_covered(&self.dir, self.lsn)
+    }
+}
+
+/// Removes the log files whose records are all at or below `lsn` (those that start at or
+/// below it: [`Log::begin_snapshot`] ended the last of them at `lsn`) and the snapshots older
+/// than `lsn`.
+fn remove_covered(dir: &Path, lsn: u64) -> Result<()> {
+    let read = |e| Error::io(format!("read directory {}", dir.display()), e);
+    for entry in std::fs::read_dir(dir).map_err(read)? {
+        let entry = entry.map_err(read)?;
+        let stale = match entry.file_name().to_str().and_then(format::parse_name) {
+            Some(FileName::Log(first)) => first <= lsn,
+            Some(FileName::Snapshot(other)) => other < lsn,
+            Some(FileName::SnapshotTemp) | None => false,
+        };
+        if stale {
+            let path = entry.path();
+            std::fs::remove_file(&path)
+                .map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
+        }
+    }
+    sync_dir(dir)
 }
 
 /// A failure that ended the log's writes.

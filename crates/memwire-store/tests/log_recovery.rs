@@ -258,6 +258,47 @@ fn snapshot_then_more_records_then_reopen() {
     );
 }
 
+/// A snapshot in two steps, as the store takes one: appends go on between the begin and the
+/// write (on another thread), and until the write the old files recover everything.
+#[test]
+fn a_snapshot_written_after_more_appends_covers_only_its_lsn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (mut log, _) = Log::open(dir, FsyncPolicy::Always).unwrap();
+    for lsn in 1..=10 {
+        log.append(&payload(lsn)).unwrap();
+    }
+    let pending = log.begin_snapshot().unwrap();
+    assert_eq!(pending.lsn(), 10);
+    for lsn in 11..=15 {
+        assert_eq!(log.append(&payload(lsn)).unwrap(), lsn);
+    }
+    // Begun, not written: a crash now recovers from the logs alone.
+    let before = tempfile::tempdir().unwrap();
+    copy_dir(dir, before.path());
+    std::thread::spawn(move || pending.write(b"state at 10"))
+        .join()
+        .unwrap()
+        .unwrap();
+    for lsn in 16..=17 {
+        assert_eq!(log.append(&payload(lsn)).unwrap(), lsn);
+    }
+    drop(log);
+    let (_, recovery) = Log::open(before.path(), FsyncPolicy::Never).unwrap();
+    assert_eq!(recovery.snapshot, None);
+    assert_eq!(recovery.records, expected(1..=15));
+    let (_, recovery) = Log::open(dir, FsyncPolicy::Never).unwrap();
+    assert_eq!(recovery.snapshot, Some((10, b"state at 10".to_vec())));
+    assert_eq!(recovery.records, expected(11..=17));
+    assert_eq!(
+        names(dir, ""),
+        [
+            "log-00000000000000000011.bin",
+            "snapshot-00000000000000000010.bin"
+        ]
+    );
+}
+
 #[test]
 fn a_crash_before_the_old_files_are_removed_recovers() {
     let tmp = tempfile::tempdir().unwrap();

@@ -81,6 +81,7 @@ impl Waiter {
     }
 
     /// Spins so far (wrapping).
+    #[cfg(feature = "tokio")]
     pub(crate) fn spins(&self) -> u32 {
         self.spins
     }

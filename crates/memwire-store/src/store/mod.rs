@@ -13,7 +13,8 @@
 //!         ├─ TenantWriter::check_*: names, sizes, quotas, room   ─ QuotaExceeded, BadRequest
 //!         ├─ Log::append(Op)   write(2) done: acknowledged writes survive kill -9
 //!         ├─ TenantWriter::set → segment (readers and mappings see it), feed (watchers wake)
-//!         └─ every `snapshot_every` records: a snapshot
+//!         └─ every `snapshot_every` records: the state encoded and a new log file started;
+//!            the snapshot file is written and fsynced on a thread of its own
 //! ```
 //!
 //! Reads (`get`) take no write lock: they read the tenant's segment through the server's own

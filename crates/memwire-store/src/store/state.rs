@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use tracing::warn;
 
@@ -24,6 +25,8 @@ pub(crate) struct State {
     pub(crate) tenants: BTreeMap<String, Tenant>,
     /// Records appended since the last snapshot.
     since_snapshot: u64,
+    /// An automatic snapshot writing its file on a thread of its own, if one is.
+    writing: Option<JoinHandle<Result<()>>>,
     /// The record being encoded; kept for its allocation.
     buf: Vec<u8>,
 }
@@ -37,6 +40,7 @@ impl State {
             keys,
             tenants: BTreeMap::new(),
             since_snapshot: 0,
+            writing: None,
             buf: Vec::new(),
         };
         let dir = state.log.dir().to_owned();
@@ -166,18 +170,54 @@ impl State {
         Ok(())
     }
 
-    /// Takes a snapshot if `every` records were appended since the last. A failure is
-    /// reported in the server's log and the write that triggered it stands (it is logged).
+    /// Starts a snapshot if `every` records were appended since the last and none is being
+    /// written: the state is encoded here, under the write lock, and the new log file started;
+    /// the snapshot file is written and made durable on a thread of its own, so writers do
+    /// not wait for the disk. A failure is reported in the server's log; the log keeps every
+    /// record, and the next snapshot is tried `every` records later.
     pub(crate) fn maybe_snapshot(&mut self, every: u64) {
-        if self.since_snapshot >= every.max(1)
-            && let Err(e) = self.snapshot()
-        {
-            warn!("automatic snapshot failed (the log keeps every write): {e}");
+        if self.since_snapshot < every.max(1) {
+            return;
+        }
+        if self.writing.as_ref().is_some_and(|w| !w.is_finished()) {
+            return;
+        }
+        self.finish_writing();
+        let started = self.encode().and_then(|bytes| {
+            let pending = self.log.begin_snapshot()?;
+            std::thread::Builder::new()
+                .name("memwire-store-snapshot".to_owned())
+                .spawn(move || pending.write(&bytes))
+                .map_err(|e| Error::io("spawn the snapshot thread", e))
+        });
+        self.since_snapshot = 0;
+        match started {
+            Ok(thread) => self.writing = Some(thread),
+            Err(e) => warn!("automatic snapshot failed (the log keeps every write): {e}"),
         }
     }
 
-    /// Saves the state of every tenant as the log's snapshot, which drops the older records.
+    /// Waits for the automatic snapshot being written, if any, and reports its failure.
+    fn finish_writing(&mut self) {
+        match self.writing.take().map(JoinHandle::join) {
+            None | Some(Ok(Ok(()))) => {}
+            Some(Ok(Err(e))) => warn!("automatic snapshot failed (the log keeps every write): {e}"),
+            Some(Err(_)) => warn!("the snapshot thread panicked (the log keeps every write)"),
+        }
+    }
+
+    /// Saves the state of every tenant as the log's snapshot, which drops the older records;
+    /// waits for an automatic snapshot being written first.
     pub(crate) fn snapshot(&mut self) -> Result<()> {
+        self.finish_writing();
+        let bytes = self.encode()?;
+        self.log.snapshot(&bytes)?;
+        self.since_snapshot = 0;
+        Ok(())
+    }
+
+    /// Every tenant's state, encoded as a snapshot.
+    fn encode(&self) -> Result<Vec<u8>> {
         let mut owned = Vec::with_capacity(self.tenants.len());
         for (name, tenant) in &self.tenants {
             let mut vars = Vec::new();
@@ -212,10 +252,7 @@ impl State {
                     .collect(),
             })
             .collect();
-        let bytes = snapshot::encode(&tenants)?;
-        self.log.snapshot(&bytes)?;
-        self.since_snapshot = 0;
-        Ok(())
+        snapshot::encode(&tenants)
     }
 
     /// Handles on every tenant, for the readers' map.
