@@ -240,7 +240,8 @@ impl Client {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let payload = encode_args(method, encoding, args)?;
+        let mut small = [0; SMALL_ARGS];
+        let payload = encode_args(method, encoding, args, &mut small)?;
         let reply = self.call_raw(method, encoding, &payload, timeout).await?;
         reply.decode()
     }
@@ -345,7 +346,8 @@ impl Client {
         method: &str,
         args: &A,
     ) -> Result<Payload> {
-        let payload = encode_args(method, Encoding::MessagePack, args)?;
+        let mut small = [0; SMALL_ARGS];
+        let payload = encode_args(method, Encoding::MessagePack, args, &mut small)?;
         let reply = self
             .call_raw(method, Encoding::MessagePack, &payload, None)
             .await?;
@@ -398,7 +400,8 @@ impl Client {
         A: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        let payload = encode_args(method, encoding, args)?;
+        let mut small = [0; SMALL_ARGS];
+        let payload = encode_args(method, encoding, args, &mut small)?;
         let accounting = self.admit()?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (items_tx, items) = mpsc::unbounded_channel();
@@ -584,20 +587,31 @@ async fn heartbeat(inner: std::sync::Weak<Inner>, every: Duration) {
     }
 }
 
-fn encode_args<A: Serialize + ?Sized>(
+/// Arguments up to this many bytes (postcard) are encoded on the stack, not in a `Vec`.
+const SMALL_ARGS: usize = 64;
+
+fn encode_args<'a, A: Serialize + ?Sized>(
     method: &str,
     encoding: Encoding,
     args: &A,
-) -> Result<Vec<u8>> {
+    small: &'a mut [u8; SMALL_ARGS],
+) -> Result<std::borrow::Cow<'a, [u8]>> {
     if !frame::check_method(method) {
         return Err(Error::UnknownMethod {
             method: method.to_owned(),
         });
     }
-    codec::encode(encoding, args).map_err(|message| Error::BadArguments {
-        method: method.to_owned(),
-        message,
-    })
+    if encoding == Encoding::Postcard
+        && let Ok(encoded) = postcard::to_slice(args, small)
+    {
+        return Ok(std::borrow::Cow::Borrowed(encoded));
+    }
+    codec::encode(encoding, args)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|message| Error::BadArguments {
+            method: method.to_owned(),
+            message,
+        })
 }
 
 fn remote_error(method: &str, record: ErrorRecord) -> Error {
