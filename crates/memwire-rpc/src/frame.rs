@@ -181,6 +181,9 @@ pub fn encoded_len(method: &str, payload_len: usize) -> usize {
 /// `HEADER_LEN + method.len()` bytes), returning how many bytes that took; the payload goes
 /// after. `method` must be empty for every kind but a request, and at most
 /// [`MAX_METHOD_LEN`] bytes (checked by the caller: [`check_method`]).
+///
+/// # Panics
+/// If `out` is shorter than `HEADER_LEN + method.len()` ([`encoded_len`] sizes it).
 pub fn encode_head(
     out: &mut [u8],
     kind: Kind,

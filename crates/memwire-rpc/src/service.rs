@@ -171,10 +171,14 @@ impl CallState {
         self.credit.close();
     }
 
+    /// Adds the client's `items` to the stream's credit. A client can grant credit it never
+    /// uses, frame after frame, and `add_permits` panics past `MAX_PERMITS`: the credit
+    /// saturates there instead (no stream sends that many items). Only the connection's reader
+    /// grants, and taking permits only makes room, so the room read here is still there.
     pub(crate) fn grant(&self, items: u32) {
         let items = usize::try_from(items).unwrap_or(usize::MAX);
-        self.credit
-            .add_permits(items.min(tokio::sync::Semaphore::MAX_PERMITS / 2));
+        let room = tokio::sync::Semaphore::MAX_PERMITS - self.credit.available_permits();
+        self.credit.add_permits(items.min(room));
     }
 
     fn is_cancelled(&self) -> bool {
@@ -512,5 +516,23 @@ impl std::ops::Deref for Payload {
 
     fn deref(&self) -> &[u8] {
         self.as_slice()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credit_a_client_never_uses_saturates() {
+        let state = CallState::new();
+        let max = tokio::sync::Semaphore::MAX_PERMITS;
+        state.grant(u32::MAX);
+        assert_eq!(state.credit.available_permits(), u32::MAX as usize);
+        // As if the client had sent that many grants already (2^29 frames of u32::MAX).
+        state.credit.add_permits(max - 1 - u32::MAX as usize);
+        state.grant(u32::MAX);
+        state.grant(1);
+        assert_eq!(state.credit.available_permits(), max);
     }
 }

@@ -76,7 +76,8 @@
 //!   can leave only such a tail, since a record is written by one `write(2)`;
 //! - stops at any other damage (a bad magic, a header checksum mismatch, a payload checksum
 //!   mismatch with data after it, an lsn out of sequence) with `Corrupt` naming the file and
-//!   the offset of the damaged record.
+//!   the offset of the damaged record, or a file named for an lsn no log takes (`log-0`, or
+//!   past 2^62, from where counting on could overflow) with `Corrupt` at offset 0.
 //!
 //! # Memory and concurrency
 //!

@@ -1,16 +1,22 @@
 //! Remote watches: every change in order exactly once, a watcher that does not read gets
 //! `lagged`, the current values and `synced` (and the writer never waits for it), and a watch
-//! resumes after a reconnect without a gap.
+//! resumes after a reconnect without a gap (and reports the server gone, without overflowing,
+//! when a hostile one claimed the last version a u64 holds).
 
 mod remote_support;
 
 use std::collections::BTreeMap;
 
 use anyhow::{Result, bail, ensure};
-use memwire_store::protocol::{EventKind, Response, VarPath};
+use futures_util::{SinkExt, StreamExt};
+use memwire_store::protocol::{
+    Encoded, EventKind, Format, Frame, Limits, PROTOCOL_VERSION, Reply, Request, Response, VarPath,
+    decode_request, encode_response,
+};
 use memwire_store::remote::{Remote, RemoteOptions, ServerOptions};
 use memwire_store::store::WatchEvent;
 use remote_support::{GUARD, Server, auth, raw, recv, send_text};
+use tokio_tungstenite::tungstenite::Message;
 
 fn p(path: &str) -> VarPath {
     path.parse().expect("path")
@@ -208,4 +214,71 @@ async fn a_watch_resumes_after_a_reconnect_without_a_gap() -> Result<()> {
         "a change was missed or repeated across the reconnect"
     );
     Ok(())
+}
+
+/// A server that answers one `auth` and one `watch`, claiming the tenant is at `u64::MAX`,
+/// then goes (and refuses later connections).
+async fn claim_the_last_version(listener: tokio::net::TcpListener) -> Result<()> {
+    let (tcp, _) = listener.accept().await?;
+    drop(listener);
+    let mut ws = tokio_tungstenite::accept_async(tcp).await?;
+    let limits = Limits {
+        max_message_bytes: 1 << 20,
+        max_value_bytes: 1 << 20,
+    };
+    for _ in 0..2 {
+        let Some(message) = ws.next().await else {
+            bail!("the client left");
+        };
+        let (request, format) = match message? {
+            Message::Text(t) => (
+                decode_request(Frame::Text(t.as_str()), &limits)?,
+                Format::Json,
+            ),
+            Message::Binary(b) => (
+                decode_request(Frame::Binary(&b), &limits)?,
+                Format::MessagePack,
+            ),
+            other => bail!("unexpected {other:?}"),
+        };
+        let id = request.id();
+        let reply = match request {
+            Request::Auth { .. } => Reply::Auth {
+                v: PROTOCOL_VERSION,
+                max_message_bytes: 1 << 20,
+                max_value_bytes: 1 << 20,
+            },
+            Request::Watch { .. } => Reply::Watch {
+                watch_id: 1,
+                version: u64::MAX,
+            },
+            other => bail!("unexpected {other:?}"),
+        };
+        let answer = match encode_response(&Response::Ok { id, reply }, format) {
+            Encoded::Text(text) => Message::text(text),
+            Encoded::Binary(bytes) => Message::binary(bytes),
+        };
+        ws.send(answer).await?;
+    }
+    ws.close(None).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_resuming_after_the_last_version_reports_the_server_gone() -> Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("ws://{}", listener.local_addr()?);
+    let server = tokio::spawn(claim_the_last_version(listener));
+    let mut options = RemoteOptions::default();
+    options.reconnect_for = std::time::Duration::from_millis(200);
+    let key = format!("mw_{}", "A".repeat(43));
+    let remote = Remote::connect(&url, &key, options).await?;
+    let mut watch = remote.watch(&"t/s".parse()?, None).await?;
+    ensure!(watch.version() == u64::MAX);
+    server.await??;
+    // It resumes from the version after the last one a u64 holds: it cannot, and says so.
+    match tokio::time::timeout(GUARD, watch.next()).await? {
+        Err(memwire_store::Error::ServerGone) => Ok(()),
+        other => bail!("expected ServerGone, got {other:?}"),
+    }
 }

@@ -135,6 +135,9 @@ fn call_service() -> Result<()> {
     ensure!(greeting == "\"hello, Ada\"\n", "greet printed {greeting:?}");
     let items = ok(&["call", &name, "count", "4"])?;
     ensure!(items == "0\n1\n2\n3\n", "count printed {items:?}");
+    // A timeout longer than a monotonic clock can count to: it never runs out.
+    let items = ok(&["call", &name, "--timeout", "500000000000y", "count", "2"])?;
+    ensure!(items == "0\n1\n", "count printed {items:?}");
 
     let list = ok(&["call", &name, "--list"])?;
     ensure!(

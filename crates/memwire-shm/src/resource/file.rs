@@ -58,11 +58,10 @@ pub(crate) struct FileStat {
 
 pub(crate) fn fstat(fd: BorrowedFd<'_>, path: &Path) -> Result<FileStat> {
     let st = rustix::fs::fstat(fd).map_err(|e| Error::path("fstat", path, e))?;
-    let changed = SystemTime::UNIX_EPOCH
-        + Duration::new(
-            u64::try_from(st.st_ctime).unwrap_or(0),
-            u32::try_from(st.st_ctime_nsec).unwrap_or(0),
-        );
+    let changed = since_epoch(
+        u64::try_from(st.st_ctime).unwrap_or(0),
+        u32::try_from(st.st_ctime_nsec).unwrap_or(0),
+    );
     Ok(FileStat {
         dev: st.st_dev,
         ino: st.st_ino,
@@ -73,6 +72,15 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>, path: &Path) -> Result<FileStat> {
         linked: st.st_nlink > 0,
         changed,
     })
+}
+
+/// `UNIX_EPOCH + secs + nanos`, for a timestamp `fstat` reported. A filesystem can report any
+/// value: one past what a `SystemTime` holds counts as now (the file is not idle).
+fn since_epoch(secs: u64, nanos: u32) -> SystemTime {
+    Duration::from_secs(secs)
+        .checked_add(Duration::from_nanos(u64::from(nanos)))
+        .and_then(|d| SystemTime::UNIX_EPOCH.checked_add(d))
+        .unwrap_or_else(SystemTime::now)
 }
 
 /// Reads a copy of the header and decodes it, after checking that the file is ours.
@@ -217,5 +225,24 @@ impl Backoff {
         std::thread::sleep(self.pause);
         self.pause = (self.pause * 2).min(Duration::from_millis(20));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_past_what_system_time_holds_count_as_now() {
+        let five = Duration::from_secs(5) + Duration::from_nanos(7);
+        assert_eq!(since_epoch(5, 7), SystemTime::UNIX_EPOCH + five);
+        let before = SystemTime::now();
+        for (secs, nanos) in [
+            (u64::MAX, u32::MAX),
+            (i64::MAX as u64, 999_999_999),
+            (i64::MAX as u64, u32::MAX),
+        ] {
+            assert!(since_epoch(secs, nanos) >= before, "{secs} s {nanos} ns");
+        }
     }
 }

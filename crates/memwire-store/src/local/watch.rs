@@ -171,7 +171,7 @@ impl LocalWatcher {
             }
             Ok(Changes::Lagged { missed_from, .. }) => self.resync(&view, missed_from)?,
             // The cursor is ahead of a fresh segment's revision: start over from its values.
-            Err(Error::BadRequest(_)) => self.resync(&view, self.cursor + 1)?,
+            Err(Error::BadRequest(_)) => self.resync(&view, self.cursor.saturating_add(1))?,
             Err(err) => return Err(err),
         }
         if !self.inner.unchanged(s) {
@@ -201,7 +201,8 @@ impl LocalWatcher {
             Scope::Variable(p) => vec![p.service.as_str().to_owned()],
         };
         self.pending.push_back(WatchEvent::Lagged {
-            missed_from: missed_from.min(resumed_at + 1),
+            // The server publishes the revision: it may be `u64::MAX`.
+            missed_from: missed_from.min(resumed_at.saturating_add(1)),
             resumed_at,
         });
         for service in services {

@@ -17,6 +17,11 @@ pub(super) const SNAPSHOT_HEADER_LEN: usize = 32;
 /// `u32::MAX` and the whole of one in memory at once.
 pub(super) const PAYLOAD_LIMIT: u32 = 1 << 30;
 
+/// The largest lsn a file name may carry. Far below `u64::MAX`, so that counting on from any
+/// lsn recovery accepts (`lsn + 1`, the records of a file) never overflows: no log appends 2^62
+/// records (146 years at a billion a second).
+pub(super) const MAX_LSN: u64 = 1 << 62;
+
 /// The checksum of a record's payload, which binds it to its lsn: CRC32C of the lsn (8 bytes,
 /// little-endian) followed by the payload.
 fn payload_crc(lsn: u64, payload: &[u8]) -> u32 {

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::format::{self, FileName, RECORD_HEADER_LEN, SNAPSHOT_HEADER_LEN};
+use super::format::{self, FileName, MAX_LSN, RECORD_HEADER_LEN, SNAPSHOT_HEADER_LEN};
 use super::{BadSnapshot, Recovery, TornTail};
 use crate::{Error, Result};
 
@@ -137,6 +137,22 @@ fn list(dir: &Path) -> Result<(Vec<(u64, PathBuf)>, Vec<(u64, PathBuf)>)> {
             continue;
         };
         let path = entry.path();
+        // Lsns start at 1 (a snapshot of a log with no records is lsn 0); a name past
+        // `MAX_LSN` is none this log wrote, and counting on from it could overflow.
+        let refused = match name {
+            FileName::Log(0) => Some((0, "lsns start at 1")),
+            FileName::Log(lsn) | FileName::Snapshot(lsn) if lsn > MAX_LSN => {
+                Some((lsn, "no log reaches it"))
+            }
+            _ => None,
+        };
+        if let Some((lsn, why)) = refused {
+            return Err(Error::Corrupt {
+                path,
+                offset: 0,
+                what: format!("the file is named for lsn {lsn}: {why}"),
+            });
+        }
         match name {
             FileName::Log(first) => logs.push((first, path)),
             FileName::Snapshot(lsn) => snapshots.push((lsn, path)),
@@ -314,4 +330,58 @@ fn truncate(path: &Path, len: u64) -> Result<()> {
     let file = File::options().write(true).open(path).map_err(io)?;
     file.set_len(len).map_err(io)?;
     file.sync_data().map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(dir: &Path) -> (PathBuf, String) {
+        match recover(dir) {
+            Err(Error::Corrupt { path, offset, what }) => {
+                assert_eq!(offset, 0, "{what}");
+                (path, what)
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn file_names_outside_the_lsns_a_log_takes_are_corruption()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
+        // An empty `log-0` then a later file: the lsn before the later one would be -1.
+        let tmp = tempfile::tempdir()?;
+        let zero = tmp.path().join(format::log_name(0));
+        std::fs::write(&zero, b"")?;
+        std::fs::write(tmp.path().join(format::log_name(5)), b"")?;
+        let (path, what) = refused(tmp.path());
+        assert_eq!(path, zero, "{what}");
+
+        // A valid snapshot of lsn u64::MAX: the first lsn after it would overflow.
+        let tmp = tempfile::tempdir()?;
+        let last = tmp.path().join(format::snapshot_name(u64::MAX));
+        std::fs::write(&last, format::encode_snapshot_header(u64::MAX, b""))?;
+        assert_eq!(refused(tmp.path()).0, last);
+
+        // A log file whose records would count up to u64::MAX.
+        let tmp = tempfile::tempdir()?;
+        let mut record = Vec::new();
+        format::encode_record(&mut record, u64::MAX, b"x");
+        let late = tmp.path().join(format::log_name(u64::MAX));
+        std::fs::write(&late, &record)?;
+        std::fs::write(
+            tmp.path().join(format::snapshot_name(u64::MAX - 1)),
+            format::encode_snapshot_header(u64::MAX - 1, b""),
+        )?;
+        assert!(matches!(recover(tmp.path()), Err(Error::Corrupt { .. })));
+
+        // The largest lsn a name may carry is still read.
+        let tmp = tempfile::tempdir()?;
+        let mut snapshot = format::encode_snapshot_header(MAX_LSN, b"state").to_vec();
+        snapshot.extend_from_slice(b"state");
+        std::fs::write(tmp.path().join(format::snapshot_name(MAX_LSN)), snapshot)?;
+        let recovered = recover(tmp.path())?;
+        assert_eq!(recovered.next_lsn, MAX_LSN + 1);
+        Ok(())
+    }
 }

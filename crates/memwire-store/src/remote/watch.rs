@@ -93,14 +93,12 @@ impl RemoteWatch {
     async fn resume(&mut self) -> Result<()> {
         let deadline = Instant::now() + self.remote.options().reconnect_for;
         let mut backoff = FIRST_BACKOFF;
+        // The server named `seen`: it may be `u64::MAX`.
+        let from = self.seen.saturating_add(1);
         loop {
-            match self
-                .remote
-                .start_watch(&self.scope, Some(self.seen + 1))
-                .await
-            {
+            match self.remote.start_watch(&self.scope, Some(from)).await {
                 Ok((watch_id, _, events, conn)) => {
-                    tracing::debug!(from = self.seen + 1, "remote watch resumed");
+                    tracing::debug!(from, "remote watch resumed");
                     self.watch_id = watch_id;
                     self.events = events;
                     self.conn = conn;

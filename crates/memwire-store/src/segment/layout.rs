@@ -57,6 +57,9 @@ pub(crate) const R_BODY: usize = 8;
 pub(crate) const R_BODY_LEN: usize = 32;
 /// A ring slot's revision while the writer rewrites it (no real revision reaches it).
 pub(crate) const RING_WRITING: u64 = u64::MAX;
+/// The largest revision a segment is restored at: far below [`RING_WRITING`], so counting on
+/// from it never reaches that value or overflows (no tenant takes 2^62 writes).
+pub(crate) const MAX_REVISION: u64 = 1 << 62;
 
 /// Entry states.
 pub(crate) const FREE: u8 = 0;

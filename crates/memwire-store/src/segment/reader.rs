@@ -257,6 +257,11 @@ impl TenantView {
                 self.header.tenant
             )));
         }
+        if revision == head {
+            // Nothing new; and `revision + 1` below stays in range even at `u64::MAX`, which a
+            // hostile server can publish.
+            return Ok(Changes::Events(Vec::new()));
+        }
         let ring = u64::from(self.header.geometry.ring_slots);
         let oldest = head.saturating_sub(ring) + 1;
         if revision + 1 < oldest {

@@ -27,7 +27,7 @@ use memwire_shm::{Access, Mapping, MemfdSegment, Segment};
 
 use super::alloc::{Allocator, Block, rounded};
 use super::layout::{
-    ENTRY_LEN, Entry, Geometry, H_RETIRED, Header, LIVE, MAX_NAME_LEN, validate_name,
+    ENTRY_LEN, Entry, GRANULE, Geometry, H_RETIRED, Header, LIVE, MAX_NAME_LEN, validate_name,
 };
 use crate::error::{Error, Result};
 
@@ -119,7 +119,12 @@ impl TenantWriter {
         let geometry = Geometry {
             table_slots,
             ring_slots: config.ring_slots,
-            values_len: rounded(config.quota_bytes).saturating_add(headroom),
+            // A quota too large to round up (a damaged log's) saturates; `offsets` refuses it.
+            values_len: config
+                .quota_bytes
+                .checked_next_multiple_of(GRANULE)
+                .unwrap_or(u64::MAX)
+                .saturating_add(headroom),
         };
         let offsets = geometry
             .offsets()

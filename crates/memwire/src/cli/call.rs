@@ -93,11 +93,15 @@ async fn call(args: &Args) -> Result<()> {
         let mut stream = client
             .stream::<_, serde_json::Value>(method, &values)
             .await?;
-        let deadline = tokio::time::Instant::now() + args.timeout;
+        // `None`: a timeout past what an `Instant` holds (`--timeout 500000000000y`) never ends.
+        let deadline = tokio::time::Instant::now().checked_add(args.timeout);
         loop {
-            let next = tokio::time::timeout_at(deadline, stream.next())
-                .await
-                .with_context(|| format!("the stream did not end within {:?}", args.timeout))?;
+            let next = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, stream.next())
+                    .await
+                    .with_context(|| format!("the stream did not end within {:?}", args.timeout))?,
+                None => stream.next().await,
+            };
             match next {
                 Some(item) => print(&mut out, &item?)?,
                 None => break,

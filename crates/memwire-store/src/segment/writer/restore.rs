@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use super::{TenantConfig, TenantWriter};
 use crate::error::{Error, Result};
-use crate::segment::layout::{H_REVISION, LIVE};
+use crate::segment::layout::{H_REVISION, LIVE, MAX_REVISION};
 use crate::segment::reader::Value;
 
 /// One live variable as the writer knows it (from its own memory: no segment read).
@@ -148,10 +148,17 @@ impl TenantWriter {
 
     /// Starts the revision counter at `revision` (what the tenant had): the next write gets
     /// `revision + 1`. Readers see it at once; the ring holds nothing up to it. For a segment
-    /// being rebuilt: [`Error::BadRequest`] after a write, or below a restored version or the
-    /// revision already set.
+    /// being rebuilt: [`Error::BadRequest`] after a write, below a restored version or the
+    /// revision already set, or past 2^62 (a damaged snapshot's: later writes count on from it).
     pub fn set_revision(&mut self, revision: u64) -> Result<()> {
         self.refuse_after_writes("set the revision")?;
+        if revision > MAX_REVISION {
+            return Err(Error::BadRequest(format!(
+                "tenant {}: revision {revision} is past the largest a segment takes \
+                 ({MAX_REVISION})",
+                self.header.tenant
+            )));
+        }
         if revision < self.restored_max || revision < self.revision {
             return Err(Error::BadRequest(format!(
                 "tenant {}: revision {revision} is below a restored version ({}) or the \
@@ -180,8 +187,12 @@ impl TenantWriter {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use super::super::TenantWriter;
-    use crate::segment::{Changes, TenantView};
+    use crate::Error;
+    use crate::segment::layout::{H_REVISION, MAX_REVISION};
+    use crate::segment::{Changes, TenantConfig, TenantView};
 
     fn view(w: &TenantWriter) -> TenantView {
         TenantView::open(w.try_clone_fd().expect("clone fd")).expect("open view")
@@ -256,6 +267,35 @@ mod tests {
         let mut names: Vec<_> = w.variables().into_iter().map(|v| v.variable).collect();
         names.sort();
         assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_quota_or_revision_writes_cannot_count_on_from_is_refused() {
+        let huge = TenantConfig::new(u64::MAX, 16).max_value_len(16);
+        assert!(matches!(
+            TenantWriter::create_with("t", huge),
+            Err(Error::BadRequest(_))
+        ));
+        let mut w = TenantWriter::create("t", 1 << 16, 16).expect("create");
+        for past in [u64::MAX, MAX_REVISION + 1] {
+            assert!(matches!(w.set_revision(past), Err(Error::BadRequest(_))));
+        }
+        w.set_revision(MAX_REVISION).expect("set revision");
+        assert_eq!(w.set("s", "v", b"x", 1).expect("set"), MAX_REVISION + 1);
+    }
+
+    #[test]
+    fn a_reader_at_the_head_of_a_segment_at_the_last_revision_sees_nothing_new() {
+        let w = TenantWriter::create("t", 1 << 16, 16).expect("create");
+        // A hostile server can publish any revision: the last one a u64 holds.
+        w.map
+            .store_u64(H_REVISION, u64::MAX, Ordering::Release)
+            .expect("store");
+        let v = view(&w);
+        assert_eq!(
+            v.changes_since(u64::MAX).expect("changes"),
+            Changes::Events(Vec::new())
+        );
     }
 
     #[test]
