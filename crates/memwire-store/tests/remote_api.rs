@@ -4,21 +4,11 @@
 mod remote_support;
 
 use anyhow::{Result, ensure};
-use memwire_store::protocol::{Format, Scope, VarPath};
+use memwire_store::protocol::{Format, Scope};
 use memwire_store::remote::{Remote, RemoteOptions, ServerOptions};
 use memwire_store::store::WatchEvent;
 use memwire_store::{Error, Role};
-use remote_support::{GUARD, Server};
-
-fn p(path: &str) -> VarPath {
-    path.parse().expect("path")
-}
-
-fn options(format: Format) -> RemoteOptions {
-    let mut options = RemoteOptions::default();
-    options.format = format;
-    options
-}
+use remote_support::{GUARD, Server, options, p};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_over_json_and_messagepack() -> Result<()> {

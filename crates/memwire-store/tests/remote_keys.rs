@@ -5,20 +5,10 @@
 mod remote_support;
 
 use anyhow::{Context, Result, bail, ensure};
-use memwire_store::protocol::{ErrorCode, Format, Reply, Response, VarPath};
+use memwire_store::protocol::{ErrorCode, Format, Reply, Response};
 use memwire_store::remote::{Remote, RemoteOptions, ServerOptions};
 use memwire_store::{Error, Role};
-use remote_support::{Server, auth, raw, recv, send_text};
-
-fn p(path: &str) -> VarPath {
-    path.parse().expect("path")
-}
-
-fn options(format: Format) -> RemoteOptions {
-    let mut options = RemoteOptions::default();
-    options.format = format;
-    options
-}
+use remote_support::{Server, auth, options, p, raw, recv, send_text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_makes_lists_and_revokes_a_key_over_websocket() -> Result<()> {

@@ -10,17 +10,13 @@ use std::collections::BTreeMap;
 use anyhow::{Result, bail, ensure};
 use futures_util::{SinkExt, StreamExt};
 use memwire_store::protocol::{
-    Encoded, EventKind, Format, Frame, Limits, PROTOCOL_VERSION, Reply, Request, Response, VarPath,
+    Encoded, EventKind, Format, Frame, Limits, PROTOCOL_VERSION, Reply, Request, Response,
     decode_request, encode_response,
 };
 use memwire_store::remote::{Remote, RemoteOptions, ServerOptions};
 use memwire_store::store::WatchEvent;
-use remote_support::{GUARD, Server, auth, raw, recv, send_text};
+use remote_support::{GUARD, Server, auth, p, raw, recv, send_text};
 use tokio_tungstenite::tungstenite::Message;
-
-fn p(path: &str) -> VarPath {
-    path.parse().expect("path")
-}
 
 /// (version, path, value; `None`: deleted)
 type Change = (u64, String, Option<Vec<u8>>);

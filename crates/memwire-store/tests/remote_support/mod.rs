@@ -21,6 +21,18 @@ use tokio_tungstenite::tungstenite::Message;
 /// A hang guard: every wait in these tests ends by then.
 pub const GUARD: Duration = Duration::from_secs(60);
 
+/// A variable path the test knows to be valid.
+pub fn p(path: &str) -> memwire_store::protocol::VarPath {
+    path.parse().expect("a valid variable path")
+}
+
+/// The default client options with requests in `format`.
+pub fn options(format: memwire_store::protocol::Format) -> memwire_store::remote::RemoteOptions {
+    let mut options = memwire_store::remote::RemoteOptions::default();
+    options.format = format;
+    options
+}
+
 pub struct Server {
     pub url: String,
     pub addr: std::net::SocketAddr,
