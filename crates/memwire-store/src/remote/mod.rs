@@ -6,16 +6,18 @@
 //!  RemoteServer::run ── accept ──▶ one task per connection
 //!                                    ├─ TLS + WebSocket handshakes, `auth` (all within auth_timeout)
 //!                                    ├─ reads a request, calls the Store in its own task
-//!                                    │  (the write lock is the single writer), queues the answer
-//!                                    ├─ one pump task per `watch`: Watcher ─try_send─▶ queue
-//!                                    └─ writer task: bounded queue ─▶ socket
+//!                                    │  (the write lock is the single writer), writes what the
+//!                                    │  pumps queued, then the answer, then polls a moment
+//!                                    │  (`busy_poll`) for the client's next request
+//!                                    └─ one pump task per `watch`: Watcher ─try_send─▶ bounded queue
 //!  Remote ── requests by id ──▶ socket ──▶ reader task ─ answers by id ─▶ callers
 //!                                                     └ events by watch_id ─▶ RemoteWatch
 //! ```
 //!
-//! `Remote`'s connection and variable requests are in `client`, its key requests
-//! (`create_key`, `list_keys`, `revoke_key`, admin keys only) in `keys`; the server answers
-//! them in `dispatch`.
+//! `Remote`'s variable requests are in `client`, its key requests (`create_key`,
+//! `list_keys`, `revoke_key`, admin keys only) in `keys`, its connection (URL, handshakes, the
+//! reader task) in `conn`; busy polling, both ends', in `spin`; the server answers requests in
+//! `dispatch`.
 //!
 //! What a hostile client can do and what the server does:
 //! - never authenticate, or never finish a TLS or WebSocket handshake: closed after
@@ -24,8 +26,8 @@
 //!   error, unread; one over twice that is refused by the WebSocket layer itself, which closes
 //!   the connection (`1009`) without buffering it;
 //! - send anything else that is not a request: a typed `error`, the connection stays usable;
-//! - stop reading: its answers wait in its bounded send queue (and its requests are not read
-//!   meanwhile); its watches, which never wait, are marked lagged when the queue is full:
+//! - stop reading: its connection's task waits on the socket with the next answer (and its
+//!   requests are not read meanwhile); its watches, which never wait, are marked lagged when the queue is full:
 //!   the pump drops that watch's backlog and later sends `lagged`, the current values and
 //!   `synced`. The store's writer never waits for a client.
 //!
@@ -33,6 +35,7 @@
 //! message being read (at most twice `max_message_bytes`), and each watch's feed cursor.
 
 mod client;
+mod conn;
 mod connection;
 mod dispatch;
 mod keys;

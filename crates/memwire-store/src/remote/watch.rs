@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::client::{Conn, Remote};
+use super::client::Remote;
+use super::conn::Conn;
 use super::wire;
 use crate::error::{Error, Result};
 use crate::protocol::{Response, Scope};
