@@ -145,6 +145,7 @@ fn ls_every_server() -> Result<()> {
     let alpha = Served::start("alpha")?;
     let beta = Served::start("beta")?;
     alpha.set("acme/app/greeting", "hello")?;
+    alpha.set("acme/billing/rate", "0.19")?;
     alpha.set("zeta/app/x", "1")?;
     beta.set("globex/app/v", "2")?;
     let both = vec![
@@ -156,6 +157,12 @@ fn ls_every_server() -> Result<()> {
     // alpha's key from the default data directory, beta's from --key.
     let rows = ls_json(&["--key", &beta.admin_key], alpha.dir(), None)?;
     ensure!(tenants(&rows) == both, "{rows:?}");
+    // Each tenant row counts its services and variables.
+    let acme = of_kind(&rows, "tenant")
+        .into_iter()
+        .find(|t| t["name"] == "acme")
+        .with_context(|| format!("no tenant acme in {rows:?}"))?;
+    ensure!(acme["services"] == 2 && acme["variables"] == 2, "{acme}");
     for (served, count) in [(&alpha, 2), (&beta, 1)] {
         let row = server(&rows, served.name)?;
         ensure!(

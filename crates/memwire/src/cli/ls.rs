@@ -41,7 +41,7 @@ fn rows(scope: &resource::Scope, keys: &[String]) -> Result<Vec<Row>> {
         let listed = server.tenants.as_deref().unwrap_or_default();
         listed
             .iter()
-            .map(|t| Row::Tenant(TenantRow::new(&server.name, t)))
+            .map(|t| Row::Tenant(TenantRow::new(&server.name, &t.info, t.services)))
     });
     Ok(resources
         .iter()

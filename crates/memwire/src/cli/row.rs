@@ -50,6 +50,7 @@ pub(crate) struct TenantRow {
     pub(crate) name: String,
     /// The store server it lives in.
     pub(crate) server: String,
+    pub(crate) services: usize,
     pub(crate) variables: u32,
     pub(crate) used_bytes: u64,
     pub(crate) quota_bytes: u64,
@@ -59,10 +60,15 @@ pub(crate) struct TenantRow {
 
 impl TenantRow {
     /// `t`, a tenant of the store server `server`.
-    pub(crate) fn new(server: &str, t: &memwire::store::local::TenantInfo) -> Self {
+    pub(crate) fn new(
+        server: &str,
+        t: &memwire::store::local::TenantInfo,
+        services: usize,
+    ) -> Self {
         Self {
             name: t.tenant.clone(),
             server: server.to_owned(),
+            services,
             variables: t.variables,
             used_bytes: t.used_bytes,
             quota_bytes: t.quota_bytes,
@@ -311,6 +317,7 @@ fn tenant_table(rows: &[&TenantRow]) -> Table {
     let mut table = new_table(vec![
         "SERVER",
         "TENANT",
+        "SERVICES",
         "VARIABLES",
         "MEMORY",
         "REVISION",
@@ -320,6 +327,7 @@ fn tenant_table(rows: &[&TenantRow]) -> Table {
         table.add_row(vec![
             t.server.clone(),
             t.name.clone(),
+            t.services.to_string(),
             t.variables.to_string(),
             format!("{} / {}", show_size(t.used_bytes), show_size(t.quota_bytes)),
             t.revision.to_string(),

@@ -34,7 +34,14 @@ pub(super) struct Server {
     /// Its pid; `None` when it runs in a pid namespace this process cannot see.
     pub(super) pid: Option<u32>,
     /// Its tenants, as the first key it accepted sees them, or why there are none to show.
-    pub(super) tenants: Result<Vec<TenantInfo>, String>,
+    pub(super) tenants: Result<Vec<Listed>, String>,
+}
+
+/// A tenant of a server, with the number of its services.
+#[derive(Debug)]
+pub(super) struct Listed {
+    pub(super) info: TenantInfo,
+    pub(super) services: usize,
 }
 
 /// The keys to try on each server, in order. No `Debug`: it would print the keys.
@@ -145,9 +152,19 @@ fn probe(socket: &Path) -> Option<Option<u32>> {
 }
 
 /// The tenants the first key the server accepts may see.
-fn tenants(socket: &Path, keys: &Keys) -> Result<Vec<TenantInfo>, String> {
+fn tenants(socket: &Path, keys: &Keys) -> Result<Vec<Listed>, String> {
     for (key, _) in &keys.keys {
-        match Local::connect_at(socket, key).and_then(|local| local.stats()) {
+        let listed = Local::connect_at(socket, key).and_then(|local| {
+            local
+                .stats()?
+                .into_iter()
+                .map(|info| {
+                    let services = local.list(Some(&info.tenant), None)?.len();
+                    Ok(Listed { info, services })
+                })
+                .collect()
+        });
+        match listed {
             Ok(tenants) => return Ok(tenants),
             Err(Error::Unauthenticated(_) | Error::PermissionDenied(_)) => {}
             Err(err) => return Err(error_chain(&err)),
