@@ -442,7 +442,13 @@ fn server_killed_mid_writes_fails_the_writers_and_keeps_every_acknowledged_write
         for (w, ack) in acked_rx.try_iter() {
             last[w] = Some(ack);
         }
+        let killed = server.child.id();
         server = Server::start(tmp.path())?;
+        // The killed server could not remove its link host's socket; the new one did.
+        let hosts = link_host(server.child.id())?;
+        let dir = hosts.socket.parent().expect("a socket has a folder");
+        let left = dir.join(format!("store-{killed}-0.sock"));
+        assert!(!left.exists(), "round {round}: {} is left", left.display());
         let reader = Local::connect_at(&server.socket, &key)?;
         for (p, last) in paths.iter().zip(&last) {
             let (i, version) = last.ok_or_else(|| anyhow::anyhow!("no ack"))?;

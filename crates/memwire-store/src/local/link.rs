@@ -80,6 +80,9 @@ impl Links {
                 ..HostConfig::default()
             },
         )?;
+        if let Some(dir) = host.socket_path().parent() {
+            remove_dead_servers_sockets(dir);
+        }
         Ok(Self { host })
     }
 
@@ -130,6 +133,39 @@ impl Links {
             let _ = thread.join();
         }
     }
+}
+
+/// Removes the link-host sockets that store servers killed before they could remove theirs
+/// left in `dir`: `store-<pid>-<n>.sock` whose process is gone and whose socket nobody answers.
+/// Best effort: what cannot be read or removed stays (`memwire gc` removes stale sockets too).
+fn remove_dead_servers_sockets(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(pid) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(store_link_pid)
+        else {
+            continue;
+        };
+        let dead = pid != std::process::id() && memwire_shm::ProcessHandle::open(pid).is_err();
+        if dead && std::os::unix::net::UnixStream::connect(&path).is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// The pid in a store link host's socket name, `store-<pid>-<n>.sock`.
+fn store_link_pid(file: &str) -> Option<u32> {
+    let (pid, n) = file
+        .strip_prefix("store-")?
+        .strip_suffix(".sock")?
+        .split_once('-')?;
+    n.parse::<u32>().ok()?;
+    pid.parse().ok()
 }
 
 /// Serves one link until the client leaves, breaks the protocol, or the server stops.
@@ -251,4 +287,24 @@ fn join(socket: &std::path::Path, key: &str) -> Result<Link> {
 fn answer(link: &mut Link) -> Result<Answer> {
     let message = link.rx().recv()?;
     decode(message.as_slice())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::store_link_pid;
+
+    #[test]
+    fn only_store_link_sockets_name_a_pid() {
+        assert_eq!(store_link_pid("store-4242-0.sock"), Some(4242));
+        assert_eq!(store_link_pid("store-4242-17.sock"), Some(4242));
+        for other in [
+            "store-4242.sock",
+            "store-x-0.sock",
+            "store-4242-0",
+            "math.sock",
+            "store--0.sock",
+        ] {
+            assert_eq!(store_link_pid(other), None, "{other}");
+        }
+    }
 }
