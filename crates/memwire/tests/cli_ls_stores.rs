@@ -258,6 +258,25 @@ fn ls_every_server() -> Result<()> {
                 && h["what"] == format!("store links of pid {beta_pid}").as_str()),
         "{rows:?}"
     );
+    // gc removes the dead server's socket (and says so), never a live one's.
+    let alpha_socket = socket_of(&rows, "alpha")?;
+    let out = Command::new(env!("CARGO_BIN_EXE_memwire"))
+        .args(["gc", "--json"])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "gc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    let removed = report["removed"].as_array().context("removed is a list")?;
+    ensure!(
+        removed
+            .iter()
+            .any(|r| r["kind"] == "store_server" && r["name"] == "beta"),
+        "{report}"
+    );
+    ensure!(!beta_socket.exists() && alpha_socket.exists(), "{report}");
     drop(alpha);
     Ok(())
 }

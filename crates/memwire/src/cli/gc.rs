@@ -1,5 +1,5 @@
 //! `memwire gc`: removes resources that no live process holds, and the sockets of transport
-//! hosts that died.
+//! hosts and store servers that died.
 
 use std::io::Write;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use memwire::shm::resource;
 use serde::Serialize;
 
-use super::row::{HostRow, ResourceRow, Row, tables};
+use super::row::{HostRow, ResourceRow, Row, StoreServerRow, tables};
 use super::units::parse_duration;
 use super::{Globals, error_chain};
 
@@ -64,6 +64,20 @@ pub(crate) fn run(cx: &Globals, args: &Args) -> Result<()> {
                     .iter()
                     .map(|h| Row::TransportHost(HostRow::from(h))),
             )
+            .chain(
+                super::ls::servers::remove_stale(args.dry_run)
+                    .context("removing stale store server sockets")?
+                    .into_iter()
+                    .map(|(name, socket)| {
+                        Row::StoreServer(StoreServerRow {
+                            name,
+                            pid: None,
+                            socket,
+                            tenants: None,
+                            problem: Some("stale: nobody answers".to_owned()),
+                        })
+                    }),
+            )
             .collect(),
         kept: report.kept,
         skipped: report
@@ -94,7 +108,7 @@ pub(crate) fn run(cx: &Globals, args: &Args) -> Result<()> {
     } else {
         writeln!(
             out,
-            "{verb} {} resource(s) and stale host socket(s), kept {}:",
+            "{verb} {} resource(s) and stale socket(s), kept {}:",
             report.removed.len(),
             report.kept
         )?;

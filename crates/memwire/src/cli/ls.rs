@@ -1,7 +1,7 @@
 //! `memwire ls`: what memwire objects exist, who holds them, and whether `gc` may take them.
 //! The store servers and their tenants come from [`servers`].
 
-mod servers;
+pub(crate) mod servers;
 
 use std::io::Write;
 

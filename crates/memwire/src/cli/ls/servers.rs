@@ -98,6 +98,25 @@ impl Keys {
 
 /// Every store server that answers in the runtime directory, sorted by name.
 pub(super) fn list(keys: &Keys) -> Result<Vec<Server>> {
+    let mut servers = Vec::new();
+    for (name, socket) in sockets()? {
+        let Some(pid) = probe(&socket) else {
+            tracing::debug!(socket = %socket.display(), "nobody answers: a stopped server's socket");
+            continue;
+        };
+        servers.push(Server {
+            tenants: tenants(&socket, keys),
+            name,
+            socket,
+            pid,
+        });
+    }
+    servers.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(servers)
+}
+
+/// Every `<name>.sock` in the store servers' socket folder, live or not.
+fn sockets() -> Result<Vec<(String, PathBuf)>> {
     // The folder `socket_path` puts every server's socket in (it creates it, mode 0700).
     let sample = memwire::store::local::socket_path("default")?;
     let dir = sample
@@ -108,27 +127,38 @@ pub(super) fn list(keys: &Keys) -> Result<Vec<Server>> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(err) => return Err(err).with_context(|| format!("reading {}", dir.display())),
     };
-    let mut servers = Vec::new();
+    let mut found = Vec::new();
     for entry in entries {
         let socket = entry
             .with_context(|| format!("reading {}", dir.display()))?
             .path();
-        let Some(name) = server_name(&socket) else {
-            continue;
-        };
-        let Some(pid) = probe(&socket) else {
-            tracing::debug!(socket = %socket.display(), "nobody answers: a stopped server's socket");
-            continue;
-        };
-        servers.push(Server {
-            tenants: tenants(&socket, keys),
-            name: name.to_owned(),
-            socket,
-            pid,
-        });
+        if let Some(name) = server_name(&socket) {
+            found.push((name.to_owned(), socket));
+        }
     }
-    servers.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(servers)
+    Ok(found)
+}
+
+/// The sockets of store servers that were killed (nobody answers there), removed unless
+/// `dry_run`, sorted by name.
+pub(crate) fn remove_stale(dry_run: bool) -> Result<Vec<(String, PathBuf)>> {
+    let mut stale: Vec<(String, PathBuf)> = sockets()?
+        .into_iter()
+        .filter(|(_, socket)| probe(socket).is_none())
+        .collect();
+    if !dry_run {
+        for (_, socket) in &stale {
+            match std::fs::remove_file(socket) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    return Err(err).with_context(|| format!("removing {}", socket.display()));
+                }
+            }
+        }
+    }
+    stale.sort();
+    Ok(stale)
 }
 
 /// The server's name if `path` is `<name>.sock`.
