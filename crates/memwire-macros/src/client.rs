@@ -3,6 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::Path;
+use syn::ext::IdentExt;
 
 use crate::model::{Method, Service};
 
@@ -71,7 +72,34 @@ fn method(m: &Method, krate: &Path, vis: &TokenStream) -> TokenStream {
     } else {
         "\n# Errors\nEvery error a call can end with; an error the handler returned comes back as `Error::Remote`."
     };
-    if m.stream.is_some() {
+    if let Some(payload) = m.payload() {
+        let data = &payload.ident;
+        let with = format_ident!("{}_with", ident.unraw());
+        let with_doc = format!(
+            "[`Self::{}`] whose `len` bytes `fill` writes in place, in the link's memory: no \
+             copy on the way to the server.",
+            ident.unraw()
+        );
+        quote! {
+            #(#doc_attrs)*
+            #(#[doc = #fallback_doc])*
+            #[doc = "\nThe bytes travel with a loan: the server reads them in place."]
+            #[doc = #errors_doc]
+            #vis async fn #ident(&self, #data: &[u8]) -> #krate::Result<#returns> {
+                self.#with(#data.len(), |__buf| __buf.copy_from_slice(#data)).await
+            }
+
+            #[doc = #with_doc]
+            #[doc = #errors_doc]
+            #vis async fn #with(
+                &self,
+                len: usize,
+                fill: impl ::core::ops::FnOnce(&mut [u8]),
+            ) -> #krate::Result<#returns> {
+                self.client.call_loaned_typed(#name, len, fill).await
+            }
+        }
+    } else if m.stream.is_some() {
         quote! {
             #(#doc_attrs)*
             #(#[doc = #fallback_doc])*

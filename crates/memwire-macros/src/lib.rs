@@ -33,6 +33,8 @@ use syn::{ItemTrait, Path, ReturnType, TraitItem, Visibility};
 ///     async fn count(&self, n: u64, sink: Sink<u64>) -> Result<(), Fault>;
 ///     // A `CallContext` parameter gets the call's context (cancellation, call id).
 ///     async fn slow(&self, ctx: CallContext, ms: u64) -> bool;
+///     // A `Payload` parameter is the whole request, read in place in the link's memory.
+///     async fn checksum(&self, data: Payload) -> u64;
 /// }
 /// ```
 ///
@@ -48,7 +50,9 @@ use syn::{ItemTrait, Path, ReturnType, TraitItem, Visibility};
 ///   `METHODS`): one `pub async fn` per method, taking its parameters except the `Sink` and
 ///   the `CallContext`, by value. It returns `Result<T>` (memwire-rpc's) where `T` is the
 ///   method's `Ok` type when it returns `Result<T, E>`, else its return type; a streaming
-///   method returns `Result<ItemStream<T>>`.
+///   method returns `Result<ItemStream<T>>`. A method `m` with a `Payload` parameter becomes
+///   `m(&self, data: &[u8])` and `m_with(&self, len, fill)`, whose `fill` writes the bytes in
+///   place in the link; both send them with a loan (`Client::call_loaned_typed`).
 /// - **`{Trait}Server<T>`** (`new(T)`, `from_arc(Arc<T>)`, `Clone`, `Debug`), implementing
 ///   `Service`: `functions()` describes each method (parameter and result types as written, the
 ///   `///` text); `call()` decodes the arguments as a tuple, runs the method (async: awaited;
@@ -58,12 +62,13 @@ use syn::{ItemTrait, Path, ReturnType, TraitItem, Visibility};
 ///   the stream when it returns.
 ///
 /// A `Result` is recognised by its last path segment (`Result`, two type arguments), a sink by
-/// `Sink<T>`, a context by `CallContext`.
+/// `Sink<T>`, a context by `CallContext`, a payload by `Payload`.
 ///
 /// # Compile errors
 /// A non-trait item; a generic or `unsafe` trait, or one with items other than methods; a
 /// method without `&self` first, generic, `const`, `unsafe` or `extern`; a parameter that is a
-/// pattern, a reference or `impl Trait`; more than one `Sink` or `CallContext`; a streaming
+/// pattern, a reference or `impl Trait`; more than one `Sink`, `CallContext` or `Payload`; a
+/// `Payload` beside other arguments or a `Sink`, or a method named like its `m_with`; a streaming
 /// method returning anything but `()` or `Result<(), E>`; an `impl Trait` result; an unknown
 /// `#[rpc(…)]` option or `#[rpc(blocking)]` on an `async fn`; a method whose name starts with
 /// `rpc` (reserved for built-in methods such as `rpc.functions`), or is `new` or `client` (the

@@ -93,12 +93,20 @@ pub(crate) enum ParamKind {
     Context,
     /// The call's `Sink<T>`.
     Sink,
+    /// The request's bytes in place in the link (`Payload`): the whole request, sent with a
+    /// loan.
+    Payload,
 }
 
 impl Method {
     /// The parameters the caller sends, in order.
     pub(crate) fn values(&self) -> impl Iterator<Item = &Param> {
         self.params.iter().filter(|p| p.kind == ParamKind::Value)
+    }
+
+    /// The `Payload` parameter, if the method takes its request as bytes in place.
+    pub(crate) fn payload(&self) -> Option<&Param> {
+        self.params.iter().find(|p| p.kind == ParamKind::Payload)
     }
 
     /// What the client's call yields: the item type of a stream, else the `Ok` type of a
@@ -141,6 +149,19 @@ pub(crate) fn read(item: &ItemTrait) -> Result<Service> {
                     "a service trait holds only methods",
                 ));
             }
+        }
+    }
+    // A method `m` with a `Payload` parameter also gets a client method `m_with`.
+    for m in methods.iter().filter(|m| m.payload().is_some()) {
+        let with = format!("{}_with", m.ident.unraw());
+        if let Some(other) = methods.iter().find(|o| o.ident.unraw() == with.as_str()) {
+            return Err(Error::new_spanned(
+                &other.ident,
+                format!(
+                    "a method named `{with}` would clash with the client's `{with}` of `{}`, which takes a `Payload`",
+                    m.ident.unraw()
+                ),
+            ));
         }
     }
     Ok(Service {
@@ -217,16 +238,30 @@ fn read_method(f: &TraitItemFn) -> Result<Method> {
         }
     }
     let params = inputs.map(read_param).collect::<Result<Vec<_>>>()?;
-    for kind in [ParamKind::Sink, ParamKind::Context] {
+    for kind in [ParamKind::Sink, ParamKind::Context, ParamKind::Payload] {
         if let Some(second) = params.iter().filter(|p| p.kind == kind).nth(1) {
-            let what = if kind == ParamKind::Sink {
-                "`Sink`"
-            } else {
-                "`CallContext`"
+            let what = match kind {
+                ParamKind::Sink => "`Sink`",
+                ParamKind::Context => "`CallContext`",
+                _ => "`Payload`",
             };
             return Err(Error::new_spanned(
                 &second.ty,
                 format!("a service method takes at most one {what} parameter"),
+            ));
+        }
+    }
+    if params.iter().any(|p| p.kind == ParamKind::Payload) {
+        if let Some(value) = params.iter().find(|p| p.kind == ParamKind::Value) {
+            return Err(Error::new_spanned(
+                &value.ty,
+                "a method with a `Payload` parameter takes no other arguments: the payload is the whole request",
+            ));
+        }
+        if let Some(sink) = params.iter().find(|p| p.kind == ParamKind::Sink) {
+            return Err(Error::new_spanned(
+                &sink.ty,
+                "a method with a `Payload` parameter cannot stream: it answers once",
             ));
         }
     }
@@ -335,6 +370,7 @@ fn read_param(arg: &FnArg) -> Result<Param> {
             ParamKind::Sink
         }
         Some(seg) if seg.ident == "CallContext" => ParamKind::Context,
+        Some(seg) if seg.ident == "Payload" && seg.arguments.is_none() => ParamKind::Payload,
         _ => ParamKind::Value,
     };
     Ok(Param { ident, ty, kind })

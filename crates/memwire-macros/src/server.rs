@@ -82,7 +82,7 @@ pub(crate) fn generate(service: &Service, krate: &Path) -> TokenStream {
 
 fn function_info(m: &Method, krate: &Path) -> TokenStream {
     let name = &m.name;
-    let params = m.values().map(|p| {
+    let params = m.values().chain(m.payload()).map(|p| {
         let name = p.ident.to_string();
         let name = name.strip_prefix("r#").unwrap_or(&name);
         let ty = type_text(&p.ty);
@@ -112,7 +112,9 @@ fn arm(m: &Method, trait_ident: &Ident, krate: &Path) -> TokenStream {
     let name = &m.name;
     let ident = &m.ident;
     let value_types: Vec<_> = m.values().map(|p| &p.ty).collect();
-    let decode = if value_types.is_empty() {
+    let decode = if m.payload().is_some() {
+        quote!(let (__payload, __responder) = __request.into_payload();)
+    } else if value_types.is_empty() {
         quote!(let __responder = __request.into_responder();)
     } else {
         quote! {
@@ -136,6 +138,7 @@ fn arm(m: &Method, trait_ident: &Ident, krate: &Path) -> TokenStream {
         }
         ParamKind::Context => quote!(__context),
         ParamKind::Sink => quote!(__sink),
+        ParamKind::Payload => quote!(__payload),
     });
     let invoke = quote!(<__S as #trait_ident>::#ident(&__service, #(#args),*));
     let outcome = match m.run {

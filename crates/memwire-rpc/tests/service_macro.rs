@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use memwire_rpc::{
-    CallContext, Client, Encoding, Error, Fault, FunctionInfo, Param, Sink, serve_link,
+    CallContext, Client, Encoding, Error, Fault, FunctionInfo, Param, Payload, Sink, serve_link,
 };
 use memwire_transport::{Guest, Host, HostConfig};
 use support::{command, trial};
@@ -74,6 +74,9 @@ trait Math {
     /// Panics with `message`.
     #[rpc(blocking)]
     fn panics(&self, message: String) -> Vec<u8>;
+
+    /// The length and byte sum of a buffer read in place.
+    async fn checksum(&self, data: Payload) -> (u64, u64);
 }
 
 /// The `math` role's implementation.
@@ -122,6 +125,11 @@ impl Math for Calculator {
 
     fn panics(&self, message: String) -> Vec<u8> {
         panic!("{message}")
+    }
+
+    async fn checksum(&self, data: Payload) -> (u64, u64) {
+        let sum = data.iter().map(|&b| u64::from(b)).sum();
+        (data.len() as u64, sum)
     }
 }
 
@@ -196,6 +204,19 @@ fn typed() -> Result<()> {
             "count gave {items:?}"
         );
         ensure!(m.count(0).await?.collect().await?.is_empty(), "count(0)");
+        // A buffer in place: inline, a pool slot, and one past every class (its own memfd).
+        for len in [5usize, 3000, 3 << 20] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let sum = data.iter().map(|&b| u64::from(b)).sum::<u64>();
+            ensure!(
+                m.checksum(&data).await? == (len as u64, sum),
+                "checksum({len})"
+            );
+            let filled = m
+                .checksum_with(len, |buf| buf.copy_from_slice(&data))
+                .await?;
+            ensure!(filled == (len as u64, sum), "checksum_with({len})");
+        }
         let (first, second) = (m.call_id().await?, m.call_id().await?);
         ensure!(
             first != 0 && second != 0 && first != second,
@@ -323,6 +344,13 @@ fn functions() -> Result<()> {
             false,
             "Panics with `message`.",
         ),
+        f(
+            "checksum",
+            &[("data", "Payload")],
+            "(u64, u64)",
+            false,
+            "The length and byte sum of a buffer read in place.",
+        ),
     ];
     ensure!(listed == expected, "list_functions gave {listed:#?}");
     ensure!(
@@ -335,7 +363,8 @@ fn functions() -> Result<()> {
                 "call_id",
                 "wait_for_cancel",
                 "cancels_seen",
-                "panics"
+                "panics",
+                "checksum"
             ],
         "METHODS: {:?}",
         MathClient::METHODS

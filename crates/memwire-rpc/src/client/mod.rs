@@ -338,6 +338,22 @@ impl Client {
         ))
     }
 
+    /// [`Client::call_loaned`] whose answer is decoded as an `R`: for a typed method that
+    /// takes a large buffer (a `Payload` parameter of a `#[service]` method).
+    ///
+    /// # Errors
+    /// Every [`Error`] a call can end with.
+    pub async fn call_loaned_typed<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<R> {
+        self.call_filled(method, Encoding::Raw, len, None, fill)
+            .await?
+            .decode()
+    }
+
     /// Calls `method` by name (MessagePack arguments) and gives its answer's bytes in place,
     /// undecoded: for a method that answers with a large buffer.
     ///
