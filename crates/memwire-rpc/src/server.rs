@@ -3,13 +3,15 @@
 //!
 //! A call's handler is polled once right where its request is read: a handler that completes
 //! without waiting (most do) answers with no task spawned and no thread woken. One that waits
-//! continues as its own task. A panicking handler is caught and answered as a `panic` error;
-//! the server keeps serving.
+//! continues as its own task, and only then enters the link's table of pending calls, where a
+//! cancel or a credit frame can reach it (one that completed in its first poll had answered
+//! before the reader could read such a frame). A panicking handler is caught and answered as a
+//! `panic` error; the server keeps serving.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
@@ -25,8 +27,55 @@ use crate::writer::Writer;
 /// The name of the built-in method that lists a service's functions.
 pub const LIST_FUNCTIONS: &str = "rpc.functions";
 
-/// Calls in flight on one link, by id.
-type Calls = Arc<Mutex<IdMap<Arc<CallState>>>>;
+/// The calls of one link that did not complete in their first poll, by id: the ones a cancel
+/// or a credit frame can still reach. A call that completes at once never enters it.
+#[derive(Debug, Default)]
+struct Pending {
+    map: Mutex<IdMap<Arc<CallState>>>,
+    /// `map.len()`, readable without the lock (it changes only under it).
+    len: AtomicUsize,
+}
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdMap<Arc<CallState>>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether call `id` is pending; no lock while none is (the usual case).
+    fn contains(&self, id: u64) -> bool {
+        // Relaxed: only this link's reader inserts, and it is the caller; a removal racing
+        // with the check only makes a reused id look in flight a moment longer.
+        self.len.load(Ordering::Relaxed) > 0 && self.lock().contains_key(&id)
+    }
+
+    /// Adds call `id`; `false` if it was pending already.
+    fn insert(&self, id: u64, state: Arc<CallState>) -> bool {
+        let mut map = self.lock();
+        let fresh = map.insert(id, state).is_none();
+        self.len.store(map.len(), Ordering::Relaxed);
+        fresh
+    }
+
+    fn remove(&self, id: u64) -> Option<Arc<CallState>> {
+        let mut map = self.lock();
+        let removed = map.remove(&id);
+        self.len.store(map.len(), Ordering::Relaxed);
+        removed
+    }
+
+    fn get(&self, id: u64) -> Option<Arc<CallState>> {
+        self.lock().get(&id).cloned()
+    }
+
+    fn drain(&self) -> Vec<Arc<CallState>> {
+        let mut map = self.lock();
+        self.len.store(0, Ordering::Relaxed);
+        map.drain().map(|(_, state)| state).collect()
+    }
+}
+
+/// Calls in flight on one link.
+type Calls = Arc<Pending>;
 
 /// Serves `service` on `link` until the peer goes away (then `Ok`) or breaks the protocol
 /// (`Err(Error::Protocol)`). Calls run concurrently on the current tokio runtime.
@@ -55,17 +104,12 @@ pub async fn serve_link<S: Service>(link: Link, service: Arc<S>) -> Result<()> {
         };
         match kind {
             Kind::Request => {
-                let state = CallState::new();
-                let fresh = calls
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(call_id, Arc::clone(&state))
-                    .is_none();
-                if !fresh {
+                if calls.contains(call_id) {
                     break Err(Error::Protocol(format!(
                         "call id {call_id} reused while in flight"
                     )));
                 }
+                let state = CallState::new();
                 let request = Request::new(
                     message,
                     call_id,
@@ -77,18 +121,26 @@ pub async fn serve_link<S: Service>(link: Link, service: Arc<S>) -> Result<()> {
                 let call = run_call(
                     Arc::clone(&service),
                     request,
-                    state,
+                    Arc::clone(&state),
                     Arc::clone(&writer),
                     Arc::clone(&calls),
                 );
-                spawn_unless_ready(call).await;
+                let mut call = Box::pin(call);
+                let done =
+                    std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx).is_ready())).await;
+                if !done {
+                    // Still running its handler (not only sending its answer): from now on a
+                    // cancel or a credit frame can reach it. Relaxed: the first poll ran on
+                    // this thread.
+                    if !state.answering.load(Ordering::Relaxed) {
+                        calls.insert(call_id, Arc::clone(&state));
+                        state.registered.store(true, Ordering::Release);
+                    }
+                    tokio::spawn(call);
+                }
             }
             Kind::Cancel => {
-                let state = calls
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&call_id);
-                if let Some(state) = state {
+                if let Some(state) = calls.remove(call_id) {
                     state.cancel();
                 }
             }
@@ -96,12 +148,7 @@ pub async fn serve_link<S: Service>(link: Link, service: Arc<S>) -> Result<()> {
                 let Some(items) = credit else {
                     break Err(Error::Protocol("a credit frame carries 4 bytes".into()));
                 };
-                let state = calls
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get(&call_id)
-                    .cloned();
-                if let Some(state) = state {
+                if let Some(state) = calls.get(call_id) {
                     state.grant(u32::from_le_bytes(items));
                 }
             }
@@ -122,7 +169,7 @@ pub async fn serve_link<S: Service>(link: Link, service: Arc<S>) -> Result<()> {
         }
     };
     // Whatever ended the conversation, no handler's result can be delivered any more.
-    for (_, state) in calls.lock().unwrap_or_else(PoisonError::into_inner).drain() {
+    for state in calls.drain() {
         state.cancel();
     }
     if let Err(e) = &result {
@@ -141,7 +188,6 @@ async fn run_call<S: Service>(
 ) {
     let call_id = request.context().call_id();
     let encoding = crate::service::reply_encoding(request.encoding());
-    let answer = request.responder_answer();
     let outcome = if request.method() == LIST_FUNCTIONS {
         let functions = service.functions();
         codec::encode(encoding, &functions).map_err(|message| Fault::Remote {
@@ -156,17 +202,18 @@ async fn run_call<S: Service>(
             () = state.cancelled() => Err(Fault::Cancelled),
         }
     };
-    let still_wanted = calls
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .remove(&call_id)
-        .is_some();
+    // A call that completes in its first poll was never registered: no cancel can have
+    // reached it. A registered one is still wanted if no cancel took it out.
+    // Acquire: pairs with the Release store made before the call's task was spawned.
+    let still_wanted = !state.registered.load(Ordering::Acquire) || calls.remove(call_id).is_some();
+    // Relaxed: read by this link's reader after this call's first poll, on the same thread.
+    state.answering.store(true, Ordering::Relaxed);
     if !still_wanted {
         return;
     }
     let sent = match outcome {
-        Ok(_) if answer.load(Ordering::Relaxed) == ANSWER_SENT => Ok(()),
-        Ok(_) if answer.load(Ordering::Relaxed) == ANSWER_STREAM => {
+        Ok(_) if state.answer.load(Ordering::Relaxed) == ANSWER_SENT => Ok(()),
+        Ok(_) if state.answer.load(Ordering::Relaxed) == ANSWER_STREAM => {
             writer
                 .send(Kind::StreamEnd, Encoding::Raw, call_id, "", &[])
                 .await
@@ -185,15 +232,6 @@ async fn run_call<S: Service>(
     };
     if let Err(e) = sent {
         tracing::debug!(call_id, error = %e, "could not answer a call");
-    }
-}
-
-/// Polls `call` once here; if it is not done, hands it to its own task.
-async fn spawn_unless_ready<F: Future<Output = ()> + Send + 'static>(call: F) {
-    let mut call = Box::pin(call);
-    let done = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx).is_ready())).await;
-    if !done {
-        tokio::spawn(call);
     }
 }
 

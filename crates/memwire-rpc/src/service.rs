@@ -149,6 +149,14 @@ where
 /// One call's shared state at the server: cancellation and stream credit.
 #[derive(Debug)]
 pub(crate) struct CallState {
+    /// How the call is answered: [`ANSWER_VALUE`], [`ANSWER_STREAM`] or [`ANSWER_SENT`].
+    pub(crate) answer: AtomicU8,
+    /// Set when the call did not complete in its first poll and was added to its link's
+    /// pending calls (where a cancel can reach it).
+    pub(crate) registered: AtomicBool,
+    /// Set once the handler is done and the call is sending its answer (or was dropped): it
+    /// is no longer registered, whatever happens.
+    pub(crate) answering: AtomicBool,
     cancelled: AtomicBool,
     notify: tokio::sync::Notify,
     /// Items the client can take now; closed on cancel.
@@ -158,6 +166,9 @@ pub(crate) struct CallState {
 impl CallState {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
+            answer: AtomicU8::new(ANSWER_VALUE),
+            registered: AtomicBool::new(false),
+            answering: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
             notify: tokio::sync::Notify::new(),
             credit: tokio::sync::Semaphore::new(0),
@@ -253,7 +264,6 @@ impl Request {
                 encoding: reply_encoding(encoding),
                 context: CallContext { call_id, state },
                 writer,
-                answer: Arc::new(AtomicU8::new(ANSWER_VALUE)),
             },
         }
     }
@@ -298,10 +308,6 @@ impl Request {
         Ok((args, self.responder))
     }
 
-    pub(crate) fn responder_answer(&self) -> Arc<AtomicU8> {
-        self.responder.answer()
-    }
-
     /// Releases the arguments' decoding: the payload stays in the link's memory, unread and
     /// uncopied, for as long as the [`Payload`] lives (a method that takes a large buffer).
     #[must_use]
@@ -328,8 +334,6 @@ pub struct Responder {
     encoding: Encoding,
     context: CallContext,
     writer: Arc<Writer>,
-    /// How the call is answered: [`ANSWER_VALUE`], [`ANSWER_STREAM`] or [`ANSWER_SENT`].
-    answer: Arc<AtomicU8>,
 }
 
 /// How the answer to a request in `encoding` is encoded.
@@ -369,17 +373,16 @@ impl Responder {
     #[must_use]
     pub fn sink<T: Serialize>(&self) -> Sink<T> {
         // Relaxed: read by the server task that runs this call, after the handler finished.
-        self.answer.store(ANSWER_STREAM, Ordering::Relaxed);
+        self.context
+            .state
+            .answer
+            .store(ANSWER_STREAM, Ordering::Relaxed);
         Sink {
             encoding: self.encoding,
             context: self.context.clone(),
             writer: Arc::clone(&self.writer),
             _item: PhantomData,
         }
-    }
-
-    pub(crate) fn answer(&self) -> Arc<AtomicU8> {
-        Arc::clone(&self.answer)
     }
 
     /// Answers with `len` raw bytes that `fill` writes in place, in the link's memory (no copy
@@ -404,7 +407,10 @@ impl Responder {
                 message: e.to_string(),
             })?;
         // Relaxed: read by the server task that runs this call, after the handler finished.
-        self.answer.store(ANSWER_SENT, Ordering::Relaxed);
+        self.context
+            .state
+            .answer
+            .store(ANSWER_SENT, Ordering::Relaxed);
         Ok(())
     }
 }

@@ -778,6 +778,33 @@ fn malformed_from_client() -> Result<()> {
             let sum: i64 = client.call("add", &(2, 3)).await?;
             ensure!(sum == 5, "the good client got {sum}");
         }
+        // A call id used again while its call is in flight (`hang` never answers).
+        let owned = name.clone();
+        let mut bad = tokio::task::spawn_blocking(move || Guest::connect(&owned)).await??;
+        let hang = |id| {
+            let mut frame = vec![0; memwire_rpc::frame::encoded_len("hang", 1)];
+            let at = memwire_rpc::frame::encode_head(
+                &mut frame,
+                memwire_rpc::frame::Kind::Request,
+                memwire_rpc::Encoding::MessagePack,
+                id,
+                "hang",
+            );
+            frame[at] = 0x90; // MessagePack: an empty array, no arguments
+            frame
+        };
+        bad.tx().send(&hang(7))?;
+        bad.tx().send(&hang(7))?;
+        let e = tokio::time::timeout(support::DEADLINE, bad.rx().recv_async())
+            .await
+            .context("the server did not cut off a client that reused a call id")?
+            .unwrap_err();
+        ensure!(
+            matches!(e, memwire_transport::Error::PeerGone { .. }),
+            "the server kept a client that reused a call id: {e:?}"
+        );
+        let sum: i64 = client.call("add", &(2, 3)).await?;
+        ensure!(sum == 5, "the good client got {sum}");
         Ok(())
     })
 }
