@@ -8,9 +8,8 @@
 #[path = "../../memwire-shm/tests/support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use anyhow::{Context, Result, bail, ensure};
 use memwire_store::{FsyncPolicy, Log, Recovery};
@@ -247,40 +246,10 @@ fn kill_after(dir: &Path, policy: FsyncPolicy, wait_for: u64) -> Result<Vec<u64>
     let mut command = support::command("appender")?;
     command
         .env(DIR_ENV, dir)
-        .env(POLICY_ENV, policy_name(policy))
-        .stdout(Stdio::piped());
-    let mut child = support::spawn(command, None)?;
-    let stdout = child.child().stdout.take().context("child stdout")?;
-    let mut reader = BufReader::new(stdout);
-    let mut acks = Vec::new();
-    let mut line = String::new();
-    while (acks.len() as u64) < wait_for {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            let status = child.wait()?;
-            bail!(
-                "the appender exited ({status}) after {} acknowledgements",
-                acks.len()
-            );
-        }
-        acks.push(
-            line.trim_end()
-                .parse::<u64>()
-                .with_context(|| format!("ack {line:?}"))?,
-        );
-    }
-    let status = child.kill()?;
-    ensure!(!status.success(), "the appender was not killed: {status}");
-    // What the child wrote before it died is acknowledged too; a line without its newline
-    // was never written whole (each is one write(2)), so it would not count.
-    let mut rest = String::new();
-    reader.read_to_string(&mut rest)?;
-    for line in rest.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
-        acks.push(
-            line.trim_end()
-                .parse()
-                .with_context(|| format!("ack {line:?}"))?,
-        );
-    }
-    Ok(acks)
+        .env(POLICY_ENV, policy_name(policy));
+    support::kill_after_acks(command, "appender", wait_for, |line| {
+        line.trim_end()
+            .parse::<u64>()
+            .with_context(|| format!("ack {line:?}"))
+    })
 }

@@ -7,9 +7,8 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -147,33 +146,8 @@ fn crash() -> Result<()> {
 /// returns every write it acknowledged, including those still in the pipe when it died.
 fn kill_after(dir: &Path, wait_for: u64) -> Result<Vec<(String, u64, String)>> {
     let mut command = support::command("store")?;
-    command.env(DIR_ENV, dir).stdout(Stdio::piped());
-    let mut child = support::spawn(command, None)?;
-    let stdout = child.child().stdout.take().context("child stdout")?;
-    let mut reader = BufReader::new(stdout);
-    let mut acks = Vec::new();
-    let mut line = String::new();
-    while (acks.len() as u64) < wait_for {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            let status = child.wait()?;
-            bail!(
-                "the writer exited ({status}) after {} acknowledgements",
-                acks.len()
-            );
-        }
-        acks.push(parse(&line)?);
-    }
-    let status = child.kill()?;
-    ensure!(!status.success(), "the writer was not killed: {status}");
-    // Lines written before the kill are acknowledged too; a line without its newline was
-    // never written whole.
-    let mut rest = String::new();
-    reader.read_to_string(&mut rest)?;
-    for line in rest.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
-        acks.push(parse(line)?);
-    }
-    Ok(acks)
+    command.env(DIR_ENV, dir);
+    support::kill_after_acks(command, "writer", wait_for, parse)
 }
 
 fn parse(line: &str) -> Result<(String, u64, String)> {

@@ -151,6 +151,45 @@ pub fn spawn(mut command: Command, fd: Option<&OwnedFd>) -> Result<Guard> {
     Ok(Guard(Some(spawned.context("spawn child")?)))
 }
 
+/// Spawns `command` (its stdout piped here), reads the acknowledgements it prints, one a line,
+/// with `parse`, SIGKILLs it once it has printed `wait_for`, and returns every one it printed,
+/// including whole lines still in the pipe when it died (a line without its newline was never
+/// written whole: each is one `write(2)`, so it does not count). `what` names the child in
+/// errors.
+pub fn kill_after_acks<T>(
+    mut command: Command,
+    what: &str,
+    wait_for: u64,
+    parse: impl Fn(&str) -> Result<T>,
+) -> Result<Vec<T>> {
+    use std::io::{BufRead, BufReader, Read};
+    command.stdout(Stdio::piped());
+    let mut child = spawn(command, None)?;
+    let stdout = child.child().stdout.take().context("child stdout")?;
+    let mut reader = BufReader::new(stdout);
+    let mut acks = Vec::new();
+    let mut line = String::new();
+    while (acks.len() as u64) < wait_for {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            let status = child.wait()?;
+            bail!(
+                "the {what} exited ({status}) after {} acknowledgements",
+                acks.len()
+            );
+        }
+        acks.push(parse(&line)?);
+    }
+    let status = child.kill()?;
+    ensure!(!status.success(), "the {what} was not killed: {status}");
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest)?;
+    for line in rest.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+        acks.push(parse(line)?);
+    }
+    Ok(acks)
+}
+
 /// Polls `cond` every millisecond until it holds, failing after [`DEADLINE`] so a bug shows as
 /// a failure, never a hang. Not a timing assertion: the deadline only bounds a wait.
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> Result<bool>) -> Result<()> {
