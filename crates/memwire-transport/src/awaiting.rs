@@ -1,10 +1,11 @@
 //! Waiting under tokio: [`Rx::recv_async`], [`Tx::loan_async`] and [`Tx::send_async`].
 //!
 //! The same spin phase as the blocking calls (letting the runtime's other ready tasks run every
-//! [`TASK_YIELD_EVERY`] turns, and its I/O driver every few thousand), then the ring's sleep handshake declaring [`WaitKind::Doorbell`]: the
-//! peer rings this half's eventfd (`bell.rs`) instead of making a `FUTEX_WAKE`, and the task
-//! awaits the eventfd through tokio's `AsyncFd`. No thread blocks, none is started per link, and
-//! a busy link still makes no syscall at all: the peer rings only a declared sleeper.
+//! [`TASK_YIELD_EVERY`] turns, and its I/O driver every few thousand), then the ring's sleep
+//! handshake declaring [`WaitKind::Doorbell`]: the peer rings this half's eventfd (`bell.rs`)
+//! instead of making a `FUTEX_WAKE`, and the task awaits the eventfd through tokio's
+//! `AsyncFd`. No thread blocks, none is started per link, and a busy link still makes no
+//! syscall at all: the peer rings only a declared sleeper.
 //!
 //! **Cancel safety.** Dropping a future mid-wait withdraws its sleep declaration (a drop guard
 //! calls `cancel_sleep`), so the ring is left as if it never slept. A message leaves the ring
