@@ -69,6 +69,7 @@ pub(crate) enum StoreCase {
     LocalSet,
     LocalSetCold,
     WatchWake,
+    WatchWakeCold,
     RemoteGet,
     RemoteSet,
     RemoteSet16,
@@ -79,12 +80,13 @@ pub(crate) enum StoreCase {
 }
 
 impl StoreCase {
-    const STORE: [Self; 8] = [
+    const STORE: [Self; 9] = [
         Self::LocalGet8,
         Self::LocalGet4096,
         Self::LocalSet,
         Self::LocalSetCold,
         Self::WatchWake,
+        Self::WatchWakeCold,
         Self::RemoteGet,
         Self::RemoteSet,
         Self::RemoteSet16,
@@ -98,6 +100,7 @@ impl StoreCase {
             Self::LocalSet => "local-set",
             Self::LocalSetCold => "local-set-cold",
             Self::WatchWake => "watch-wake",
+            Self::WatchWakeCold => "watch-wake-cold",
             Self::RemoteGet => "remote-get",
             Self::RemoteSet => "remote-set",
             Self::RemoteSet16 => "remote-set-16",
@@ -267,7 +270,8 @@ fn measure_case(
                 Ok(())
             })?
         }
-        StoreCase::WatchWake => watch_wake(budget, server)?,
+        StoreCase::WatchWake => watch_wake(budget, server, Duration::ZERO)?,
+        StoreCase::WatchWakeCold => watch_wake(budget, server, timing::SETTLE)?,
         StoreCase::RemoteGet | StoreCase::RemoteSet => runtime.block_on(async {
             let remote = Remote::connect(&server.url, &server.key, RemoteOptions::default())
                 .await
@@ -313,8 +317,10 @@ fn measure_case(
 }
 
 /// `watch-wake`: a second local client on another thread sleeps in `LocalWatcher::next`;
-/// each sample is from the setter's `set` to the watcher's return with the change.
-fn watch_wake(budget: &Budget, server: &StoreServer) -> Result<Timed> {
+/// each sample starts once it sleeps in the kernel and, after `pause` (`watch-wake-cold`: the
+/// server's end of the setter's link then sleeps too), runs from the setter's `set` to the
+/// watcher's return with the change.
+fn watch_wake(budget: &Budget, server: &StoreServer, pause: Duration) -> Result<Timed> {
     let p = path("bench/wake/v")?;
     let (tx, rx) = mpsc::channel();
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -323,7 +329,7 @@ fn watch_wake(budget: &Budget, server: &StoreServer) -> Result<Timed> {
     let waiter = std::thread::spawn(move || -> Result<()> {
         let local = Local::connect_at(&socket, &key)?;
         let mut watcher = local.watch(&scope, None)?;
-        let _ = ready_tx.send(());
+        let _ = ready_tx.send(timing::Sleeper::this_thread());
         loop {
             let event = watcher.next()?;
             let woke = Instant::now();
@@ -334,16 +340,18 @@ fn watch_wake(budget: &Budget, server: &StoreServer) -> Result<Timed> {
             }
         }
     });
-    if ready_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+    let Ok(sleeper) = ready_rx.recv_timeout(Duration::from_secs(10)) else {
         return match waiter.join() {
             Ok(Err(e)) => Err(e.context("the watcher")),
             _ => bail!("the watcher did not start"),
         };
-    }
+    };
     let local = Local::connect_at(&server.socket, &server.key)?;
     let small = [7u8; SMALL];
     let timed = timing::wakes(
         budget,
+        &sleeper,
+        pause,
         |_| {
             local.set(&p, &small)?;
             Ok(())
@@ -446,7 +454,9 @@ fn redis_case(case: StoreCase, budget: &Budget, port: u16) -> Result<Timed> {
             let mut sub = resp::Conn::connect(port)?;
             sub.call(&[b"SUBSCRIBE", b"__keyspace@0__:bench:wake"])?;
             let (tx, rx) = mpsc::channel();
+            let (sleeper_tx, sleeper_rx) = mpsc::channel();
             let waiter = std::thread::spawn(move || -> Result<()> {
+                let _ = sleeper_tx.send(timing::Sleeper::this_thread());
                 loop {
                     let message = sub.read()?;
                     let woke = Instant::now();
@@ -463,11 +473,16 @@ fn redis_case(case: StoreCase, budget: &Budget, port: u16) -> Result<Timed> {
                     }
                 }
             });
-            let timed = timing::wakes(
-                budget,
-                |_| ok(conn.call(&[b"SET", b"bench:wake", &small])?),
-                &rx,
-            );
+            let timed = match sleeper_rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(sleeper) => timing::wakes(
+                    budget,
+                    &sleeper,
+                    Duration::ZERO,
+                    |_| ok(conn.call(&[b"SET", b"bench:wake", &small])?),
+                    &rx,
+                ),
+                Err(_) => Err(anyhow::anyhow!("the subscriber did not start")),
+            };
             // DEL: a `del` event, which ends the subscriber.
             conn.call(&[b"DEL", b"bench:wake"])?;
             drop(rx);

@@ -14,7 +14,8 @@
 //! | `local-get-8`, `local-get-4096` | store | 1 000 `Reader::get_into`s from the mapping (a reused buffer), / 1 000 |
 //! | `local-set` | store | `Local::set` of 8 B until its ack (logged), back to back |
 //! | `local-set-cold` | store | the same after a 50 µs pause (the server's end of the link asleep) |
-//! | `watch-wake` | store | `Local::set` → a second client's `LocalWatcher::next` returns, on another thread |
+//! | `watch-wake` | store | `Local::set` → a second client's `LocalWatcher::next` returns, on another thread; from when that thread sleeps |
+//! | `watch-wake-cold` | store | the same after a 50 µs pause (the server's end of the link asleep too) |
 //! | `remote-get`, `remote-set` | store | one `Remote` client, one request in flight |
 //! | `remote-set-16` | store | one set of 16 clients each with one in flight; ops/s: the total |
 //! | `floor-futex` | baseline | the transport bench's futex ping-pong (for the wake-up target) |
