@@ -48,6 +48,7 @@ pub struct Loan<'tx> {
 }
 
 impl<'tx> Loan<'tx> {
+    #[inline]
     pub(crate) fn new(tx: &'tx mut Tx, body: Body, len: usize) -> Self {
         Self {
             tx,
@@ -71,6 +72,7 @@ impl<'tx> Loan<'tx> {
     /// The message's bytes, to write in place. They start as whatever the memory held before
     /// (a slot's last message, or a small message's predecessor: they are not cleared, which
     /// would cost what zero copy saves).
+    #[inline]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         let len = self.len;
         match self.body.as_mut() {
@@ -97,6 +99,7 @@ impl<'tx> Loan<'tx> {
     /// in the ring. A large message (its own memfd) first passes its memfd on the control
     /// socket; if that socket is full, this thread waits for room. Async code uses
     /// [`Loan::commit_async`] instead, which awaits it.
+    #[inline]
     pub fn commit(self) -> Result<()> {
         self.publish(None)
     }
@@ -113,6 +116,7 @@ impl<'tx> Loan<'tx> {
 
     /// Publishes the descriptor. A large message's memfd goes on the control socket first,
     /// unless it was sent already as `sent`.
+    #[inline]
     pub(crate) fn publish(mut self, sent: Option<u64>) -> Result<()> {
         let len = self.len;
         let descriptor = match self.body.take() {

@@ -124,6 +124,7 @@ impl Message {
 
     /// The bytes, in place.
     #[must_use]
+    #[inline]
     pub fn as_slice(&self) -> &[u8] {
         match &self.owner {
             Owner::Inline => &self.image.0[INLINE_OFFSET..INLINE_OFFSET + self.len],
@@ -148,13 +149,26 @@ impl Message {
 impl std::ops::Deref for Message {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         self.as_slice()
     }
 }
 
 impl Drop for Message {
+    /// Inline here (a small message owns nothing); a slot goes back out of line.
+    #[inline]
     fn drop(&mut self) {
+        if let Owner::Slot { .. } = self.owner {
+            self.give_back();
+        }
+    }
+}
+
+impl Message {
+    /// Pushes a slot message's slot onto the return ring, unless the link is gone.
+    #[inline(never)]
+    fn give_back(&mut self) {
         let Owner::Slot { returns, entry, .. } = &self.owner else {
             return;
         };

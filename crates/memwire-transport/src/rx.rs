@@ -83,16 +83,19 @@ impl Rx {
 
     /// The next message, waiting for it per the link's strategy. Messages already sent are
     /// delivered before a dead peer's [`crate::Error::PeerGone`].
+    #[inline]
     pub fn recv(&mut self) -> Result<Message> {
         self.recv_within(None)
     }
 
     /// The next message if one is there, else [`crate::Error::WouldBlock`].
+    #[inline]
     pub fn try_recv(&mut self) -> Result<Message> {
         self.recv_within(Some(Duration::ZERO))
     }
 
     /// The next message, or [`crate::Error::Timeout`] after `timeout`.
+    #[inline]
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message> {
         self.recv_within(Some(timeout))
     }
@@ -111,7 +114,7 @@ impl Rx {
 
     /// The message is built once, in the caller's result: the paths that take it from the
     /// ring are inlined here, and the wait, out of line, returns through the same result.
-    #[inline]
+    #[inline(always)]
     fn recv_within(&mut self, timeout: Option<Duration>) -> Result<Message> {
         if let Some(message) = self.pop()? {
             return Ok(message);

@@ -88,21 +88,25 @@ impl Tx {
     /// slot of the smallest fitting class otherwise, its own sealed memfd when larger than
     /// every class. Waits (per the link's strategy) for a free slot and for room in the ring,
     /// so that [`Loan::commit`] never waits.
+    #[inline]
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
         self.loan_within(len, None)
     }
 
     /// [`Tx::loan`], or [`Error::WouldBlock`] at once when it would wait.
+    #[inline]
     pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>> {
         self.loan_within(len, Some(Duration::ZERO))
     }
 
     /// [`Tx::loan`], or [`Error::Timeout`] after `timeout`.
+    #[inline]
     pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>> {
         self.loan_within(len, Some(timeout))
     }
 
     /// Copies `data` into a loan and commits it.
+    #[inline]
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
         let mut loan = self.loan(data.len())?;
         loan.as_mut_slice().copy_from_slice(data);
@@ -130,7 +134,7 @@ impl Tx {
 
     /// The common case, memory at hand, is inlined into each public loan and builds the loan in
     /// the caller's result; the wait is out of line.
-    #[inline]
+    #[inline(always)]
     fn loan_within(&mut self, len: usize, timeout: Option<Duration>) -> Result<Loan<'_>> {
         self.check_len(len)?;
         let body = match self.try_body(len)? {
@@ -272,6 +276,7 @@ impl Tx {
 
     /// Publishes a descriptor (an inline one over the payload in [`Tx::inline`]). The loan
     /// checked there is room, and only we push, so this never waits.
+    #[inline]
     pub(crate) fn publish(&mut self, descriptor: &Descriptor, len: usize) -> Result<()> {
         let pushed = if let Descriptor::Inline { .. } = descriptor {
             descriptor.encode_head(&mut self.inline.0);
