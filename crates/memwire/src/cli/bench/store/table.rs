@@ -55,8 +55,9 @@ watch-wake, redis-pubsub: from the set's call to a sleeping waiter's wake-up wit
 keyspace notification); each sample starts once the waiter sleeps in the kernel (its state in
 /proc), and the setter's link is as the previous sample left it.
 watch-wake-cold, local-set-cold: the same, and a set alone, after a 50 µs pause (the server's
-end of the setter's link has stopped spinning and sleeps). Server: `memwire serve` (fsync every 1 s) or redis-server (appendonly
-yes, appendfsync everysec, no RDB), each its own process pinned to the peer CPU. floor-futex:
+end of the setter's link has stopped spinning and sleeps). Server: `memwire serve` (fsync
+every 1 s) or redis-server (appendonly yes, appendfsync everysec, no RDB), each its own
+process pinned to the peer CPU. floor-futex:
 the transport bench's futex ping-pong between two processes (a round trip; one way = P50 / 2).
 ";
 
