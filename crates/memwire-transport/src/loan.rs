@@ -24,8 +24,11 @@ use crate::tx::Tx;
 /// costs syscalls anyway), so that every `Result<Loan>` is small and moved in aligned words.
 #[derive(Debug)]
 pub(crate) enum Body {
-    /// In the sender's descriptor image (`Tx::inline`), written in place.
-    Inline,
+    /// In the next slot of the data ring, written in place: the payload at `at +
+    /// INLINE_OFFSET` of the mapping, the descriptor's head at `at` when committed.
+    Inline {
+        at: usize,
+    },
     Slot(SlotRef),
     Large(Box<Large>),
 }
@@ -76,7 +79,15 @@ impl<'tx> Loan<'tx> {
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         let len = self.len;
         match self.body.as_mut() {
-            Some(Body::Inline) => &mut self.tx.inline.0[INLINE_OFFSET..INLINE_OFFSET + len],
+            Some(&mut Body::Inline { at }) => {
+                // SAFETY: see the module doc: the slot is the data ring's next, which no
+                // descriptor names until this loan commits and which no one else in this
+                // process writes meanwhile (the loan holds the `Tx`); `at + INLINE_OFFSET +
+                // len` lies within it (`len <= inline_max <= INLINE_MAX`), inside the mapping
+                // `SegmentRing::new` checked.
+                let bytes = unsafe { self.tx.map().bytes_mut(at + INLINE_OFFSET, len) };
+                bytes.expect("a ring slot lies inside the validated, writable layout")
+            }
             Some(Body::Slot(slot)) => {
                 let (offset, _) = self.tx.pool.place(*slot);
                 // SAFETY: see the module doc: the slot is `Loaned` to this loan alone, and
@@ -120,8 +131,7 @@ impl<'tx> Loan<'tx> {
     pub(crate) fn publish(mut self, sent: Option<u64>) -> Result<()> {
         let len = self.len;
         let descriptor = match self.body.take() {
-            // `len <= inline_max` (the loan chose inline), so it fits a `u8`.
-            Some(Body::Inline) => Descriptor::Inline { len: len as u8 },
+            Some(Body::Inline { at }) => return self.tx.publish_inline(at, len),
             Some(Body::Slot(slot)) => {
                 self.tx.pool.mark_sent(slot);
                 Descriptor::Slot {

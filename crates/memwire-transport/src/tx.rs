@@ -7,7 +7,7 @@ use memwire_shm::{Access, Mapping, MemfdSegment, ProcessId, Segment};
 
 use crate::bell::{AsyncBell, Half};
 use crate::config::{LinkConfig, WaitStrategy};
-use crate::descriptor::{DESCRIPTOR_SIZE, Descriptor, INLINE_MAX, Image};
+use crate::descriptor::{DESCRIPTOR_SIZE, Descriptor, INLINE_MAX};
 use crate::error::{Error, Result};
 use crate::layout::{DataRing, Direction, ReturnRing};
 use crate::limits::Limits;
@@ -47,9 +47,6 @@ pub struct Tx {
     pub(crate) bell: AsyncBell,
     /// Sequence number of the next large message (its memfd travels on the control socket).
     pub(crate) next_seq: u64,
-    /// The descriptor image of the next small message: an inline loan writes its payload here
-    /// in place, and the commit pushes the whole image (`descriptor` module doc says why).
-    pub(crate) inline: Image,
     data_consumer_word: usize,
     data_producer_word: usize,
     returns_consumer_word: usize,
@@ -76,7 +73,6 @@ impl Tx {
             wait,
             bell: AsyncBell::default(),
             next_seq: 0,
-            inline: Image([0; DESCRIPTOR_SIZE]),
             data_consumer_word,
             data_producer_word,
             returns_consumer_word,
@@ -186,12 +182,14 @@ impl Tx {
             self.collect_returns()?;
             return Err(self.shared.gone_error());
         }
-        let room = self.data.has_room().map_err(|e| self.shared.violate(e))?;
-        if !room {
+        let next = self.data.next_slot().map_err(|e| self.shared.violate(e))?;
+        let Some(next) = next else {
             return Ok(Err(Lack::Room));
-        }
+        };
         if len <= self.inline_max {
-            return Ok(Ok(Body::Inline));
+            // Written in place in the ring slot it will be published in: ours until then.
+            let at = self.data.memory().slot_offset(next);
+            return Ok(Ok(Body::Inline { at }));
         }
         if !self.pool.fits(len) {
             return Self::large(len).map(Ok);
@@ -274,16 +272,38 @@ impl Tx {
         }
     }
 
-    /// Publishes a descriptor (an inline one over the payload in [`Tx::inline`]). The loan
-    /// checked there is room, and only we push, so this never waits.
+    /// Publishes a small message whose payload a loan wrote in place in the next ring slot, at
+    /// `at` in the mapping: writes the descriptor's head before it. The loan checked there is
+    /// room, and only we push, so this never waits.
     #[inline]
+    pub(crate) fn publish_inline(&mut self, at: usize, len: usize) -> Result<()> {
+        // `len <= inline_max` (the loan chose inline), so it fits a `u8`.
+        let head = Descriptor::inline_head(len as u8);
+        // Cannot fail: `at` is a slot of the data ring, which `SegmentRing::new` checked lies in
+        // the writable mapping.
+        self.shared
+            .map
+            .write(at, &head)
+            .expect("ring slot checked in SegmentRing::new");
+        let pushed = self.data.publish_next().map_err(PushError::Corrupt);
+        self.pushed(pushed, len)
+    }
+
+    /// Publishes a descriptor of a message in a slot or a memfd. The loan checked there is
+    /// room, and only we push, so this never waits.
     pub(crate) fn publish(&mut self, descriptor: &Descriptor, len: usize) -> Result<()> {
-        let pushed = if let Descriptor::Inline { .. } = descriptor {
-            descriptor.encode_head(&mut self.inline.0);
-            self.data.try_push(&self.inline.0)
-        } else {
-            self.data.try_push(&descriptor.encode())
-        };
+        let pushed = self.data.try_push(&descriptor.encode());
+        self.pushed(pushed, len)
+    }
+
+    /// Wakes the receiver if it sleeps and counts the message, or turns a failed push into
+    /// the link's violation.
+    #[inline]
+    fn pushed(
+        &mut self,
+        pushed: std::result::Result<crate::ring::Pushed, PushError>,
+        len: usize,
+    ) -> Result<()> {
         match pushed {
             Ok(pushed) => {
                 self.shared

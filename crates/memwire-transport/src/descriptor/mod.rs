@@ -90,8 +90,8 @@ pub(crate) const INLINE_OFFSET: usize = 4;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Descriptor {
     /// Small payload carried in the descriptor: bytes [`INLINE_OFFSET`]` .. + len` of the
-    /// image, which stay there: the sender writes them in place, the receiver's message keeps
-    /// the whole image (a copy of the payload alone would start at offset 4 of an image written
+    /// image, which stay there: the sender writes them in place in the ring slot (then the head
+    /// before them, then publishes), the receiver's message keeps the whole image (a copy of the payload alone would start at offset 4 of an image written
     /// in 16-byte words, a load the store buffer cannot forward: `ring` module doc). Bytes past
     /// `len` are whatever the sender left there, and are ignored.
     Inline {
@@ -211,6 +211,13 @@ impl Descriptor {
         raw
     }
 
+    /// The first [`INLINE_OFFSET`] bytes of an inline descriptor of `len` bytes, its payload
+    /// following them.
+    #[inline]
+    pub(crate) const fn inline_head(len: u8) -> [u8; INLINE_OFFSET] {
+        [KIND_INLINE, len, 0, 0]
+    }
+
     /// Writes the descriptor into the image `raw`: every byte of the layout but an inline
     /// payload's (`raw[INLINE_OFFSET..]`, which the sender wrote in place) and the sequence
     /// word's place.
@@ -218,7 +225,7 @@ impl Descriptor {
         match *self {
             Self::Inline { len } => {
                 debug_assert!(usize::from(len) <= INLINE_MAX, "inline len {len}");
-                raw[..INLINE_OFFSET].copy_from_slice(&[KIND_INLINE, len, 0, 0]);
+                raw[..INLINE_OFFSET].copy_from_slice(&Self::inline_head(len));
             }
             Self::Slot {
                 class,

@@ -15,7 +15,10 @@
 //! be forwarded from the store buffer and stalls until they reach the cache (with 60-byte
 //! entries such stalls, one per copy of an entry, cost more than the ring's own work; see
 //! BENCHMARKS.md). A push writes the entry as whole 16-byte words, then 8 and 4 bytes, so each
-//! load of the caller's image lies within one store that wrote it.
+//! load of the caller's image lies within one store that wrote it. A producer may also write
+//! the entry in place: [`Producer::next_slot`] names the slot (the producer's until published),
+//! [`Producer::publish_next`] publishes it; `try_push` is those two around a copy, so the loom
+//! models cover the publishing half.
 //!
 //! Indices are free-running `u32`s that wrap at `u32::MAX`; index `i` lives in slot
 //! `i & (capacity - 1)`. The producer writes the entry of index `i`, then stores `i + 1`
@@ -315,8 +318,9 @@ impl<M: RingMemory<N>, const N: usize> Producer<M, N> {
         }
     }
 
-    /// The memory this ring lives in (for the caller's futex or offsets).
-    #[cfg(test)]
+    /// The memory this ring lives in (for the caller's futex or offsets, and the slot an entry
+    /// is written into in place).
+    #[cfg_attr(memwire_loom, allow(dead_code))]
     pub(crate) fn memory(&self) -> &M {
         &self.mem
     }
@@ -338,17 +342,6 @@ impl<M: RingMemory<N>, const N: usize> Producer<M, N> {
         Ok(head)
     }
 
-    /// Whether a push would find room: answered from the cached head when it shows room (no
-    /// cross-core load), else from a fresh load of the consumer's head.
-    #[inline]
-    pub(crate) fn has_room(&mut self) -> Result<bool, RingError> {
-        if self.tail.wrapping_sub(self.head_cache) < self.capacity {
-            return Ok(true);
-        }
-        let head = self.load_head()?;
-        Ok(self.tail.wrapping_sub(head) < self.capacity)
-    }
-
     /// Entries in flight now (loads the consumer's head).
     #[cfg(test)]
     pub(crate) fn len(&mut self) -> Result<u32, RingError> {
@@ -366,17 +359,37 @@ impl<M: RingMemory<N>, const N: usize> Producer<M, N> {
     /// publishes it; tells whether the consumer must be woken.
     #[inline]
     pub(crate) fn try_push(&mut self, entry: &[u8; N]) -> Result<Pushed, PushError> {
+        let Some(slot) = self.next_slot()? else {
+            return Err(PushError::Full);
+        };
+        self.mem.write_entry(slot, entry);
+        Ok(self.publish_next()?)
+    }
+
+    /// The slot the next entry goes into, when the ring has room (`None`: full). Until
+    /// [`Producer::publish_next`], that slot is the producer's: the caller may write the entry
+    /// there in place (all but its sequence word) instead of handing [`Producer::try_push`] a
+    /// copy.
+    #[inline]
+    pub(crate) fn next_slot(&mut self) -> Result<Option<u32>, RingError> {
         debug_assert!(self.tail.wrapping_sub(self.head_cache) <= self.capacity);
         if self.tail.wrapping_sub(self.head_cache) == self.capacity {
             let head = self.load_head()?;
             if self.tail.wrapping_sub(head) == self.capacity {
-                return Err(PushError::Full);
+                return Ok(None);
             }
         }
+        Ok(Some(self.tail & (self.capacity - 1)))
+    }
+
+    /// Publishes the entry written into [`Producer::next_slot`]'s slot, which must have found
+    /// room; tells whether the consumer must be woken.
+    #[inline]
+    pub(crate) fn publish_next(&mut self) -> Result<Pushed, RingError> {
+        debug_assert!(self.tail.wrapping_sub(self.head_cache) < self.capacity);
         let slot = self.tail & (self.capacity - 1);
-        self.mem.write_entry(slot, entry);
         // Release: pairs with the Acquire load of the sequence word in `Consumer::ready`:
-        // publishes the entry written above.
+        // publishes the entry written before.
         self.mem
             .seq(slot)
             .store(published(self.tail), Ordering::Release);

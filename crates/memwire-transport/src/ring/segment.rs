@@ -166,9 +166,9 @@ impl<const N: usize> SegmentRing<N> {
             .expect("ring word checked in SegmentRing::new")
     }
 
-    /// Offset in the mapping of slot `slot`.
+    /// Offset in the mapping of slot `slot` (`slot < capacity`): where its entry starts.
     #[inline]
-    fn slot_offset(&self, slot: u32) -> usize {
+    pub(crate) fn slot_offset(&self, slot: u32) -> usize {
         debug_assert!(slot < self.capacity);
         self.base + SLOTS + slot as usize * N
     }
