@@ -1,6 +1,8 @@
 //! `memwire serve` as a real process: it prints where it listens and the admin key once,
 //! refuses a second server on its data directory, keeps every acknowledged write across a
-//! SIGKILL, and stops cleanly on SIGTERM; `get`/`set`/`del`/`watch`/`key --remote` through it.
+//! SIGKILL, and stops cleanly on SIGTERM; `get`/`set`/`del`/`watch`/`key --remote` through it;
+//! started with a low descriptor limit, it raises it and holds a thousand clients at once, or,
+//! when it cannot, backs off instead of ending its accept loop.
 
 #![allow(clippy::unwrap_used)]
 
@@ -28,6 +30,14 @@ fn main() {
             ),
             trial("cli_commands_over_remote", cli_over_remote),
             trial("key_commands_over_remote", keys_over_remote),
+            trial(
+                "serve_raises_its_fd_limit_and_holds_a_thousand_clients",
+                thousand_clients,
+            ),
+            trial(
+                "serve_backs_off_when_out_of_descriptors",
+                out_of_descriptors,
+            ),
         ],
     )
 }
@@ -45,13 +55,24 @@ fn serve(data: &Path) -> Result<Served> {
 }
 
 fn serve_with(data: &Path, extra: &[&str]) -> Result<Served> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_memwire"))
+    serve_from(server_command(data, extra))
+}
+
+/// `memwire serve` on `data` at a free loopback port, with `extra` arguments.
+fn server_command(data: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_memwire"));
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .args(extra)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()?;
+        .stdout(Stdio::piped());
+    command
+}
+
+/// Starts `command` (a [`server_command`]) and reads its banner up to `ready`.
+fn serve_from(mut command: Command) -> Result<Served> {
+    let mut child = command.spawn()?;
     let stdout = child.stdout.take().context("stdout")?;
     let guard = Guard::from_child(child);
     let mut lines = BufReader::new(stdout).lines();
@@ -471,5 +492,183 @@ fn keys_over_remote() -> Result<()> {
     let e = in_tls(untrusted.to_vec(), false)?;
     ensure!(e.contains("TLS handshake"), "{e}");
     tls.guard.kill()?;
+    Ok(())
+}
+
+/// Makes `command`'s process start with `soft` as its soft limit of open descriptors and `hard`
+/// as its hard one.
+fn with_fd_limit(command: &mut Command, soft: u64, hard: Option<u64>) {
+    use std::os::unix::process::CommandExt as _;
+    let limit = rustix::process::Rlimit {
+        current: Some(soft),
+        maximum: hard,
+    };
+    // SAFETY: the closure runs in the child between fork and exec; it makes one `setrlimit`
+    // system call (async-signal-safe), allocates nothing and takes no lock.
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(move || {
+            rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// The soft and hard "Max open files" of process `pid`, from `/proc/PID/limits`.
+fn fd_limits(pid: u32) -> Result<(String, String)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .context("no open-files line in /proc/PID/limits")?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    let soft = fields.next().context("no soft limit")?.to_owned();
+    let hard = fields.next().context("no hard limit")?.to_owned();
+    Ok((soft, hard))
+}
+
+/// Raises this process's soft descriptor limit to its hard one; returns the hard one.
+fn raise_own_fd_limit() -> Result<Option<u64>> {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        },
+    )?;
+    Ok(limit.maximum)
+}
+
+/// Started with a soft limit of 256 descriptors, the server raises it to its hard limit and
+/// serves a thousand WebSocket clients connected all at once.
+fn thousand_clients() -> Result<()> {
+    const CLIENTS: usize = 1000;
+    let hard = raise_own_fd_limit()?;
+    // Both ends in this machine's limits: this process holds a client's socket per client.
+    ensure!(
+        hard.is_none_or(|h| h >= 2 * CLIENTS as u64 + 200),
+        "the hard descriptor limit {hard:?} is too low for {CLIENTS} clients in one process"
+    );
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let mut command = server_command(&data, &["--name", "fd-raised"]);
+    with_fd_limit(&mut command, 256, hard);
+    let served = serve_from(command)?;
+    let key = served.admin_key.clone().context("no admin key printed")?;
+    let (soft, hard_seen) = fd_limits(served.guard.id())?;
+    ensure!(
+        soft == hard_seen,
+        "the server kept a soft limit of {soft} under a hard one of {hard_seen}"
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut options = RemoteOptions::default();
+        options.busy_poll = std::time::Duration::ZERO;
+        // Every client connects, then waits for all the others before it sets its variable and
+        // reads it back, then waits again: all thousand are connected at once, twice.
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(CLIENTS));
+        let mut clients = tokio::task::JoinSet::new();
+        for i in 0..CLIENTS {
+            let (url, key, options) = (served.url.clone(), key.clone(), options.clone());
+            let barrier = std::sync::Arc::clone(&barrier);
+            clients.spawn(async move {
+                let remote = Remote::connect(&url, &key, options).await?;
+                barrier.wait().await;
+                let path: VarPath = format!("many/clients/v{i}").parse()?;
+                remote.set(&path, &i.to_le_bytes(), None).await?;
+                let stored = remote.get(&path).await?;
+                ensure!(
+                    stored.value == i.to_le_bytes(),
+                    "client {i} read another value"
+                );
+                barrier.wait().await;
+                anyhow::Ok(())
+            });
+        }
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while let Some(done) = tokio::time::timeout_at(deadline, clients.join_next())
+            .await
+            .context("the clients did not finish in time")?
+        {
+            done??;
+        }
+        let remote = Remote::connect(&served.url, &key, options).await?;
+        let listed = remote.list(Some("many"), Some("clients")).await?.len();
+        ensure!(
+            listed == CLIENTS,
+            "{listed} variables listed, {CLIENTS} set"
+        );
+        anyhow::Ok(())
+    })
+}
+
+/// Started with 160 descriptors at most (soft and hard), the server runs out of them when 300
+/// connections arrive; it keeps its accept loop (backing off), and once they close it serves
+/// a new client.
+fn out_of_descriptors() -> Result<()> {
+    const HELD: usize = 300;
+    raise_own_fd_limit()?;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let mut command = server_command(&data, &["--name", "fd-starved"]);
+    command.stderr(Stdio::piped());
+    with_fd_limit(&mut command, 160, Some(160));
+    let mut served = serve_from(command)?;
+    let key = served.admin_key.clone().context("no admin key printed")?;
+    let stderr = served.guard.child().stderr.take().context("stderr")?;
+    let log = std::thread::spawn(move || std::io::read_to_string(stderr));
+    let address = served
+        .url
+        .strip_prefix("ws://")
+        .context("not a ws:// address")?
+        .to_owned();
+    // Plain TCP connections that never speak: each one the server accepts holds a descriptor.
+    let held: Vec<std::net::TcpStream> = (0..HELD)
+        .map(|_| std::net::TcpStream::connect(&address))
+        .collect::<std::io::Result<_>>()?;
+    // Give the accept loop time to run out of descriptors (it has far fewer than `HELD`).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ensure!(
+        served.guard.child().try_wait()?.is_none(),
+        "the server exited when it ran out of descriptors"
+    );
+    drop(held);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let remote = loop {
+            match Remote::connect(&served.url, &key, RemoteOptions::default()).await {
+                Ok(remote) => break remote,
+                Err(e) if tokio::time::Instant::now() > deadline => {
+                    bail!("no client served after the connections closed: {e}")
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        };
+        let path: VarPath = "after/emfile/v".parse()?;
+        remote.set(&path, b"served", None).await?;
+        ensure!(remote.get(&path).await?.value == b"served");
+        anyhow::Ok(())
+    })?;
+    ensure!(
+        served.guard.child().try_wait()?.is_none(),
+        "the server exited"
+    );
+    drop(served.guard);
+    let log = log
+        .join()
+        .map_err(|_| anyhow::anyhow!("the log reader panicked"))??;
+    ensure!(
+        log.contains("out of file descriptors; pausing"),
+        "the server never ran out of descriptors: {log}"
+    );
     Ok(())
 }
