@@ -534,3 +534,76 @@ fn a_reader_reads_the_mapping_then_through_the_server_and_never_a_dead_servers_v
     );
     Ok(())
 }
+
+/// Whether the tenant segment behind `fd` holds `needle` anywhere (read through a read-only
+/// mapping, the way a client maps it).
+fn segment_holds(fd: std::os::fd::OwnedFd, needle: &[u8]) -> anyhow::Result<bool> {
+    let segment = MemfdSegment::from_read_only_fd(fd, 1)?;
+    let map = segment.map(Access::ReadOnly)?;
+    let mut bytes = vec![0; map.len()];
+    map.read(0, &mut bytes)?;
+    Ok(bytes.windows(needle.len()).any(|w| w == needle))
+}
+
+/// A revoked key, against a server process: its client's next request fails at once, the
+/// segment it mapped before (and its `Reader`) never shows a write made after the revocation,
+/// and a client of another key of the same tenant follows the tenant to its new segment.
+#[test]
+fn a_revoked_keys_mapping_sees_no_later_write() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let server = Server::start(tmp.path())?;
+    let admin = Local::connect_at(&server.socket, &admin_key(tmp.path())?)?;
+    let path: memwire_store::protocol::VarPath = "acme/svc/v".parse()?;
+    admin.set(&path, b"before the revocation")?;
+    let (doomed, doomed_id) = admin.create_key(Some("acme"), Role::Write, None, None)?;
+    let (kept, _) = admin.create_key(Some("acme"), Role::Read, None, None)?;
+    let doomed = Local::connect_at(&server.socket, &doomed)?;
+    let kept = Local::connect_at(&server.socket, &kept)?;
+    let old_segment = doomed.tenant_fd("acme")?;
+    let mut doomed_reader = doomed.reader("acme")?;
+    let mut kept_reader = kept.reader("acme")?;
+    let mut buf = Vec::new();
+    assert!(doomed_reader.get_into("svc", "v", &mut buf)?.is_some());
+    assert_eq!(buf, b"before the revocation");
+
+    admin.revoke_key(&doomed_id)?;
+    assert!(
+        matches!(doomed.set(&path, b"x"), Err(Error::Unauthenticated(_))),
+        "a revoked key's write went through"
+    );
+    let after = admin.set(&path, b"after the revocation")?;
+
+    // The segment the revoked client mapped was retired before that write.
+    assert!(!segment_holds(old_segment, b"after the revocation")?);
+    match doomed_reader.get_into("svc", "v", &mut buf) {
+        Ok(Some(stamp)) => assert!(
+            stamp.version < after.version && buf == b"before the revocation",
+            "the revoked reader read version {} ({buf:?})",
+            stamp.version
+        ),
+        Ok(None) => {}
+        Err(Error::Unauthenticated(_) | Error::PermissionDenied(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+
+    // The other key's reader remaps and sees the write.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(stamp) = kept_reader.get_into("svc", "v", &mut buf)?
+            && stamp.version == after.version
+        {
+            assert_eq!(buf, b"after the revocation");
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the kept key's reader never saw the write"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(segment_holds(
+        kept.tenant_fd("acme")?,
+        b"after the revocation"
+    )?);
+    Ok(())
+}
