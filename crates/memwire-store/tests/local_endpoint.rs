@@ -607,3 +607,97 @@ fn a_revoked_keys_mapping_sees_no_later_write() -> anyhow::Result<()> {
     )?);
     Ok(())
 }
+
+/// A watcher told to spin polls the ring instead of sleeping while changes come within its
+/// spin; one that does not spin sleeps; `next_async` delivers the same changes in order.
+#[test]
+fn a_spinning_watcher_does_not_sleep_and_next_async_delivers_in_order() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let server = Server::start(tmp.path())?;
+    let key = admin_key(tmp.path())?;
+    let admin = Local::connect_at(&server.socket, &key)?;
+    let path: memwire_store::protocol::VarPath = "acme/svc/v".parse()?;
+    admin.set(&path, b"0")?;
+    let scope: memwire_store::protocol::Scope = "acme/svc".parse()?;
+    let write = |n: u32| {
+        let (socket, key, path) = (server.socket.clone(), key.clone(), path.clone());
+        std::thread::spawn(move || -> anyhow::Result<Vec<u64>> {
+            let w = Local::connect_at(&socket, &key)?;
+            let mut versions = Vec::new();
+            for i in 0..n {
+                versions.push(w.set(&path, &i.to_le_bytes())?.version);
+            }
+            Ok(versions)
+        })
+    };
+    let joined = |h: std::thread::JoinHandle<anyhow::Result<Vec<u64>>>| {
+        h.join().map_err(|_| anyhow::anyhow!("writer panicked"))?
+    };
+    let changed = |event: WatchEvent| match event {
+        WatchEvent::Changed { version, .. } => Ok(version),
+        other => Err(anyhow::anyhow!("unexpected {other:?}")),
+    };
+
+    // A spin far longer than the writes take: the watcher never sleeps.
+    let mut spinning = admin.watch(&scope, None)?;
+    spinning.set_spin(std::time::Duration::from_secs(60));
+    let writer = write(100);
+    let seen = (0..100)
+        .map(|_| changed(spinning.next()?))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    assert_eq!(seen, joined(writer)?);
+    assert_eq!(spinning.sleeps(), 0);
+
+    // Without a spin, a watcher waiting before the first write sleeps.
+    let mut sleeping = admin.watch(&scope, None)?;
+    let writer = {
+        let (socket, key, path) = (server.socket.clone(), key.clone(), path.clone());
+        let stat = format!(
+            "/proc/self/task/{}/stat",
+            rustix::thread::gettid().as_raw_nonzero()
+        );
+        std::thread::spawn(move || -> anyhow::Result<Vec<u64>> {
+            // Write once the watcher's thread sleeps in the kernel (state `S` in its stat
+            // line, after the parenthesised command name).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let line = std::fs::read_to_string(&stat)?;
+                let state = line
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.trim().chars().next());
+                if state == Some('S') {
+                    break;
+                }
+                anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "the watcher never slept"
+                );
+                std::thread::yield_now();
+            }
+            Ok(vec![
+                Local::connect_at(&socket, &key)?
+                    .set(&path, b"late")?
+                    .version,
+            ])
+        })
+    };
+    let version = changed(sleeping.next()?)?;
+    assert_eq!(vec![version], joined(writer)?);
+    assert!(sleeping.sleeps() >= 1, "the watcher never slept");
+
+    // `next_async`, on a tokio runtime.
+    let mut watcher = admin.watch(&scope, None)?;
+    let writer = write(50);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let seen = runtime.block_on(async {
+        let mut seen = Vec::new();
+        while seen.len() < 50 {
+            seen.push(changed(watcher.next_async().await?)?);
+        }
+        anyhow::Ok(seen)
+    })?;
+    assert_eq!(seen, joined(writer)?);
+    Ok(())
+}

@@ -9,7 +9,9 @@
 //! Sleeping: the watcher registers an eventfd with the server (`wake`), which rings it after
 //! every write of the tenant; the watcher polls the ring, and sleeps on the eventfd only when
 //! it found nothing (a ring after the poll leaves the counter set, so the sleep returns at
-//! once). The monitor of the [`Local`](super::Local) rings it too when the server dies or
+//! once). With [`LocalWatcher::set_spin`], the blocking [`LocalWatcher::next`] first polls the
+//! ring for that long: a change that lands meanwhile costs the watcher no wake-up (a thread
+//! wake-up takes tens of µs on a virtual machine), at the price of a busy CPU while it spins. The monitor of the [`Local`](super::Local) rings it too when the server dies or
 //! comes back, so a sleeping watcher returns [`Error::ServerGone`] and later resumes.
 //!
 //! Falling behind: when the ring no longer holds the next change (it wrapped, or the server
@@ -21,6 +23,7 @@
 use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use memwire_shm::{AsyncDoorbell, Doorbell, Name};
 
@@ -49,6 +52,10 @@ pub struct LocalWatcher {
     /// The bell's number in the client's registry.
     bell_id: u64,
     pending: VecDeque<WatchEvent>,
+    /// How long [`LocalWatcher::next`] polls before it sleeps.
+    spin: Duration,
+    /// Sleeps on the eventfd so far.
+    sleeps: u64,
 }
 
 impl LocalWatcher {
@@ -71,7 +78,22 @@ impl LocalWatcher {
             async_bell: None,
             bell_id,
             pending: VecDeque::new(),
+            spin: Duration::ZERO,
+            sleeps: 0,
         })
+    }
+
+    /// Makes [`LocalWatcher::next`] poll the change ring for up to `spin` before it sleeps
+    /// (default zero: it sleeps as soon as it finds nothing). `next_async` does not spin: it
+    /// would hold its runtime's thread.
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
+    /// How many times this watcher has slept on its eventfd (either `next`).
+    #[must_use]
+    pub fn sleeps(&self) -> u64 {
+        self.sleeps
     }
 
     /// The scope watched.
@@ -100,10 +122,17 @@ impl LocalWatcher {
         reason = "fallible and blocking: an Iterator would hide both"
     )]
     pub fn next(&mut self) -> Result<WatchEvent> {
+        // Read only when there is a spin to time.
+        let spin_until = (!self.spin.is_zero()).then(|| Instant::now() + self.spin);
         loop {
             if let Some(event) = self.try_next()? {
                 return Ok(event);
             }
+            if spin_until.is_some_and(|end| Instant::now() < end) {
+                std::hint::spin_loop();
+                continue;
+            }
+            self.sleeps += 1;
             self.bell.wait(None)?;
         }
     }
@@ -123,6 +152,7 @@ impl LocalWatcher {
                 self.async_bell = Some(AsyncDoorbell::from_doorbell(Doorbell::from_fd(dup)?)?);
             }
             if let Some(bell) = &self.async_bell {
+                self.sleeps += 1;
                 bell.wait().await?;
             }
         }
