@@ -1,22 +1,40 @@
 //! The sending half of a link, shared by every call on it: one frame at a time, written
 //! straight into a loan (no writer task, so a call costs no thread wake-up of our own).
+//!
+//! A frame the link has room for is written under a plain mutex, never held across an await
+//! (an uncontended lock costs a few ns, tokio's async mutex five times that). A sender that
+//! must wait for room, or for the control socket of a large message, takes the [`Tx`] out of
+//! the mutex for its wait; the senders that come meanwhile wait for it to be put back, which
+//! its guard does even when the waiting future is dropped.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use memwire_transport::Tx;
+use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
 use crate::frame::{self, Encoding, Kind};
 
-/// A link's [`Tx`] behind an async lock.
+/// A link's [`Tx`]: in the mutex, or out with the one sender waiting for room.
 #[derive(Debug)]
 pub(crate) struct Writer {
-    tx: tokio::sync::Mutex<Tx>,
+    tx: Mutex<Option<Tx>>,
+    /// Notified when a waiting sender puts the `Tx` back.
+    back: Notify,
 }
 
 impl Writer {
     pub(crate) fn new(tx: Tx) -> Self {
         Self {
-            tx: tokio::sync::Mutex::new(tx),
+            tx: Mutex::new(Some(tx)),
+            back: Notify::new(),
         }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Tx>> {
+        // A panic while the lock was held (a caller's `fill`) dropped its loan, which gives the
+        // memory back: the `Tx` is consistent.
+        self.tx.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sends one frame, waiting for room in the ring or the pool.
@@ -46,11 +64,40 @@ impl Writer {
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<()> {
         let len = frame::encoded_len(method, payload_len);
-        let mut tx = self.tx.lock().await;
+        let write = |buf: &mut [u8]| {
+            let at = frame::encode_head(buf, kind, encoding, call_id, method);
+            fill(&mut buf[at..]);
+        };
+        let mut out = loop {
+            // Made before the check, so a put-back between the check and the wait is seen.
+            let back = self.back.notified();
+            {
+                let mut slot = self.lock();
+                if let Some(tx) = slot.as_mut() {
+                    if !tx.is_large(len) {
+                        match tx.try_loan(len) {
+                            Ok(mut loan) => {
+                                write(loan.as_mut_slice());
+                                return loan.commit().map_err(Error::from);
+                            }
+                            Err(memwire_transport::Error::WouldBlock) => {}
+                            Err(e) => return Err(Error::from(e)),
+                        }
+                    }
+                    break Out {
+                        writer: self,
+                        tx: slot.take(),
+                    };
+                }
+            }
+            back.await;
+        };
+        let tx = out
+            .tx
+            .as_mut()
+            .ok_or(Error::Protocol("the link's sender is gone".into()))?;
         let mut loan = tx.loan_async(len).await.map_err(Error::from)?;
-        let buf = loan.as_mut_slice();
-        let at = frame::encode_head(buf, kind, encoding, call_id, method);
-        fill(&mut buf[at..]);
+        write(loan.as_mut_slice());
         loan.commit_async().await.map_err(Error::from)
     }
 
@@ -58,7 +105,8 @@ impl Writer {
     /// that cannot await (a dropped call's cancel). `false`: it could not, try
     /// [`Writer::send`] from a task.
     pub(crate) fn try_send_empty(&self, kind: Kind, call_id: u64) -> bool {
-        let Ok(mut tx) = self.tx.try_lock() else {
+        let mut slot = self.lock();
+        let Some(tx) = slot.as_mut() else {
             return false;
         };
         let Ok(mut loan) = tx.try_loan(frame::HEADER_LEN) else {
@@ -66,5 +114,21 @@ impl Writer {
         };
         frame::encode_head(loan.as_mut_slice(), kind, Encoding::Raw, call_id, "");
         loan.commit().is_ok()
+    }
+}
+
+/// The `Tx`, out of the mutex while its sender waits; put back (and the senders waiting for
+/// it woken) when dropped, however the wait ends.
+struct Out<'a> {
+    writer: &'a Writer,
+    tx: Option<Tx>,
+}
+
+impl Drop for Out<'_> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            *self.writer.lock() = Some(tx);
+        }
+        self.writer.back.notify_waiters();
     }
 }

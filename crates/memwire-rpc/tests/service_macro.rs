@@ -33,6 +33,10 @@ fn main() {
                 "a_panicking_blocking_handler_is_a_remote_error",
                 blocking_panic,
             ),
+            trial(
+                "calls_wait_their_turn_for_room_in_a_two_slot_ring",
+                two_slot_ring,
+            ),
         ],
     )
 }
@@ -158,14 +162,15 @@ struct Setup {
 }
 
 fn setup(name: &str) -> Result<Setup> {
+    setup_with(name, HostConfig::default())
+}
+
+fn setup_with(name: &str, config: HostConfig) -> Result<Setup> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let host = Host::bind(
-        &format!("macro-{name}-{}", std::process::id()),
-        HostConfig::default(),
-    )?;
+    let host = Host::bind(&format!("macro-{name}-{}", std::process::id()), config)?;
     let (child, link) = host.spawn(&mut command("math")?)?;
     let math = runtime.block_on(async { MathClient::from(Client::new(link)) });
     Ok(Setup {
@@ -418,4 +423,40 @@ fn blocking_panic() -> Result<()> {
         ensure!(s.math.add(2, 2).await? == 4, "the worker stopped serving");
         Ok(())
     })
+}
+
+/// A link whose rings hold two frames, and a worker stopped (SIGSTOP) while 300 calls start:
+/// the ring fills after two, one sender takes the link out of its mutex to wait for room and
+/// the others wait for it to come back. Once the worker continues, every call gets its answer
+/// (the worker's answers wait for room the same way).
+fn two_slot_ring() -> Result<()> {
+    let mut config = HostConfig::default();
+    config.link.ring_depth = 2;
+    let s = setup_with("two-slot", config)?;
+    let worker = rustix::process::Pid::from_raw(i32::try_from(s._child.id())?)
+        .ok_or_else(|| anyhow::anyhow!("no worker pid"))?;
+    // Answered once before the stop, so the worker is serving.
+    ensure!(s.runtime.block_on(s.math.add(1, 1))? == 2, "add");
+    rustix::process::kill_process(worker, rustix::process::Signal::STOP)?;
+    let resumed = s.runtime.block_on(async {
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..300i64 {
+            let math = s.math.clone();
+            calls.spawn(async move { (i, math.add(i, 1_000).await) });
+        }
+        // Let the calls run into the full ring (how far they get does not matter).
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        rustix::process::kill_process(worker, rustix::process::Signal::CONT)?;
+        let mut answered = 0;
+        while let Some(done) = calls.join_next().await {
+            let (i, sum) = done?;
+            ensure!(sum? == i + 1_000, "call {i} got another answer");
+            answered += 1;
+        }
+        ensure!(answered == 300, "{answered} calls answered");
+        anyhow::Ok(())
+    });
+    // Never leave the worker stopped, whatever happened.
+    let _ = rustix::process::kill_process(worker, rustix::process::Signal::CONT);
+    resumed
 }

@@ -116,6 +116,14 @@ impl Tx {
         Ok(self.pool.usage())
     }
 
+    /// Whether a message of `len` bytes travels in its own memfd (larger than every size
+    /// class): its commit then passes the memfd on the control socket, which
+    /// [`Loan::commit`] may wait for (`Loan::commit_async` awaits it instead).
+    #[must_use]
+    pub fn is_large(&self, len: usize) -> bool {
+        len > self.inline_max && !self.pool.fits(len)
+    }
+
     /// A snapshot of the link's counters.
     #[must_use]
     pub fn stats(&self) -> Stats {
