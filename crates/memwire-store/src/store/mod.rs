@@ -95,6 +95,12 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// The largest [`max_value_bytes`](Self::max_value_bytes) both clients carry: 64 MiB. A
+    /// [`Remote`](crate::Remote) reads messages up to such a value in base64, a
+    /// [`Local`](crate::Local) answers up to 256 MiB, and a log record holds one whole.
+    /// `memwire serve` refuses more.
+    pub const MAX_VALUE_BYTES_LIMIT: usize = 64 << 20;
+
     /// The defaults: fsync every second, a 64 MiB / 100 000 variable quota, values up to
     /// 1 MiB, a snapshot every 100 000 records.
     #[must_use]
