@@ -1,6 +1,8 @@
 //! `memwire serve` as a real process: it prints where it listens and the admin key once,
 //! refuses a second server on its data directory, keeps every acknowledged write across a
-//! SIGKILL, and stops cleanly on SIGTERM; `get`/`set`/`del`/`watch`/`key --remote` through it.
+//! SIGKILL, and on SIGTERM lets writes in flight finish and snapshots; its limits from flags
+//! and its config file; `get`/`set`/`del`/`watch`/`key --remote` and the clients' typed
+//! helpers through it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -38,6 +40,10 @@ fn main() {
             ),
             trial("serve_refuses_bad_limits_by_name", bad_limits_refused),
             trial("typed_values_through_a_real_server", typed_values),
+            trial(
+                "serve_on_sigterm_finishes_writes_in_flight_and_snapshots",
+                sigterm_snapshots,
+            ),
         ],
     )
 }
@@ -48,6 +54,8 @@ struct Served {
     url: String,
     admin_key: Option<String>,
     banner: Vec<String>,
+    /// The lines it prints after `ready` (it closes when the server exits).
+    after: mpsc::Receiver<String>,
 }
 
 fn serve(data: &Path) -> Result<Served> {
@@ -81,13 +89,20 @@ fn serve_with(data: &Path, extra: &[&str]) -> Result<Served> {
         }
         banner.push(line);
     }
-    // Keep reading (and dropping) the rest so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    // Keep reading the rest so the server never blocks on a full pipe.
+    let (tx, after) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            // Nobody listens any more: drop the line, keep draining.
+            let _ = tx.send(line);
+        }
+    });
     Ok(Served {
         guard,
         url: url.with_context(|| format!("no remote address in {banner:?}"))?,
         admin_key,
         banner,
+        after,
     })
 }
 
@@ -158,13 +173,7 @@ fn serve_across_kill_9() -> Result<()> {
         }
         anyhow::Ok(())
     })?;
-
-    // SIGTERM: a clean stop.
-    let mut guard = again.guard;
-    let pid = rustix::process::Pid::from_raw(i32::try_from(guard.id())?).context("pid")?;
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
-    let status = guard.wait_exit()?;
-    ensure!(status.success(), "serve exited with {status} on SIGTERM");
+    again.guard.kill()?;
     Ok(())
 }
 
@@ -867,5 +876,195 @@ fn typed_values() -> Result<()> {
     );
     drop((local, remote));
     served.guard.kill()?;
+    Ok(())
+}
+
+/// One acknowledged write of a [`sigterm_snapshots`] writer: which writer, the variable
+/// (`g/s/w<writer>-<i>`), its value (`<writer>:<i>`) and version.
+type Ack = (usize, String, String, u64);
+
+/// SIGTERM while three remote writers (pipelined on one connection) and a local one write:
+/// `serve` exits 0 after `stopped`, leaves a snapshot of everything it logged in its data
+/// directory (the log after it empty) and no socket, every writer's calls end in
+/// `ServerGone`, and the restarted server, replaying no log record, has every acknowledged
+/// write.
+fn sigterm_snapshots() -> Result<()> {
+    const REMOTE_WRITERS: usize = 3;
+    const LOCAL_WRITER: usize = REMOTE_WRITERS;
+    /// Acknowledgements each writer gets before the SIGTERM.
+    const BEFORE: usize = 20;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let served = serve_with(&data, &["--name", "graceful"])?;
+    let key = served.admin_key.clone().context("no admin key printed")?;
+    let (acks_tx, acks) = mpsc::channel::<Ack>();
+
+    let remote = {
+        let (url, key, acks) = (served.url.clone(), key.clone(), acks_tx.clone());
+        std::thread::spawn(move || -> Result<Vec<Error>> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let remote = Remote::connect(&url, &key, RemoteOptions::default()).await?;
+                let writers: Vec<_> = (0..REMOTE_WRITERS)
+                    .map(|writer| {
+                        let (remote, acks) = (remote.clone(), acks.clone());
+                        tokio::spawn(async move {
+                            for i in 0.. {
+                                let variable = format!("g/s/w{writer}-{i}");
+                                let value = format!("{writer}:{i}");
+                                match remote.set(&variable.parse()?, value.as_bytes(), None).await {
+                                    Ok(w) => {
+                                        if acks.send((writer, variable, value, w.version)).is_err()
+                                        {
+                                            break;
+                                        }
+                                    }
+                                    Err(e) => return Ok(e),
+                                }
+                            }
+                            bail!("remote writer {writer} stopped without an error")
+                        })
+                    })
+                    .collect();
+                let mut ends = Vec::new();
+                for writer in writers {
+                    ends.push(writer.await??);
+                }
+                Ok(ends)
+            })
+        })
+    };
+    let local = {
+        let (key, acks) = (key.clone(), acks_tx.clone());
+        std::thread::spawn(move || -> Result<Error> {
+            let local = Local::connect("graceful", &key)?;
+            for i in 0.. {
+                let variable = format!("g/s/w{LOCAL_WRITER}-{i}");
+                let value = format!("{LOCAL_WRITER}:{i}");
+                match local.set(&variable.parse()?, value.as_bytes()) {
+                    Ok(w) => {
+                        // The test stopped listening: it failed already.
+                        if acks
+                            .send((LOCAL_WRITER, variable, value, w.version))
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Err(e) => return Ok(e),
+                }
+            }
+            bail!("the local writer stopped without an error")
+        })
+    };
+    drop(acks_tx);
+
+    let mut acked = Vec::new();
+    let mut counts = [0_usize; REMOTE_WRITERS + 1];
+    while counts.iter().any(|&n| n < BEFORE) {
+        let ack = acks
+            .recv_timeout(DEADLINE)
+            .with_context(|| format!("writers stalled at {counts:?} acknowledgements"))?;
+        counts[ack.0] += 1;
+        acked.push(ack);
+    }
+    let mut guard = served.guard;
+    let pid = rustix::process::Pid::from_raw(i32::try_from(guard.id())?).context("pid")?;
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+    let status = guard.wait_exit()?;
+    ensure!(status.success(), "serve exited with {status} on SIGTERM");
+    let printed: Vec<String> = served.after.iter().collect();
+    ensure!(
+        printed.last().map(String::as_str) == Some("stopped"),
+        "{printed:?}"
+    );
+
+    // Every writer's calls end in ServerGone; what they had acknowledged is all in `acked`.
+    let mut ends = remote
+        .join()
+        .map_err(|_| anyhow::anyhow!("remote writers panicked"))??;
+    ends.push(
+        local
+            .join()
+            .map_err(|_| anyhow::anyhow!("local writer panicked"))??,
+    );
+    for (writer, end) in ends.iter().enumerate() {
+        ensure!(
+            matches!(end, Error::ServerGone),
+            "writer {writer} ended with {end:?}"
+        );
+    }
+    acked.extend(acks.iter());
+    let newest = acked
+        .iter()
+        .map(|a| a.3)
+        .max()
+        .context("no acknowledgement")?;
+
+    // The data directory: one snapshot, after every record (the tenant's and each write's),
+    // and no record after it. The local socket is gone.
+    let mut snapshots = Vec::new();
+    let mut logs = Vec::new();
+    for entry in std::fs::read_dir(data.join("log"))? {
+        let entry = entry?;
+        let name = entry
+            .file_name()
+            .into_string()
+            .map_err(|n| anyhow::anyhow!("{n:?}"))?;
+        let lsn = |prefix: &str| -> Option<u64> {
+            name.strip_prefix(prefix)?
+                .strip_suffix(".bin")?
+                .parse()
+                .ok()
+        };
+        if let Some(lsn) = lsn("snapshot-") {
+            snapshots.push(lsn);
+        } else if let Some(lsn) = lsn("log-") {
+            logs.push((lsn, entry.metadata()?.len()));
+        }
+    }
+    let [snapshot] = snapshots[..] else {
+        bail!("not one snapshot: {snapshots:?}");
+    };
+    ensure!(
+        snapshot > newest,
+        "the snapshot at record {snapshot} misses version {newest} (record {})",
+        newest + 1
+    );
+    ensure!(
+        logs.iter().all(|&(lsn, len)| lsn > snapshot && len == 0),
+        "log records besides the snapshot at {snapshot}: {logs:?}"
+    );
+    let socket = memwire::store::local::socket_path("graceful")?;
+    ensure!(!socket.exists(), "{} is left", socket.display());
+
+    let again = serve_with(&data, &["--name", "graceful"])?;
+    ensure!(
+        again
+            .banner
+            .iter()
+            .any(|l| l.contains(" 0 log record(s) replayed")),
+        "{:?}",
+        again.banner
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let remote = Remote::connect(&again.url, &key, RemoteOptions::default()).await?;
+        for (writer, variable, value, version) in &acked {
+            let stored = remote.get(&variable.parse()?).await?;
+            ensure!(
+                stored.value == value.as_bytes() && stored.version == *version,
+                "writer {writer}: {variable} is {:?} at version {}, not {value} at {version}",
+                String::from_utf8_lossy(&stored.value),
+                stored.version
+            );
+        }
+        anyhow::Ok(())
+    })?;
+    again.guard.kill()?;
     Ok(())
 }
