@@ -59,6 +59,7 @@
 //! segment is retired, so a mapping of it sees no later write.
 
 mod api;
+mod clients;
 mod feed;
 mod op;
 mod snapshot;
@@ -71,6 +72,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use api::Store;
+pub use clients::Presence;
 pub use wake::{WakeId, Wakers};
 pub use watch::{WatchEvent, Watcher};
 
@@ -210,6 +212,10 @@ pub struct TenantStats {
     pub revision: u64,
     /// How many times the tenant moved to a fresh segment in this run.
     pub epoch: u64,
+    /// Connections of the store's endpoints (local and WebSocket) counted in the tenant: each
+    /// of a key of the tenant from its authentication on, and each that read or watched it
+    /// (a local client's mapping; a remote client's `get` or `watch`).
+    pub clients: u32,
 }
 
 /// Nanoseconds to whole milliseconds.
