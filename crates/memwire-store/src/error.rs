@@ -100,6 +100,27 @@ pub enum Error {
     /// A shared-memory link (a local client's write path) failed.
     #[error(transparent)]
     Transport(Box<memwire_transport::Error>),
+    /// A variable's value is not the JSON of the type a typed helper (`get_as`) asked for.
+    #[error("value of {path} is not the JSON of a {ty}")]
+    Decode {
+        /// The variable.
+        path: crate::protocol::VarPath,
+        /// The type asked for, as [`std::any::type_name`] gives it.
+        ty: &'static str,
+        /// What serde_json found.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A typed helper (`set_as`) could not encode a value as JSON (a map whose keys are not
+    /// strings, a `Serialize` implementation's own error); nothing was sent.
+    #[error("cannot write the value of {path} as JSON")]
+    Encode {
+        /// The variable.
+        path: crate::protocol::VarPath,
+        /// What serde_json said.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A file or socket operation failed.
     #[error("{op}")]
     Io {

@@ -14,6 +14,7 @@
 //! | [`default_data_dir`] | where a server keeps its data when nobody says |
 //! | [`remote`] | the store over WebSocket (+ TLS): [`RemoteServer`], the [`Remote`] client and its [`RemoteWatch`] |
 //! | [`local`] | the local endpoint: [`LocalServer`] (Unix socket, fds by SCM_RIGHTS, audit log) and [`Local`] (mapped reads, writes through the server, watchers) |
+//! | [`Typed`] | typed values for both clients, as JSON: `get_as`, `set_as`, `compare_and_set_as` |
 //! | [`protocol`] | the remote protocol's messages and their JSON / MessagePack codec (`docs/protocol.md`) |
 #![deny(unsafe_code)]
 
@@ -26,6 +27,7 @@ pub mod protocol;
 pub mod remote;
 pub mod segment;
 pub mod store;
+mod typed;
 
 pub use auth::{
     Action, KeyRecord, KeyStore, Role, ServicePattern, authorize, ensure_admin_key, may_map_tenant,
@@ -38,3 +40,4 @@ pub use places::{DATA_DIR_ENV, default_data_dir};
 pub use remote::{Remote, RemoteOptions, RemoteServer, RemoteWatch, ServerOptions};
 pub use segment::{TenantView, TenantWriter};
 pub use store::{Quota, Session, Store, StoreConfig, WatchEvent, Watcher};
+pub use typed::Typed;

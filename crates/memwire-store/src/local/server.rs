@@ -23,8 +23,8 @@ use std::io::ErrorKind;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use memwire_shm::{Doorbell, PeerCredentials};
@@ -41,7 +41,7 @@ use super::wire::{
 use crate::auth::{ServicePattern, validate_name};
 use crate::error::{Error, Result};
 use crate::protocol::VarPath;
-use crate::store::{Session, Store, WakeId};
+use crate::store::{Presence, Session, Store, WakeId};
 
 /// Eventfds one connection may register: a watcher needs one per tenant it watches.
 pub const MAX_WAKES: usize = 64;
@@ -76,15 +76,9 @@ pub(super) struct Shared {
     store: Arc<Store>,
     audit: Audit,
     pub(super) max_frame: u32,
-    /// Tenant → live connections of a key of it or that mapped it.
-    clients: Mutex<HashMap<String, u32>>,
     /// The bootstrap socket of the transport host clients join for their link, told in the
     /// `auth` answer.
     link_socket: Option<String>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl LocalServer {
@@ -128,7 +122,6 @@ impl LocalServer {
                 store,
                 audit,
                 max_frame,
-                clients: Mutex::new(HashMap::new()),
                 link_socket: links
                     .as_ref()
                     .and_then(|l| l.socket_path().to_str().map(str::to_owned)),
@@ -191,30 +184,19 @@ impl LocalServer {
 pub(super) struct Conn {
     shared: Arc<Shared>,
     peer: PeerCredentials,
-    /// Whether this connection counts as a client of its tenants (a link does not: its
-    /// client has a socket connection too).
-    counts: bool,
+    /// Where this connection counts as a client: in its key's tenant and each tenant it maps.
+    /// `None` for a link, whose client has a socket connection too.
+    presence: Option<Presence>,
     session: Option<Session>,
     /// This connection's registrations, by the id its `wake` answers gave.
     wakes: HashMap<u64, WakeId>,
     next_wake: u64,
-    /// Tenants counted in `Shared::clients` for this connection.
-    counted: Vec<String>,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
         for (_, id) in self.wakes.drain() {
             self.shared.store.wakers().unregister(id);
-        }
-        let mut clients = lock(&self.shared.clients);
-        for tenant in self.counted.drain(..) {
-            if let Some(n) = clients.get_mut(&tenant) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    clients.remove(&tenant);
-                }
-            }
         }
     }
 }
@@ -293,13 +275,12 @@ fn refuse(err: &Error) -> Refusal {
 impl Conn {
     pub(super) fn new(shared: Arc<Shared>, peer: PeerCredentials, counts: bool) -> Self {
         Self {
-            shared,
             peer,
-            counts,
+            presence: counts.then(|| shared.store.presence()),
             session: None,
             wakes: HashMap::new(),
             next_wake: 0,
-            counted: Vec::new(),
+            shared,
         }
     }
 
@@ -450,14 +431,13 @@ impl Conn {
                     .into_iter()
                     .map(|e| e.name.as_str().to_owned())
                     .collect();
-                let clients = lock(&self.shared.clients).clone();
                 Reply::Stats(
                     store
                         .stats()
                         .into_iter()
                         .filter(|t| visible.contains(&t.tenant))
                         .map(|t| TenantInfo {
-                            clients: clients.get(&t.tenant).copied().unwrap_or(0),
+                            clients: t.clients,
                             tenant: t.tenant,
                             variables: t.variables,
                             used_bytes: t.used_bytes,
@@ -535,13 +515,9 @@ impl Conn {
     }
 
     fn count(&mut self, tenant: &str) {
-        if !self.counts || self.counted.iter().any(|t| t == tenant) {
-            return;
+        if let Some(presence) = &mut self.presence {
+            presence.enter(tenant);
         }
-        *lock(&self.shared.clients)
-            .entry(tenant.to_owned())
-            .or_default() += 1;
-        self.counted.push(tenant.to_owned());
     }
 }
 

@@ -141,20 +141,23 @@ impl Remote {
     }
 
     /// Sets the variable at `path`; with `expected_version`, only if its version is that
-    /// (`Some(0)`: only if it does not exist), else [`Error::Conflict`].
+    /// (`Some(0)`: only if it does not exist), else [`Error::Conflict`]. A value larger than
+    /// the server takes is [`Error::BadRequest`], and not sent.
     pub async fn set(
         &self,
         path: &VarPath,
         value: &[u8],
         expected_version: Option<u64>,
     ) -> Result<Written> {
-        let request = |id| Request::Set {
-            id,
+        let conn = self.conn().await?;
+        conn.check_value(path, value)?;
+        let request = Request::Set {
+            id: conn.next_id(),
             path: path.clone(),
             value: Value(value.to_vec()),
             expected_version,
         };
-        written(self.call(request, expected_version).await?)
+        written(conn.call(request, expected_version, None).await?)
     }
 
     /// Deletes the variable at `path` ([`Error::NotFound`] if it does not exist), with
@@ -175,18 +178,20 @@ impl Remote {
         service: &str,
         values: &[(&str, &[u8])],
     ) -> Result<Written> {
+        let conn = self.conn().await?;
         let mut map = std::collections::BTreeMap::new();
         for &(variable, value) in values {
+            conn.check_value(&format_args!("{tenant}/{service}/{variable}"), value)?;
             map.insert(name(variable)?, Value(value.to_vec()));
         }
         let (tenant, service) = (name(tenant)?, name(service)?);
-        let request = |id| Request::SetMany {
-            id,
+        let request = Request::SetMany {
+            id: conn.next_id(),
             tenant,
             service,
             values: map,
         };
-        written(self.call(request, None).await?)
+        written(conn.call(request, None, None).await?)
     }
 
     /// Tenants (`tenant` `None`), the services of a tenant, or the variables of a service.

@@ -3,7 +3,7 @@
 //! routes every answer (and every watch event) to whoever waits for it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use super::spin::BusyPoll;
 use super::wire;
 use crate::error::{Error, Result};
 use crate::protocol::{self, Format, Frame, Limits, PROTOCOL_VERSION, Reply, Request, Response};
+use crate::store::StoreConfig;
 
 use super::client::{Io, RemoteOptions, Ws, unexpected};
 
@@ -74,6 +75,12 @@ impl Url {
     }
 }
 
+/// The largest message a client reads: an answer carrying a value of the largest size a
+/// server may allow ([`StoreConfig::MAX_VALUE_BYTES_LIMIT`]) as JSON text whose every byte is
+/// escaped (`\u0001`: 6 bytes a byte), and room for the other fields. A bound, never a buffer
+/// allocated ahead.
+const MAX_ANSWER: usize = StoreConfig::MAX_VALUE_BYTES_LIMIT * 6 + (64 << 10);
+
 /// What the reader task hands a caller: the reply, or the error for its id.
 type Answer = oneshot::Sender<Result<Reply>>;
 
@@ -98,6 +105,8 @@ pub(super) struct Conn {
     sink: tokio::sync::Mutex<SplitSink<Ws, Message>>,
     routes: Arc<Mutex<Routes>>,
     last_id: AtomicU64,
+    /// The largest value the server takes, as its `auth` answer said (`usize::MAX` before).
+    max_value_bytes: AtomicUsize,
     reader: JoinHandle<()>,
     /// How a call waits for its answer.
     busy: BusyPoll,
@@ -154,8 +163,7 @@ impl Conn {
                     }
                     None => Box::new(tcp),
                 };
-            let limits = Limits::default();
-            let config = wire::websocket_config(limits.max_message_bytes.saturating_mul(2));
+            let config = wire::websocket_config(MAX_ANSWER);
             let (ws, _) = tokio_tungstenite::client_async_with_config(
                 url.text.as_str(),
                 stream,
@@ -171,7 +179,15 @@ impl Conn {
                 key: key.to_owned(),
             };
             match conn.call(auth, None, None).await? {
-                Reply::Auth { .. } => Ok(conn),
+                Reply::Auth {
+                    max_value_bytes, ..
+                } => {
+                    let max = usize::try_from(max_value_bytes).unwrap_or(usize::MAX);
+                    // Relaxed: the connection reaches other tasks only through the
+                    // `Remote`'s mutex, after this store.
+                    conn.max_value_bytes.store(max, Ordering::Relaxed);
+                    Ok(conn)
+                }
                 other => Err(unexpected(&other)),
             }
         };
@@ -194,6 +210,7 @@ impl Conn {
             sink: tokio::sync::Mutex::new(sink),
             routes,
             last_id: AtomicU64::new(0),
+            max_value_bytes: AtomicUsize::new(usize::MAX),
             reader,
             busy: BusyPoll::new(busy_poll),
         })
@@ -201,6 +218,21 @@ impl Conn {
 
     pub(super) fn is_closed(&self) -> bool {
         lock(&self.routes).closed
+    }
+
+    /// [`Error::BadRequest`], as the server would answer, when `value` is larger than the
+    /// server takes: not sent (one over twice the server's message limit would close the
+    /// connection).
+    pub(super) fn check_value(&self, path: &dyn std::fmt::Display, value: &[u8]) -> Result<()> {
+        // Relaxed: see `open`.
+        let max = self.max_value_bytes.load(Ordering::Relaxed);
+        if value.len() > max {
+            return Err(Error::BadRequest(format!(
+                "value of {path} is {} bytes, at most {max} allowed",
+                value.len()
+            )));
+        }
+        Ok(())
     }
 
     pub(super) fn next_id(&self) -> u64 {

@@ -27,7 +27,7 @@ use crate::error::Error;
 use crate::protocol::{
     self, Format, Frame, PROTOCOL_VERSION, Reply, Request, Response, encode_response,
 };
-use crate::store::{Session, Store};
+use crate::store::{Presence, Session, Store};
 
 /// How long the writer may take to flush what is queued once the connection ends (a client
 /// that stopped reading would otherwise hold the task forever).
@@ -101,6 +101,10 @@ struct Connection {
     store: Arc<Store>,
     options: Arc<ServerOptions>,
     session: Option<Session>,
+    /// Where this connection counts as a client (`memwire ls`): in its key's tenant from
+    /// `auth` on, and in each tenant it reads or watches, as a local client counts in each
+    /// tenant it maps. Dropped with the connection.
+    presence: Presence,
     /// Pump tasks by watch id.
     watches: HashMap<u64, JoinHandle<()>>,
     /// The last watch id given (ids start at 1).
@@ -110,6 +114,7 @@ struct Connection {
 impl Connection {
     fn new(store: Arc<Store>, options: Arc<ServerOptions>) -> Self {
         Self {
+            presence: store.presence(),
             store,
             options,
             session: None,
@@ -211,6 +216,9 @@ impl Connection {
         if let Request::Auth { key, .. } = &request {
             return match self.store.authenticate(key) {
                 Ok(session) => {
+                    if let Some(tenant) = &session.record().tenant {
+                        self.presence.enter(tenant);
+                    }
                     self.session = Some(session);
                     let limits = self.options.limits;
                     Answer::Reply(Response::Ok {
@@ -240,6 +248,7 @@ impl Connection {
                 }
                 match self.store.watch(session, path, *from_version) {
                     Ok(watcher) => {
+                        self.presence.enter(path.tenant().as_str());
                         self.last_watch += 1;
                         let watch_id = self.last_watch;
                         let ok = Response::Ok {
@@ -267,7 +276,12 @@ impl Connection {
                 None => refused(&Error::NotFound(format!("watch {watch_id}"))),
             },
             _ => match dispatch::dispatch(&self.store, session, &request) {
-                Ok(reply) => Answer::Reply(Response::Ok { id, reply }),
+                Ok(reply) => {
+                    if let Request::Get { path, .. } = &request {
+                        self.presence.enter(path.tenant.as_str());
+                    }
+                    Answer::Reply(Response::Ok { id, reply })
+                }
                 Err(e) => refused(&e),
             },
         }

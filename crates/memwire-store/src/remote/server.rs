@@ -53,6 +53,20 @@ impl Default for ServerOptions {
     }
 }
 
+impl ServerOptions {
+    /// Limits for a store whose values reach `max_value_bytes` (its
+    /// [`StoreConfig::max_value_bytes`](crate::StoreConfig::max_value_bytes)): values up to
+    /// that, messages up to its base64 and 64 KiB more (at least the default 2 MiB).
+    #[must_use]
+    pub fn with_max_value_bytes(mut self, max_value_bytes: usize) -> Self {
+        self.limits = Limits {
+            max_message_bytes: super::wire::message_limit(max_value_bytes),
+            max_value_bytes,
+        };
+        self
+    }
+}
+
 /// The store's WebSocket server.
 ///
 /// ```no_run

@@ -14,6 +14,22 @@ use crate::store::WatchEvent;
 /// request's handling (`memwire bench store`, `remote-set`). A large message takes more reads.
 const READ_BUFFER: usize = 8 << 10;
 
+/// The smallest `max_message_bytes` of a server: the protocol's default (2 MiB).
+const MIN_MESSAGE: usize = 2 << 20;
+
+/// Room in a message for everything but the value: the request's other fields.
+const MESSAGE_OVERHEAD: usize = 64 << 10;
+
+/// The largest message that must pass for values up to `max_value` bytes: the value in base64
+/// (JSON's form, the longer one) and the other fields, at least [`MIN_MESSAGE`].
+pub(super) fn message_limit(max_value: usize) -> usize {
+    max_value
+        .div_ceil(3)
+        .saturating_mul(4)
+        .saturating_add(MESSAGE_OVERHEAD)
+        .max(MIN_MESSAGE)
+}
+
 /// The WebSocket settings of both ends, for messages up to `max_message` bytes.
 pub(super) fn websocket_config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
@@ -147,6 +163,28 @@ pub(super) fn error_from(code: ErrorCode, message: String, expected: Option<u64>
 mod tests {
     use super::*;
     use crate::protocol::Response;
+
+    #[test]
+    fn a_message_of_the_largest_value_fits_its_limit() {
+        use crate::protocol::{Format, Limits, Request, encode_request};
+        assert_eq!(message_limit(1 << 20), Limits::default().max_message_bytes);
+        for len in [0, 1, 1 << 20, (3 << 20) + 1, 5 << 20] {
+            let request = Request::Set {
+                id: u64::MAX,
+                path: "t/s/v".parse().expect("a valid path"),
+                // Not UTF-8: JSON carries it as base64, its longest form.
+                value: Value(vec![0xff; len]),
+                expected_version: Some(u64::MAX),
+            };
+            for format in [Format::Json, Format::MessagePack] {
+                let encoded = match encode_request(&request, format) {
+                    Encoded::Text(text) => text.len(),
+                    Encoded::Binary(bytes) => bytes.len(),
+                };
+                assert!(encoded <= message_limit(len), "{len} B in {format:?}");
+            }
+        }
+    }
 
     #[test]
     fn store_errors_round_trip() {

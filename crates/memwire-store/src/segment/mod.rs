@@ -80,4 +80,4 @@ mod reader;
 mod writer;
 
 pub use reader::{ChangeEvent, ChangeKind, Changes, Stamp, TenantView, Value};
-pub use writer::{DEFAULT_MAX_VALUE, TenantConfig, TenantWriter, VariableInfo};
+pub use writer::{DEFAULT_MAX_VALUE, MAX_VARIABLES, TenantConfig, TenantWriter, VariableInfo};

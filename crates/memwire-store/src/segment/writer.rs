@@ -31,7 +31,7 @@ use super::layout::{
 };
 use crate::error::{Error, Result};
 
-pub use config::{DEFAULT_MAX_VALUE, TenantConfig};
+pub use config::{DEFAULT_MAX_VALUE, MAX_VARIABLES, TenantConfig};
 pub use restore::VariableInfo;
 
 /// What the server remembers of a table slot: the entry as it last wrote it and the blocks it
@@ -104,8 +104,8 @@ impl TenantWriter {
     pub fn create_with(tenant: &str, config: TenantConfig) -> Result<Self> {
         validate_name("tenant", tenant)?;
         let bad = |what: &str| Err(Error::BadRequest(format!("tenant {tenant:?}: {what}")));
-        if config.max_variables == 0 || config.max_variables > 1 << 24 {
-            return bad("max_variables must be 1 ..= 16777216");
+        if config.max_variables == 0 || config.max_variables > MAX_VARIABLES {
+            return bad(&format!("max_variables must be 1 ..= {MAX_VARIABLES}"));
         }
         if !config.ring_slots.is_power_of_two() || config.ring_slots < 2 {
             return bad("ring_slots must be a power of two, at least 2");

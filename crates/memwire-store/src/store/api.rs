@@ -13,6 +13,7 @@ mod writes;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
+use super::clients::{Clients, Presence};
 use super::state::State;
 use super::tenant::TenantHandle;
 use super::wake::Wakers;
@@ -37,6 +38,8 @@ pub(crate) struct Shared {
     revoked: RwLock<HashSet<String>>,
     /// The eventfds of local watchers, rung after each write of their tenant.
     wakers: Wakers,
+    /// Connected clients per tenant, counted by the endpoints.
+    clients: Arc<Clients>,
 }
 
 /// The store, in process. Share it as `Arc<Store>`; every method takes `&self`. See the
@@ -147,6 +150,7 @@ impl Store {
             handles: RwLock::new(handles),
             revoked: RwLock::new(revoked),
             wakers: Wakers::default(),
+            clients: Arc::default(),
         });
         Ok((Self { shared }, startup))
     }
@@ -184,6 +188,7 @@ impl Store {
                     },
                     revision: t.writer.revision(),
                     epoch: config.epoch,
+                    clients: self.shared.clients.count(name),
                 }
             })
             .collect()
@@ -199,6 +204,14 @@ impl Store {
     #[must_use]
     pub fn wakers(&self) -> &Wakers {
         &self.shared.wakers
+    }
+
+    /// A new connection's place in the client counts [`Store::stats`] gives, in no tenant
+    /// yet: an endpoint [enters](Presence::enter) the tenants the connection uses and drops
+    /// it when the connection closes.
+    #[must_use]
+    pub fn presence(&self) -> Presence {
+        Presence::new(Arc::clone(&self.shared.clients))
     }
 
     /// Saves a snapshot now (the log's older records are dropped).

@@ -59,6 +59,7 @@
 //! segment is retired, so a mapping of it sees no later write.
 
 mod api;
+mod clients;
 mod feed;
 mod op;
 mod snapshot;
@@ -71,6 +72,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use api::Store;
+pub use clients::Presence;
 pub use wake::{WakeId, Wakers};
 pub use watch::{WatchEvent, Watcher};
 
@@ -95,6 +97,12 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// The largest [`max_value_bytes`](Self::max_value_bytes) both clients carry: 64 MiB. A
+    /// [`Remote`](crate::Remote) reads messages up to such a value in base64, a
+    /// [`Local`](crate::Local) answers up to 256 MiB, and a log record holds one whole.
+    /// `memwire serve` refuses more.
+    pub const MAX_VALUE_BYTES_LIMIT: usize = 64 << 20;
+
     /// The defaults: fsync every second, a 64 MiB / 100 000 variable quota, values up to
     /// 1 MiB, a snapshot every 100 000 records.
     #[must_use]
@@ -204,6 +212,10 @@ pub struct TenantStats {
     pub revision: u64,
     /// How many times the tenant moved to a fresh segment in this run.
     pub epoch: u64,
+    /// Connections of the store's endpoints (local and WebSocket) counted in the tenant: each
+    /// of a key of the tenant from its authentication on, and each that read or watched it
+    /// (a local client's mapping; a remote client's `get` or `watch`).
+    pub clients: u32,
 }
 
 /// Nanoseconds to whole milliseconds.

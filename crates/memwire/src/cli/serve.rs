@@ -1,167 +1,31 @@
 //! `memwire serve`: the store server. With no configuration at all it keeps its data in
 //! `memwire_store::default_data_dir()`, listens on a local socket in the runtime directory and
-//! on WebSocket at `127.0.0.1:7117`; a TOML file (`--config`) or flags override each.
+//! on WebSocket at `127.0.0.1:7117`; a TOML file (`--config`) or flags override each
+//! ([`settings`]).
+//!
+//! On SIGINT or SIGTERM it stops accepting, lets every connection finish the request in hand,
+//! writes a last snapshot and exits 0.
+
+mod settings;
 
 use std::io::Write;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use memwire_store::remote::tls;
-use memwire_store::{
-    FsyncPolicy, LocalServer, RemoteServer, ServerOptions, Store, StoreConfig, local,
-};
+use memwire_store::{LocalServer, RemoteServer, ServerOptions, Store, StoreConfig, local};
 
-/// Run the store server.
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    /// A TOML file with any of: data_dir, name, fsync, listen, remote, tls_cert, tls_key,
-    /// tls_self_signed, threads. Flags override it.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Where the data lives (default: `$MEMWIRE_DATA_DIR`, else `$XDG_STATE_HOME/memwire`,
-    /// else `~/.local/state/memwire`).
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// The server's name: its local socket is `<runtime dir>/store/<name>.sock`.
-    #[arg(long)]
-    name: Option<String>,
-    /// When the log is fsynced: `always`, `every-1s` (default) or `never`.
-    #[arg(long, value_parser = parse_fsync)]
-    fsync: Option<FsyncPolicy>,
-    /// The WebSocket address (default 127.0.0.1:7117).
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<SocketAddr>,
-    /// Serve local clients only: no WebSocket listener.
-    #[arg(long)]
-    no_remote: bool,
-    /// The TLS certificate chain (PEM) for `wss://`.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// The TLS private key (PEM).
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Serve `wss://` with a certificate made now for localhost and 127.0.0.1; its CA is
-    /// written to `<data dir>/ca.pem` for clients to trust. For tests and trials.
-    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
-    tls_self_signed: bool,
-    /// Threads serving sockets and WebSocket clients (default 1: local writes have threads
-    /// of their own, and one thread answers a lone remote client fastest; more help only
-    /// many remote clients on several CPUs).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-    threads: Option<u16>,
-}
-
-/// What `--config` may set; every field optional.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    data_dir: Option<PathBuf>,
-    name: Option<String>,
-    fsync: Option<String>,
-    listen: Option<SocketAddr>,
-    remote: Option<bool>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    tls_self_signed: Option<bool>,
-    threads: Option<u16>,
-}
-
-/// The settings in force: flags over the file over the defaults.
-#[derive(Debug)]
-struct Settings {
-    data_dir: PathBuf,
-    name: String,
-    fsync: FsyncPolicy,
-    listen: Option<SocketAddr>,
-    tls: Tls,
-    threads: usize,
-}
-
-#[derive(Debug)]
-enum Tls {
-    None,
-    Files { cert: PathBuf, key: PathBuf },
-    SelfSigned,
-}
-
-fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
-    match s {
-        "always" => Ok(FsyncPolicy::Always),
-        "every-1s" | "everysec" => Ok(FsyncPolicy::EverySecond),
-        "never" => Ok(FsyncPolicy::Never),
-        other => Err(format!(
-            "{other:?} is not an fsync policy: always, every-1s or never"
-        )),
-    }
-}
-
-impl Settings {
-    fn resolve(args: &Args) -> Result<Self> {
-        let file = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                toml::from_str::<FileConfig>(&text)
-                    .with_context(|| format!("parsing {}", path.display()))?
-            }
-            None => FileConfig::default(),
-        };
-        let fsync = match (args.fsync, &file.fsync) {
-            (Some(f), _) => f,
-            (None, Some(s)) => parse_fsync(s).map_err(anyhow::Error::msg)?,
-            (None, None) => FsyncPolicy::EverySecond,
-        };
-        let remote = !args.no_remote && file.remote.unwrap_or(true);
-        let tls = if args.tls_self_signed {
-            Tls::SelfSigned
-        } else if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-            Tls::Files {
-                cert: cert.clone(),
-                key: key.clone(),
-            }
-        } else if file.tls_self_signed.unwrap_or(false) {
-            Tls::SelfSigned
-        } else {
-            match (file.tls_cert, file.tls_key) {
-                (Some(cert), Some(key)) => Tls::Files { cert, key },
-                (None, None) => Tls::None,
-                _ => bail!("the config file gives only one of tls_cert and tls_key"),
-            }
-        };
-        Ok(Self {
-            data_dir: args
-                .data_dir
-                .clone()
-                .or(file.data_dir)
-                .unwrap_or_else(memwire_store::default_data_dir),
-            name: args
-                .name
-                .clone()
-                .or(file.name)
-                .unwrap_or_else(|| "default".to_owned()),
-            fsync,
-            listen: remote.then(|| {
-                args.listen
-                    .or(file.listen)
-                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7117)))
-            }),
-            tls,
-            threads: match args.threads.or(file.threads) {
-                Some(0) => bail!("threads must be at least 1"),
-                Some(n) => usize::from(n),
-                None => 1,
-            },
-        })
-    }
-}
+pub(crate) use settings::Args;
+use settings::{Settings, Tls};
 
 pub(crate) fn run(args: &Args) -> Result<()> {
     let settings = Settings::resolve(args)?;
     harden()?;
     let mut config = StoreConfig::new(&settings.data_dir);
     config.fsync = settings.fsync;
+    config.max_value_bytes = settings.max_value_bytes;
+    config.default_quota = settings.default_quota;
     let (store, startup) = Store::open(config).map_err(|e| {
         // The log's directory lock is taken with LOCK_NB: EWOULDBLOCK means another server.
         let held = matches!(&e, memwire_store::Error::Io { source, .. }
@@ -235,10 +99,10 @@ async fn serve(
                 Tls::SelfSigned => Some(self_signed(&settings.data_dir)?),
             };
             let scheme = if tls.is_some() { "wss" } else { "ws" };
-            let server =
-                RemoteServer::bind(addr, Arc::clone(&store), tls, ServerOptions::default())
-                    .await
-                    .with_context(|| format!("listening on {addr}"))?;
+            let options = ServerOptions::default().with_max_value_bytes(settings.max_value_bytes);
+            let server = RemoteServer::bind(addr, Arc::clone(&store), tls, options)
+                .await
+                .with_context(|| format!("listening on {addr}"))?;
             writeln!(out, "  remote  {scheme}://{}", server.local_addr()?)?;
             Some(server)
         }

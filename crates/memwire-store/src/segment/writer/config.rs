@@ -3,6 +3,10 @@
 /// Largest value by default, as the store's configuration's default.
 pub const DEFAULT_MAX_VALUE: u32 = 1 << 20;
 
+/// The most live variables a segment holds: its table has twice as many slots, 64 bytes each
+/// (2 GiB of table at this bound).
+pub const MAX_VARIABLES: u32 = 1 << 24;
+
 /// How a tenant segment is sized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -11,8 +15,8 @@ pub struct TenantConfig {
     /// variable. The segment's value area is this plus room for one more value, so replacing
     /// a value can allocate the new one before freeing the old.
     pub quota_bytes: u64,
-    /// Live variables at most. The table holds twice as many slots (rounded up to a power of
-    /// two), so probes stay short.
+    /// Live variables at most, `1 ..=` [`MAX_VARIABLES`]. The table holds twice as many slots
+    /// (rounded up to a power of two), so probes stay short.
     pub max_variables: u32,
     /// Largest value in bytes; a larger one is a `BadRequest`. At most `quota_bytes`.
     pub max_value_len: u32,

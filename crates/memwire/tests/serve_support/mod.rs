@@ -1,0 +1,125 @@
+//! `memwire serve` as a child process and `memwire` commands run against it, for the CLI's
+//! store tests. Include beside the shared `support` module:
+//!
+//! ```ignore
+//! #[path = "../../memwire-shm/tests/support/mod.rs"]
+//! mod support;
+//! mod serve_support;
+//! ```
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+
+use anyhow::{Context, Result, ensure};
+
+use crate::support::Guard;
+
+/// A running `memwire serve` and what it printed.
+pub struct Served {
+    pub guard: Guard,
+    pub url: String,
+    pub admin_key: Option<String>,
+    pub banner: Vec<String>,
+    /// The lines it prints after `ready` (it closes when the server exits).
+    pub after: mpsc::Receiver<String>,
+}
+
+pub fn serve(data: &Path) -> Result<Served> {
+    serve_with(data, &[])
+}
+
+pub fn serve_with(data: &Path, extra: &[&str]) -> Result<Served> {
+    serve_from(server_command(data, extra))
+}
+
+/// `memwire serve` on `data` at a free loopback port, with `extra` arguments, its stdout piped.
+pub fn server_command(data: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_memwire"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    command
+}
+
+/// Starts `command` (a [`server_command`]) and reads its banner up to `ready`.
+pub fn serve_from(mut command: Command) -> Result<Served> {
+    let mut child = command.spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let guard = Guard::from_child(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let mut banner = Vec::new();
+    let mut url = None;
+    let mut admin_key = None;
+    // The banner ends with `ready`.
+    while let Some(line) = lines.next().transpose()? {
+        if line == "ready" {
+            break;
+        }
+        if let Some(u) = line.trim().strip_prefix("remote  ") {
+            url = Some(u.to_owned());
+        }
+        if line.starts_with("mw_") {
+            admin_key = Some(line.clone());
+        }
+        banner.push(line);
+    }
+    // Keep reading the rest so the server never blocks on a full pipe.
+    let (tx, after) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            // Nobody listens any more: drop the line, keep draining.
+            let _ = tx.send(line);
+        }
+    });
+    Ok(Served {
+        guard,
+        url: url.with_context(|| format!("no remote address in {banner:?}"))?,
+        admin_key,
+        banner,
+        after,
+    })
+}
+
+/// `memwire ARGS` with the key found in `data`'s `admin.key` unless ARGS give one.
+pub fn memwire(data: &Path, args: &[&str]) -> Result<Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_memwire"))
+        .args(args)
+        .env("MEMWIRE_DATA_DIR", data)
+        .env_remove("MEMWIRE_KEY")
+        .stdin(Stdio::null())
+        .output()?)
+}
+
+pub fn ok(data: &Path, args: &[&str]) -> Result<String> {
+    let out = memwire(data, args)?;
+    ensure!(
+        out.status.success(),
+        "memwire {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Runs a command that must fail with status 1 and one `error: ` line on stderr.
+pub fn fails(data: &Path, args: &[&str]) -> Result<String> {
+    let out = memwire(data, args)?;
+    ensure!(
+        out.status.code() == Some(1),
+        "memwire {args:?}: {:?}, stdout {:?}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8(out.stderr)?;
+    ensure!(
+        err.lines().count() == 1 && err.starts_with("error: "),
+        "memwire {args:?}: not one error line: {err:?}"
+    );
+    Ok(err)
+}
