@@ -7,15 +7,15 @@
 #[path = "../../memwire-shm/tests/support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+mod serve_support;
+
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail, ensure};
 use memwire::store::protocol::VarPath;
 use memwire::store::{Remote, RemoteOptions};
-use support::{DEADLINE, Guard, trial};
+use serve_support::{Lines, fails, ok, serve, serve_with};
+use support::{Guard, trial};
 
 fn main() {
     support::private_runtime_dir("memwire-cli-serve");
@@ -30,55 +30,6 @@ fn main() {
             trial("key_commands_over_remote", keys_over_remote),
         ],
     )
-}
-
-/// A running `memwire serve` and what it printed.
-struct Served {
-    guard: Guard,
-    url: String,
-    admin_key: Option<String>,
-    banner: Vec<String>,
-}
-
-fn serve(data: &Path) -> Result<Served> {
-    serve_with(data, &[])
-}
-
-fn serve_with(data: &Path, extra: &[&str]) -> Result<Served> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_memwire"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let guard = Guard::from_child(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let mut banner = Vec::new();
-    let mut url = None;
-    let mut admin_key = None;
-    // The banner ends with `ready`.
-    while let Some(line) = lines.next().transpose()? {
-        if line == "ready" {
-            break;
-        }
-        if let Some(u) = line.trim().strip_prefix("remote  ") {
-            url = Some(u.to_owned());
-        }
-        if line.starts_with("mw_") {
-            admin_key = Some(line.clone());
-        }
-        banner.push(line);
-    }
-    // Keep reading (and dropping) the rest so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Served {
-        guard,
-        url: url.with_context(|| format!("no remote address in {banner:?}"))?,
-        admin_key,
-        banner,
-    })
 }
 
 fn serve_across_kill_9() -> Result<()> {
@@ -158,43 +109,6 @@ fn serve_across_kill_9() -> Result<()> {
     Ok(())
 }
 
-/// `memwire ARGS` with the key found in `data`'s `admin.key` unless ARGS give one.
-fn memwire(data: &Path, args: &[&str]) -> Result<Output> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_memwire"))
-        .args(args)
-        .env("MEMWIRE_DATA_DIR", data)
-        .env_remove("MEMWIRE_KEY")
-        .stdin(Stdio::null())
-        .output()?)
-}
-
-fn ok(data: &Path, args: &[&str]) -> Result<String> {
-    let out = memwire(data, args)?;
-    ensure!(
-        out.status.success(),
-        "memwire {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-/// Runs a command that must fail with status 1 and one `error: ` line on stderr.
-fn fails(data: &Path, args: &[&str]) -> Result<String> {
-    let out = memwire(data, args)?;
-    ensure!(
-        out.status.code() == Some(1),
-        "memwire {args:?}: {:?}, stdout {:?}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let err = String::from_utf8(out.stderr)?;
-    ensure!(
-        err.lines().count() == 1 && err.starts_with("error: "),
-        "memwire {args:?}: not one error line: {err:?}"
-    );
-    Ok(err)
-}
-
 /// `get`, `set`, `del` and `watch` with `--remote`, through a real `memwire serve`: the same
 /// output as the local commands, and their errors (not found, conflict, permission denied,
 /// unauthenticated, no server) as one line and exit status 1.
@@ -239,21 +153,7 @@ fn cli_over_remote() -> Result<()> {
             .stdout(Stdio::piped())
             .spawn()?,
     );
-    let stdout = watcher.child().stdout.take().context("no stdout")?;
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let next = || {
-        lines
-            .recv_timeout(DEADLINE)
-            .context("no line from the watcher")
-    };
+    let lines = Lines::of(&mut watcher)?;
     ensure!(ok(&data, &remote(&["set", "a/s/w", "one"]))? == "a/s/w = version 3\n");
     ensure!(ok(&data, &remote(&["set", "a/other/w", "no"]))? == "a/other/w = version 4\n");
     ensure!(ok(&data, &remote(&["set", "a/s/w", "two"]))? == "a/s/w = version 5\n");
@@ -263,7 +163,7 @@ fn cli_over_remote() -> Result<()> {
         "set a/s/w = two (version 5)",
         "delete a/s/w (version 6)",
     ] {
-        let line = next()?;
+        let line = lines.next()?;
         ensure!(line == want, "watch printed {line:?}, not {want:?}");
     }
     watcher.kill()?;
