@@ -2,39 +2,22 @@
 //! (nothing: reads, listings, mappings and watchers all find the tenant gone), versions that
 //! never go back under a name, and deletes that survive a restart, with or without a snapshot.
 
-use std::path::Path;
+mod store_support;
+
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use memwire_store::protocol::VarPath;
-use memwire_store::store::{Quota, Session, Store, StoreConfig, WatchEvent};
-use memwire_store::{Error, FsyncPolicy, Role, TenantView};
+use memwire_store::store::{Quota, WatchEvent};
+use memwire_store::{Error, Role, TenantView};
+use store_support::{key, open, p};
 
 /// Long enough that only a watcher nobody woke reaches it; never a measure of speed.
 const HANG_GUARD: Duration = Duration::from_secs(30);
 
-fn open(dir: &Path, snapshot_every: u64) -> Result<(Store, Session)> {
-    let mut config = StoreConfig::new(dir);
-    config.fsync = FsyncPolicy::Never;
-    config.snapshot_every = snapshot_every;
-    let (store, _) = Store::open(config)?;
-    let admin = store.authenticate(&memwire_store::read_admin_key(dir)?)?;
-    Ok((store, admin))
-}
-
-fn p(path: &str) -> VarPath {
-    path.parse().expect("path")
-}
-
-fn key(store: &Store, admin: &Session, tenant: &str, role: Role) -> Result<Session> {
-    let (key, _) = store.create_key(admin, Some(tenant), role, None, None)?;
-    Ok(store.authenticate(&key)?)
-}
-
 #[test]
 fn only_admins_create_and_delete_and_quotas_hold() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let (store, admin) = open(tmp.path(), 100_000)?;
+    let (store, admin) = open(tmp.path())?;
     let quota = Quota {
         bytes: 1 << 20,
         variables: 2,
@@ -99,7 +82,7 @@ fn only_admins_create_and_delete_and_quotas_hold() -> Result<()> {
 #[test]
 fn a_deleted_tenant_is_gone_and_its_name_counts_on() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let (store, admin) = open(tmp.path(), 100_000)?;
+    let (store, admin) = open(tmp.path())?;
     store.set(&admin, &p("t/s/a"), b"old a", None)?;
     store.set(&admin, &p("t/s/b"), b"old b", None)?;
     store.set(&admin, &p("keep/s/v"), b"kept", None)?;
@@ -163,7 +146,7 @@ fn a_deleted_tenant_is_gone_and_its_name_counts_on() -> Result<()> {
 #[test]
 fn watchers_end_after_the_changes_before_the_delete() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let (store, admin) = open(tmp.path(), 100_000)?;
+    let (store, admin) = open(tmp.path())?;
     let store = std::sync::Arc::new(store);
     store.set(&admin, &p("t/s/a"), b"1", None)?;
     let mut unread = store.watch(&admin, &"t".parse()?, None)?;
@@ -208,7 +191,7 @@ fn watchers_end_after_the_changes_before_the_delete() -> Result<()> {
 #[test]
 fn a_watch_resumed_across_a_delete_starts_over_from_the_new_tenant() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let (store, admin) = open(tmp.path(), 100_000)?;
+    let (store, admin) = open(tmp.path())?;
     store.set(&admin, &p("t/s/old"), b"old", None)?; // 1
     store.set(&admin, &p("t/s/both"), b"old", None)?; // 2
     let mut ended = store.watch(&admin, &"t".parse()?, None)?;
@@ -269,7 +252,7 @@ fn deletes_survive_a_restart_with_and_without_a_snapshot() -> Result<()> {
     for snapshot in [false, true] {
         let tmp = tempfile::tempdir()?;
         {
-            let (store, admin) = open(tmp.path(), 100_000)?;
+            let (store, admin) = open(tmp.path())?;
             store.set(&admin, &p("gone/s/v"), b"1", None)?;
             store.set(&admin, &p("gone/s/v"), b"2", None)?;
             store.set(&admin, &p("back/s/v"), b"1", None)?;
@@ -289,7 +272,7 @@ fn deletes_survive_a_restart_with_and_without_a_snapshot() -> Result<()> {
             }
             // No close: whatever was logged is what a killed server leaves.
         }
-        let (store, admin) = open(tmp.path(), 100_000)?;
+        let (store, admin) = open(tmp.path())?;
         ensure!(
             matches!(store.get(&admin, &p("gone/s/v")), Err(Error::NotFound(_))),
             "snapshot {snapshot}: the deleted tenant came back"
