@@ -414,7 +414,8 @@ impl Local {
 
     /// The variable at `path` (`None` if it does not exist): from the mapping when the key
     /// may map the tenant, else from the server. [`Error::ServerGone`] while the server is
-    /// down.
+    /// down; [`Error::NotFound`] if the tenant does not exist, or was deleted (its retired
+    /// mapping is not read after the delete).
     pub fn get(&self, path: &VarPath) -> Result<Option<Stored>> {
         let (service, variable) = (path.service.as_str(), path.variable.as_str());
         let read = mapped(&self.inner, path.tenant.as_str(), &mut None, |view| {
