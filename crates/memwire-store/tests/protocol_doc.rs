@@ -82,6 +82,7 @@ fn every_message_in_the_document_decodes_and_round_trips() -> anyhow::Result<()>
                     Response::Event(_) => "event".into(),
                     Response::Lagged(_) => "lagged".into(),
                     Response::Synced { .. } => "synced".into(),
+                    Response::WatchEnded { .. } => "watch_ended".into(),
                     other => panic!("line {n}: unexpected {other:?}"),
                 });
                 for format in [Format::Json, Format::MessagePack] {
@@ -108,11 +109,13 @@ fn every_message_in_the_document_decodes_and_round_trips() -> anyhow::Result<()>
         "create_key",
         "list_keys",
         "revoke_key",
+        "create_tenant",
+        "delete_tenant",
     ];
     let mut missing: Vec<String> = kinds
         .iter()
         .flat_map(|k| [format!("request {k}"), format!("ok {k}")])
-        .chain(["error", "event", "lagged", "synced"].map(String::from))
+        .chain(["error", "event", "lagged", "synced", "watch_ended"].map(String::from))
         .filter(|k| !seen.contains(k))
         .collect();
     missing.sort();
@@ -134,6 +137,8 @@ fn op(reply: &Reply) -> &'static str {
         Reply::CreateKey { .. } => "create_key",
         Reply::ListKeys { .. } => "list_keys",
         Reply::RevokeKey { .. } => "revoke_key",
+        Reply::CreateTenant => "create_tenant",
+        Reply::DeleteTenant { .. } => "delete_tenant",
         other => panic!("unexpected {other:?}"),
     }
 }

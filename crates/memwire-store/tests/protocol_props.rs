@@ -120,6 +120,15 @@ fn request() -> impl Strategy<Value = Request> {
             }),
         id.prop_map(|id| Request::ListKeys { id }),
         (id, ".{0,12}").prop_map(|(id, key_id)| Request::RevokeKey { id, key_id }),
+        (id, name(), any::<Option<u64>>(), any::<Option<u32>>()).prop_map(
+            |(id, tenant, quota_bytes, max_variables)| Request::CreateTenant {
+                id,
+                tenant,
+                quota_bytes,
+                max_variables
+            }
+        ),
+        (id, name()).prop_map(|(id, tenant)| Request::DeleteTenant { id, tenant }),
     ]
 }
 
@@ -167,6 +176,8 @@ fn reply() -> impl Strategy<Value = Reply> {
         (".{0,48}", ".{0,12}").prop_map(|(key, key_id)| Reply::CreateKey { key, key_id }),
         proptest::collection::vec(key_entry(), 0..4).prop_map(|keys| Reply::ListKeys { keys }),
         ".{0,12}".prop_map(|key_id| Reply::RevokeKey { key_id }),
+        Just(Reply::CreateTenant),
+        v.prop_map(|version| Reply::DeleteTenant { version }),
     ]
 }
 
@@ -244,6 +255,13 @@ fn response() -> impl Strategy<Value = Response> {
         ),
         (any::<u64>(), any::<u64>())
             .prop_map(|(watch_id, version)| Response::Synced { watch_id, version }),
+        (any::<u64>(), error_code(), ".{0,40}").prop_map(|(watch_id, code, message)| {
+            Response::WatchEnded {
+                watch_id,
+                code,
+                message,
+            }
+        }),
     ]
 }
 
@@ -270,6 +288,13 @@ fn json() -> impl Strategy<Value = serde_json::Value> {
         "create_key",
         "list_keys",
         "revoke_key",
+        "create_tenant",
+        "delete_tenant",
+        "quota_bytes",
+        "max_variables",
+        "watch_ended",
+        "code",
+        "message",
         "role",
         "read",
         "admin",

@@ -2,30 +2,12 @@
 
 use std::time::Duration;
 
+mod store_support;
+
 use anyhow::Result;
-use memwire_store::protocol::VarPath;
-use memwire_store::store::{Quota, Session, Store, StoreConfig};
-use memwire_store::{Error, FsyncPolicy, Role, ServicePattern, TenantView};
-
-fn open(dir: &std::path::Path) -> Result<(Store, Session)> {
-    let mut config = StoreConfig::new(dir);
-    config.fsync = FsyncPolicy::Never;
-    let (store, startup) = Store::open(config)?;
-    let key = startup
-        .admin_key
-        .unwrap_or_else(|| memwire_store::read_admin_key(dir).expect("admin.key"));
-    let admin = store.authenticate(&key)?;
-    Ok((store, admin))
-}
-
-fn p(path: &str) -> VarPath {
-    path.parse().expect("path")
-}
-
-fn key(store: &Store, admin: &Session, tenant: &str, role: Role) -> Result<Session> {
-    let (key, _) = store.create_key(admin, Some(tenant), role, None, None)?;
-    Ok(store.authenticate(&key)?)
-}
+use memwire_store::store::Quota;
+use memwire_store::{Error, Role, ServicePattern, TenantView};
+use store_support::{key, open, p};
 
 #[test]
 fn set_get_delete_and_compare_and_set() -> Result<()> {

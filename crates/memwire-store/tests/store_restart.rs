@@ -1,23 +1,12 @@
 //! Reopening a store gives back exactly what it held: values, versions, timestamps,
 //! revisions, with and without a snapshot, across several tenants.
 
+mod store_support;
+
 use anyhow::Result;
-use memwire_store::protocol::VarPath;
 use memwire_store::store::{Quota, Session, Store, StoreConfig, Stored, WatchEvent};
 use memwire_store::{FsyncPolicy, Role};
-
-fn open(dir: &std::path::Path, snapshot_every: u64) -> Result<(Store, Session)> {
-    let mut config = StoreConfig::new(dir);
-    config.fsync = FsyncPolicy::Never;
-    config.snapshot_every = snapshot_every;
-    let (store, _) = Store::open(config)?;
-    let admin = store.authenticate(&memwire_store::read_admin_key(dir)?)?;
-    Ok((store, admin))
-}
-
-fn p(path: &str) -> VarPath {
-    path.parse().expect("path")
-}
+use store_support::{open_with as open, p};
 
 /// Every variable with its value, and every tenant's revision.
 type Everything = (Vec<(String, Stored)>, Vec<(String, u64)>);

@@ -3,26 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Result, ensure};
-use memwire_store::FsyncPolicy;
-use memwire_store::protocol::VarPath;
-use memwire_store::segment::ChangeKind;
-use memwire_store::store::{Quota, Session, Store, StoreConfig, WatchEvent};
+mod store_support;
 
-fn open(dir: &std::path::Path) -> Result<(Store, Session)> {
-    let mut config = StoreConfig::new(dir);
-    config.fsync = FsyncPolicy::Never;
-    let (store, startup) = Store::open(config)?;
-    let admin = store.authenticate(&startup.admin_key.expect("first start"))?;
-    Ok((store, admin))
-}
+use anyhow::{Result, ensure};
+use memwire_store::segment::ChangeKind;
+use memwire_store::store::{Quota, WatchEvent};
+use store_support::{open, p};
 
 /// A change as the writer made it and a watcher saw it: version, path, value (`None`: deleted).
 type Change = (u64, String, Option<Vec<u8>>);
-
-fn p(path: &str) -> VarPath {
-    path.parse().expect("path")
-}
 
 #[test]
 fn every_change_in_order_exactly_once() -> Result<()> {

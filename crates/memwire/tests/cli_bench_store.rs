@@ -16,6 +16,7 @@ const STORE: &[(&str, &str)] = &[
     ("store", "local-set"),
     ("store", "local-set-cold"),
     ("store", "watch-wake"),
+    ("store", "watch-wake-cold"),
     ("store", "remote-get"),
     ("store", "remote-set"),
     ("store", "remote-set-16"),

@@ -9,14 +9,13 @@ mod serve_support;
 #[path = "../../memwire-shm/tests/support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 
 use anyhow::{Context, Result, bail, ensure};
 use memwire::store::protocol::VarPath;
 use memwire::store::{Error, Local, Remote, RemoteOptions};
-use serve_support::{fails, ok, serve, serve_with};
+use serve_support::{Lines, fails, ok, serve, serve_with};
 use support::{DEADLINE, Guard, trial};
 
 fn main() {
@@ -153,21 +152,7 @@ fn cli_over_remote() -> Result<()> {
             .stdout(Stdio::piped())
             .spawn()?,
     );
-    let stdout = watcher.child().stdout.take().context("no stdout")?;
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let next = || {
-        lines
-            .recv_timeout(DEADLINE)
-            .context("no line from the watcher")
-    };
+    let lines = Lines::of(&mut watcher)?;
     ensure!(ok(&data, &remote(&["set", "a/s/w", "one"]))? == "a/s/w = version 3\n");
     ensure!(ok(&data, &remote(&["set", "a/other/w", "no"]))? == "a/other/w = version 4\n");
     ensure!(ok(&data, &remote(&["set", "a/s/w", "two"]))? == "a/s/w = version 5\n");
@@ -177,7 +162,7 @@ fn cli_over_remote() -> Result<()> {
         "set a/s/w = two (version 5)",
         "delete a/s/w (version 6)",
     ] {
-        let line = next()?;
+        let line = lines.next()?;
         ensure!(line == want, "watch printed {line:?}, not {want:?}");
     }
     watcher.kill()?;

@@ -5,16 +5,18 @@
 #[path = "../../memwire-shm/tests/support/mod.rs"]
 mod support;
 
+mod serve_support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::sync::mpsc;
 
 use anyhow::{Context, Result, bail, ensure};
 use memwire_store::local::socket_path;
 use memwire_store::{LocalServer, Store, StoreConfig};
-use support::{DEADLINE, Guard, command, spawn, trial};
+use serve_support::Lines;
+use support::{Guard, command, spawn, trial};
 
 /// The store role's data directory.
 const DATA_ENV: &str = "MEMWIRE_TEST_DATA";
@@ -205,32 +207,6 @@ fn set_get_del_round_trip() -> Result<()> {
     let e = server.fails(&["get", "not/a/path/at-all"])?;
     ensure!(e.contains("invalid path"), "{e}");
     Ok(())
-}
-
-/// Lines a child writes to stdout, read on a thread so a missing line fails after
-/// [`DEADLINE`] instead of hanging the test.
-struct Lines(mpsc::Receiver<String>);
-
-impl Lines {
-    fn of(guard: &mut Guard) -> Result<Self> {
-        let stdout = guard.child().stdout.take().context("no stdout")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Self(rx))
-    }
-
-    fn next(&self) -> Result<String> {
-        self.0
-            .recv_timeout(DEADLINE)
-            .context("no line from the watcher")
-    }
 }
 
 fn watch_in_order() -> Result<()> {

@@ -32,9 +32,8 @@ use super::link::ClientLink;
 use super::reader::{mapped, through_server};
 use super::server::socket_path;
 use super::watch::LocalWatcher;
-use super::wire::{Frames, KeyInfo, LOCAL_PROTOCOL_VERSION, Reply, Request, Taken, TenantInfo};
+use super::wire::{Frames, LOCAL_PROTOCOL_VERSION, Reply, Request, Taken, TenantInfo};
 use super::wire::{decode, encode};
-use crate::auth::Role;
 use crate::error::{Error, Result};
 use crate::protocol::{Scope, VarPath};
 use crate::segment::TenantView;
@@ -60,7 +59,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// ```
 #[derive(Debug)]
 pub struct Local {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     monitor: Option<JoinHandle<()>>,
 }
 
@@ -415,7 +414,8 @@ impl Local {
 
     /// The variable at `path` (`None` if it does not exist): from the mapping when the key
     /// may map the tenant, else from the server. [`Error::ServerGone`] while the server is
-    /// down.
+    /// down; [`Error::NotFound`] if the tenant does not exist, or was deleted (its retired
+    /// mapping is not read after the delete).
     pub fn get(&self, path: &VarPath) -> Result<Option<Stored>> {
         let (service, variable) = (path.service.as_str(), path.variable.as_str());
         let read = mapped(&self.inner, path.tenant.as_str(), &mut None, |view| {
@@ -539,47 +539,6 @@ impl Local {
     pub fn stats(&self) -> Result<Vec<TenantInfo>> {
         match self.inner.call(&Request::Stats, None)? {
             (Reply::Stats(s), _) => Ok(s),
-            (other, _) => Err(unexpected(&other)),
-        }
-    }
-
-    /// Makes an API key (admin keys); returns the key (show it once) and its id.
-    pub fn create_key(
-        &self,
-        tenant: Option<&str>,
-        role: Role,
-        services: Option<&str>,
-        label: Option<&str>,
-    ) -> Result<(String, String)> {
-        match self.inner.call(
-            &Request::CreateKey {
-                tenant: tenant.map(str::to_owned),
-                role,
-                services: services.map(str::to_owned),
-                label: label.map(str::to_owned),
-            },
-            None,
-        )? {
-            (Reply::KeyCreated { key, id }, _) => Ok((key, id)),
-            (other, _) => Err(unexpected(&other)),
-        }
-    }
-
-    /// The keys an admin key may see.
-    pub fn list_keys(&self) -> Result<Vec<KeyInfo>> {
-        match self.inner.call(&Request::ListKeys, None)? {
-            (Reply::Keys(k), _) => Ok(k),
-            (other, _) => Err(unexpected(&other)),
-        }
-    }
-
-    /// Revokes the key `id`.
-    pub fn revoke_key(&self, id: &str) -> Result<()> {
-        match self
-            .inner
-            .call(&Request::RevokeKey { id: id.to_owned() }, None)?
-        {
-            (Reply::Revoked { .. }, _) => Ok(()),
             (other, _) => Err(unexpected(&other)),
         }
     }

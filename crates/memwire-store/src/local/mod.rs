@@ -6,7 +6,7 @@
 //!    │  auth · map · wake · unwake (and anything else until the link is up)
 //!    │◀── map: the tenant's sealed memfd (read-only: no writable mmap, no write(2))
 //!    ├──memwire-transport link (one per writing client)──▶ link thread ──▶ Store
-//!    │  set · delete · set_many · get (keys that may not map) · list · stats · keys
+//!    │  set · delete · set_many · get (keys that may not map) · list · stats · keys · tenants
 //!    ├─ get: straight from the mapping (TenantView, sequence locks), no syscall
 //!    └─ watch: the mapping's change ring; sleeps on an eventfd the server rings after writes
 //! ```
@@ -18,6 +18,7 @@
 //! | `server` | [`LocalServer`]: one task per connection, requests checked by the [`Store`](crate::Store) |
 //! | `link` | the shared-memory request path: the server's transport host and a client's link |
 //! | `client` | [`Local`]: reads from the mapping, writes over its link, reconnects by itself |
+//! | `admin` | [`Local`]'s admin requests: API keys, tenants created and deleted |
 //! | `reader` | [`Reader`]: one tenant's mapped reads for a hot loop; the read `Local::get` shares |
 //! | `watch` | [`LocalWatcher`]: the change ring, in order, each change once, `Lagged` when it wrapped |
 //!
@@ -28,6 +29,7 @@
 //! `local-set`: 31.6 µs on the socket, 3.1 µs on the link). The requests and answers are the
 //! same messages on both, checked by the same code.
 
+mod admin;
 mod audit;
 mod client;
 mod link;

@@ -4,7 +4,8 @@
 //! A mapped read is valid only for the connection it was mapped on and until the tenant moves
 //! to a fresh segment. [`mapped`] checks both around every read: the client state before and
 //! after (a death or reconnect between them throws the read away) and the segment's retired
-//! flag (a retired mapping is forgotten and the tenant mapped again).
+//! flag (a retired mapping is forgotten and the tenant mapped again; a deleted tenant is not
+//! found then).
 //!
 //! [`Local::get`] looks its mapping up in the client's table on every call (a lock, a hash, a
 //! reference count); a `Reader` keeps the mapping of the connection it last saw and looks it
@@ -72,7 +73,9 @@ pub(super) fn through_server(inner: &Inner, path: String) -> Result<Option<Store
 /// Reads one tenant's variables for a hot loop: from the mapping when the key may map the
 /// tenant (a key limited to some services reads through the server), copying into a buffer
 /// the caller reuses. Same guarantees as [`Local::get`]: [`Error::ServerGone`] while the
-/// server is down, never a stale value of a dead server or a retired segment.
+/// server is down, never a stale value of a dead server or a retired segment, and
+/// `NotFound` once its tenant was deleted (until a tenant of that name is created again,
+/// which it then reads).
 ///
 /// Made by [`Local::reader`]; it keeps the client alive. `Send`, not `Sync`: one per thread.
 ///

@@ -478,6 +478,18 @@ impl Conn {
             Request::RevokeKey { id } => Reply::Revoked {
                 id: store.revoke_key(&s, &id)?.id,
             },
+            Request::CreateTenant {
+                tenant,
+                quota_bytes,
+                max_variables,
+            } => {
+                let quota = store.quota_or_default(quota_bytes, max_variables);
+                store.create_tenant(&s, name("tenant", &tenant)?, Some(quota))?;
+                Reply::TenantCreated
+            }
+            Request::DeleteTenant { tenant } => Reply::TenantDeleted {
+                version: store.delete_tenant(&s, name("tenant", &tenant)?)?,
+            },
         };
         Ok((reply, None))
     }

@@ -11,14 +11,23 @@
 //! it found nothing (a ring after the poll leaves the counter set, so the sleep returns at
 //! once). With [`LocalWatcher::set_spin`], the blocking [`LocalWatcher::next`] first polls the
 //! ring for that long: a change that lands meanwhile costs the watcher no wake-up (a thread
-//! wake-up takes tens of µs on a virtual machine), at the price of a busy CPU while it spins. The monitor of the [`Local`](super::Local) rings it too when the server dies or
-//! comes back, so a sleeping watcher returns [`Error::ServerGone`] and later resumes.
+//! wake-up takes tens of µs on a virtual machine), at the price of a busy CPU while it spins.
+//! The monitor of the [`Local`](super::Local) rings it too when the server dies or comes back,
+//! so a sleeping watcher returns [`Error::ServerGone`] and later resumes.
 //!
 //! Falling behind: when the ring no longer holds the next change (it wrapped, or the server
 //! restarted with a fresh segment), the watcher yields `Lagged { missed_from, resumed_at }`,
 //! every current value in the scope (`Current`), `Synced { version: resumed_at }`, then the
 //! changes after `resumed_at` (a value read while writes went on may show up both as
 //! `Current` and in a later `Changed`: repeated, never missed).
+//!
+//! A deleted tenant: the server retires its segment and rings the watchers; the watcher reads
+//! the changes it had not read yet from the retired segment (the server writes no more to it),
+//! then asks for the tenant again and is told `NotFound`, and the watch is over (every later
+//! read fails with [`Error::NotFound`]). A tenant moved to a fresh segment (a revocation) is
+//! followed the same way, without a gap. If the name was created again before the watcher
+//! looked, it maps the new tenant, which starts past the old one's versions: `Lagged` and
+//! its current values.
 
 use std::collections::VecDeque;
 use std::os::fd::AsFd;
@@ -32,7 +41,7 @@ use super::wire::Reply;
 use super::wire::Request;
 use crate::error::{Error, Result};
 use crate::protocol::{Scope, VarPath};
-use crate::segment::{ChangeKind, Changes, TenantView};
+use crate::segment::{ChangeEvent, ChangeKind, Changes, TenantView};
 use crate::store::WatchEvent;
 
 /// A local client's watch: the changes of a tenant's change ring, read from the mapping in
@@ -56,6 +65,8 @@ pub struct LocalWatcher {
     spin: Duration,
     /// Sleeps on the eventfd so far.
     sleeps: u64,
+    /// The tenant was deleted: the watch is over.
+    ended: bool,
 }
 
 impl LocalWatcher {
@@ -80,6 +91,7 @@ impl LocalWatcher {
             pending: VecDeque::new(),
             spin: Duration::ZERO,
             sleeps: 0,
+            ended: false,
         })
     }
 
@@ -160,54 +172,82 @@ impl LocalWatcher {
 
     /// Reads what is new in the ring into `pending`.
     fn fill(&mut self) -> Result<()> {
-        let s = self.inner.alive()?;
-        let tenant = self.scope.tenant().as_str().to_owned();
-        let view = match &self.view {
-            Some((vs, v)) if *vs == s && !v.is_retired()? => Arc::clone(v),
-            stale => {
-                if let Some((_, v)) = stale {
-                    self.inner.forget(&tenant, v);
-                }
-                let v = self
-                    .inner
-                    .view(&tenant)?
-                    .ok_or_else(|| not_mappable(&tenant))?;
-                self.view = Some((s, Arc::clone(&v)));
-                v
+        loop {
+            if self.ended {
+                return Err(deleted(self.scope.tenant().as_str()));
             }
-        };
-        match view.changes_since(self.cursor) {
-            Ok(Changes::Events(events)) => {
-                for e in events {
-                    let path = var_path(self.scope.tenant(), &e.service, &e.variable)?;
-                    if self.scope.contains(&path) {
-                        let value = match e.kind {
-                            ChangeKind::Delete => None,
-                            ChangeKind::Set => view
-                                .get(&e.service, &e.variable)?
-                                .filter(|v| v.version == e.revision)
-                                .map(|v| v.bytes),
-                        };
-                        self.pending.push_back(WatchEvent::Changed {
-                            path,
-                            kind: e.kind,
-                            value,
-                            version: e.revision,
-                            timestamp_ms: e.timestamp_ns / 1_000_000,
-                        });
-                    }
-                    self.cursor = e.revision;
+            let s = self.inner.alive()?;
+            let view = self.view(s)?;
+            match view.changes_since(self.cursor) {
+                Ok(Changes::Events(events)) => self.push_changes(&view, events)?,
+                // A retired segment's values may be the old tenant's: the tenant as it is now
+                // (moved, or deleted) tells what comes next.
+                Ok(Changes::Lagged { .. }) if view.is_retired()? => {
+                    self.inner.forget(self.scope.tenant().as_str(), &view);
+                    self.view = None;
+                    continue;
                 }
+                Ok(Changes::Lagged { missed_from, .. }) => self.resync(&view, missed_from)?,
+                // The cursor is ahead of a fresh segment's revision: start over from its values.
+                Err(Error::BadRequest(_)) => self.resync(&view, self.cursor.saturating_add(1))?,
+                Err(err) => return Err(err),
             }
-            Ok(Changes::Lagged { missed_from, .. }) => self.resync(&view, missed_from)?,
-            // The cursor is ahead of a fresh segment's revision: start over from its values.
-            Err(Error::BadRequest(_)) => self.resync(&view, self.cursor.saturating_add(1))?,
-            Err(err) => return Err(err),
+            if !self.inner.unchanged(s) {
+                // The server died or came back while we read: what was read stands (it was
+                // applied, so logged), but the next read remaps.
+                self.view = None;
+            }
+            return Ok(());
         }
-        if !self.inner.unchanged(s) {
-            // The server died or came back while we read: what was read stands (it was
-            // applied, so logged), but the next read remaps.
-            self.view = None;
+    }
+
+    /// The mapping to read in client state `s`: the one held while it is of this state and
+    /// not retired, or retired with changes the watcher has not read (the server writes no
+    /// more to it: they are read before the tenant is looked up again); else the tenant's
+    /// mapping now. A tenant gone since the watch began was deleted: the watch ends.
+    fn view(&mut self, s: u64) -> Result<Arc<TenantView>> {
+        let tenant = self.scope.tenant().as_str().to_owned();
+        if let Some((vs, v)) = &self.view
+            && *vs == s
+            && (!v.is_retired()? || v.revision()? > self.cursor)
+        {
+            return Ok(Arc::clone(v));
+        }
+        if let Some((_, v)) = self.view.take() {
+            self.inner.forget(&tenant, &v);
+        }
+        let v = match self.inner.view(&tenant) {
+            Err(Error::NotFound(_)) => {
+                self.ended = true;
+                return Err(deleted(&tenant));
+            }
+            other => other?.ok_or_else(|| not_mappable(&tenant))?,
+        };
+        self.view = Some((s, Arc::clone(&v)));
+        Ok(v)
+    }
+
+    /// Queues the changes in the scope, with their values when the mapping still holds them.
+    fn push_changes(&mut self, view: &TenantView, events: Vec<ChangeEvent>) -> Result<()> {
+        for e in events {
+            let path = var_path(self.scope.tenant(), &e.service, &e.variable)?;
+            if self.scope.contains(&path) {
+                let value = match e.kind {
+                    ChangeKind::Delete => None,
+                    ChangeKind::Set => view
+                        .get(&e.service, &e.variable)?
+                        .filter(|v| v.version == e.revision)
+                        .map(|v| v.bytes),
+                };
+                self.pending.push_back(WatchEvent::Changed {
+                    path,
+                    kind: e.kind,
+                    value,
+                    version: e.revision,
+                    timestamp_ms: e.timestamp_ns / 1_000_000,
+                });
+            }
+            self.cursor = e.revision;
         }
         Ok(())
     }
@@ -267,6 +307,10 @@ fn not_mappable(tenant: &str) -> Error {
     Error::PermissionDenied(format!(
         "a local watch of tenant {tenant:?} needs a key that may map the whole tenant"
     ))
+}
+
+fn deleted(tenant: &str) -> Error {
+    Error::NotFound(format!("tenant {tenant:?} was deleted; the watch is over"))
 }
 
 fn var_path(tenant: &Name, service: &str, variable: &str) -> Result<VarPath> {

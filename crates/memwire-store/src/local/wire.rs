@@ -30,7 +30,8 @@ pub(crate) const MAX_FDS: usize = 2;
 const CHUNK: usize = 64 << 10;
 
 /// What a client asks. Paths are `TENANT/SERVICE/VARIABLE` strings and names plain strings:
-/// the server parses and checks each ([`Refusal::BadRequest`] on a bad one).
+/// the server parses and checks each ([`Refusal::BadRequest`] on a bad one). New requests go
+/// at the end: postcard names a variant by its position.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// The connection's first request: the API key and the protocol version.
@@ -114,6 +115,20 @@ pub enum Request {
         /// The key's id.
         id: String,
     },
+    /// Creates a tenant (admin keys); answered [`Reply::TenantCreated`].
+    CreateTenant {
+        /// The tenant.
+        tenant: String,
+        /// Its memory quota in bytes; `None`: the server's default.
+        quota_bytes: Option<u64>,
+        /// Its live variables at most; `None`: the server's default.
+        max_variables: Option<u32>,
+    },
+    /// Deletes a tenant and its variables (admin keys); answered [`Reply::TenantDeleted`].
+    DeleteTenant {
+        /// The tenant.
+        tenant: String,
+    },
 }
 
 impl Request {
@@ -127,7 +142,7 @@ impl Request {
     }
 }
 
-/// A successful answer.
+/// A successful answer. New answers go at the end, as requests do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
     /// The key was accepted.
@@ -182,6 +197,13 @@ pub enum Reply {
     Revoked {
         /// Its id.
         id: String,
+    },
+    /// The tenant was created.
+    TenantCreated,
+    /// The tenant was deleted.
+    TenantDeleted {
+        /// The delete's version: a tenant created again under the name starts there.
+        version: u64,
     },
 }
 
@@ -441,6 +463,30 @@ mod tests {
         assert_eq!(decode::<Request>(&body).unwrap(), Request::Stats);
         assert!(frames.try_take(50).is_none());
         assert!(frames.buf.is_empty());
+    }
+
+    #[test]
+    fn tenant_requests_round_trip_and_older_variants_keep_their_bytes() {
+        for request in [
+            Request::CreateTenant {
+                tenant: "acme".to_owned(),
+                quota_bytes: Some(1 << 20),
+                max_variables: None,
+            },
+            Request::DeleteTenant {
+                tenant: "acme".to_owned(),
+            },
+        ] {
+            let body = encode_body(&request).unwrap();
+            assert_eq!(decode::<Request>(&body).unwrap(), request);
+        }
+        for reply in [Reply::TenantCreated, Reply::TenantDeleted { version: 9 }] {
+            let body = encode_body(&Answer::Ok(reply.clone())).unwrap();
+            assert_eq!(decode::<Answer>(&body).unwrap(), Ok(reply));
+        }
+        // Appended, not inserted: a request of an older client decodes as it did.
+        assert_eq!(encode_body(&Request::Ping).unwrap(), [1]);
+        assert_eq!(encode_body(&Request::ListKeys).unwrap(), [12]);
     }
 
     #[test]

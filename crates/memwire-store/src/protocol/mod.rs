@@ -13,7 +13,7 @@
 //! | `path` | [`VarPath`] (`TENANT/SERVICE/VARIABLE`) and [`Scope`] (what a watch covers) |
 //! | `value` | [`Value`]: bytes, as `bin` or `{"text"}`/`{"base64"}`/`{"json"}` |
 //! | `request` | [`Request`], one variant per request `type` |
-//! | `response` | [`Response`]: `ok` ([`Reply`], [`ListEntry`], [`KeyEntry`]), `error` ([`ErrorCode`]), [`Event`], [`Lagged`], `synced` |
+//! | `response` | [`Response`]: `ok` ([`Reply`], [`ListEntry`], [`KeyEntry`]), `error` ([`ErrorCode`]), [`Event`], [`Lagged`], `synced`, `watch_ended` |
 //! | `codec` | [`decode_request`], [`encode_response`], [`decode_response`], [`encode_request`], [`Limits`], [`ProtocolError`] |
 //!
 //! The version is negotiated once: `auth` carries `v` ([`PROTOCOL_VERSION`]) and the server

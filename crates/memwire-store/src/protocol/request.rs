@@ -147,6 +147,29 @@ pub enum Request {
         /// The key's id, as `create_key` and `list_keys` give it.
         key_id: String,
     },
+    /// Creates an empty tenant (admin keys only); `bad_request` if it exists.
+    CreateTenant {
+        /// The request id.
+        id: u64,
+        /// The tenant.
+        #[serde(with = "path::name")]
+        tenant: Name,
+        /// Its memory quota in bytes (values and names, plus 64 per variable); absent: the
+        /// server's default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quota_bytes: Option<u64>,
+        /// Its live variables at most; absent: the server's default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_variables: Option<u32>,
+    },
+    /// Deletes a tenant and every variable in it (admin keys only); its watches end.
+    DeleteTenant {
+        /// The request id.
+        id: u64,
+        /// The tenant.
+        #[serde(with = "path::name")]
+        tenant: Name,
+    },
 }
 
 impl Request {
@@ -165,7 +188,9 @@ impl Request {
             | Self::Ping { id }
             | Self::CreateKey { id, .. }
             | Self::ListKeys { id }
-            | Self::RevokeKey { id, .. } => *id,
+            | Self::RevokeKey { id, .. }
+            | Self::CreateTenant { id, .. }
+            | Self::DeleteTenant { id, .. } => *id,
         }
     }
 
@@ -185,6 +210,8 @@ impl Request {
             Self::CreateKey { .. } => "create_key",
             Self::ListKeys { .. } => "list_keys",
             Self::RevokeKey { .. } => "revoke_key",
+            Self::CreateTenant { .. } => "create_tenant",
+            Self::DeleteTenant { .. } => "delete_tenant",
         }
     }
 

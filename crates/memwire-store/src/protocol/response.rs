@@ -1,5 +1,5 @@
 //! What a server sends: an answer to each request (`ok` or `error`, with the request's `id`)
-//! and, for watches, pushed messages (`event`, `lagged`, `synced`). A client ignores fields it
+//! and, for watches, pushed messages (`event`, `lagged`, `synced`, `watch_ended`). A client ignores fields it
 //! does not know, so a server of the same protocol version may add some.
 
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,17 @@ pub enum Response {
         /// The version the current values were taken at (`resumed_at` of the `lagged`).
         version: u64,
     },
+    /// The server ended a watch: no message of it follows. `code` and `message` say why, as
+    /// in an `error` (`not_found`: its tenant was deleted; `unauthenticated`: its key was
+    /// revoked).
+    WatchEnded {
+        /// The watch.
+        watch_id: u64,
+        /// Why, by name.
+        code: ErrorCode,
+        /// Human-readable detail.
+        message: String,
+    },
 }
 
 impl Response {
@@ -49,18 +60,32 @@ impl Response {
     /// client may be told them, else `internal` with a message that reveals no server detail.
     #[must_use]
     pub fn from_error(id: Option<u64>, error: &Error) -> Self {
-        match error.code() {
-            Some(code) => Self::Error {
-                id,
-                code: code.into(),
-                message: error.to_string(),
-            },
-            None => Self::Error {
-                id,
-                code: ErrorCode::Internal,
-                message: "the server failed; the request was not applied".to_owned(),
-            },
+        let (code, message) = told(error);
+        Self::Error { id, code, message }
+    }
+
+    /// The `watch_ended` message of watch `watch_id` for the store error that ended it, told
+    /// as [`Response::from_error`] tells one.
+    #[must_use]
+    pub fn watch_ended(watch_id: u64, error: &Error) -> Self {
+        let (code, message) = told(error);
+        Self::WatchEnded {
+            watch_id,
+            code,
+            message,
         }
+    }
+}
+
+/// What a client is told of `error`: its [`Code`] and message when it may be told them, else
+/// `internal` with a message that reveals no server detail.
+fn told(error: &Error) -> (ErrorCode, String) {
+    match error.code() {
+        Some(code) => (code.into(), error.to_string()),
+        None => (
+            ErrorCode::Internal,
+            "the server failed; the request was not applied".to_owned(),
+        ),
     }
 }
 
@@ -141,6 +166,14 @@ pub enum Reply {
     RevokeKey {
         /// The revoked key's id.
         key_id: String,
+    },
+    /// The tenant was created, empty.
+    CreateTenant,
+    /// The tenant and its variables were deleted.
+    DeleteTenant {
+        /// The delete's version (the tenant's last + 1): a tenant created again under the
+        /// name starts there, so its first write gets the next.
+        version: u64,
     },
 }
 

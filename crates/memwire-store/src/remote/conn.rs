@@ -341,6 +341,14 @@ async fn read(mut stream: SplitStream<Ws>, routes: Arc<Mutex<Routes>>) {
                     Response::Event(e) => e.watch_id,
                     Response::Lagged(l) => l.watch_id,
                     Response::Synced { watch_id, .. } => *watch_id,
+                    // The last message of its watch: nothing is routed to it after.
+                    Response::WatchEnded { watch_id, .. } => {
+                        let ended = lock(&routes).watches.remove(watch_id);
+                        if let Some(events) = ended {
+                            let _ = events.send(pushed).await;
+                        }
+                        continue;
+                    }
                     _ => continue,
                 };
                 let events = lock(&routes).watches.get(&watch_id).cloned();

@@ -105,7 +105,8 @@ struct Connection {
     /// `auth` on, and in each tenant it reads or watches, as a local client counts in each
     /// tenant it maps. Dropped with the connection.
     presence: Presence,
-    /// Pump tasks by watch id.
+    /// Pump tasks by watch id (a pump that ended by itself, after `watch_ended`, stays until
+    /// the next `watch` or its `unwatch`).
     watches: HashMap<u64, JoinHandle<()>>,
     /// The last watch id given (ids start at 1).
     last_watch: u64,
@@ -191,7 +192,7 @@ impl Connection {
                 }
             };
             if sent.is_err() {
-                // The socket failed, or a pump closed the connection.
+                // The socket failed, or the connection sent its close.
                 break;
             }
         }
@@ -240,6 +241,7 @@ impl Connection {
             Request::Watch {
                 path, from_version, ..
             } => {
+                self.watches.retain(|_, task| !task.is_finished());
                 if self.watches.len() >= self.options.max_watches {
                     return refused(&Error::BadRequest(format!(
                         "this connection has {} watches, the most it may have",
@@ -273,6 +275,11 @@ impl Connection {
                         reply: Reply::Unwatch,
                     })
                 }
+                // Given on this connection, and ended since (by the server or an `unwatch`).
+                None if (1..=self.last_watch).contains(watch_id) => Answer::Reply(Response::Ok {
+                    id,
+                    reply: Reply::Unwatch,
+                }),
                 None => refused(&Error::NotFound(format!("watch {watch_id}"))),
             },
             _ => match dispatch::dispatch(&self.store, session, &request) {
@@ -314,16 +321,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Outbox<S> {
     /// overtakes an event queued before it (after `unwatch`'s `ok` no event of that watch
     /// comes). [`Closed`] after a close frame was sent or when the socket failed.
     async fn send(&mut self, message: Option<Message>) -> Result<(), Closed> {
-        let mut closing = false;
-        while !closing {
-            let Ok(queued) = self.outgoing.try_recv() else {
-                break;
-            };
-            closing = matches!(queued, Message::Close(_));
+        // Pumps queue events and `watch_ended`, never a close.
+        while let Ok(queued) = self.outgoing.try_recv() {
             self.sink.feed(queued).await.map_err(|_| Closed)?;
         }
-        if let Some(message) = message.filter(|_| !closing) {
-            closing = matches!(message, Message::Close(_));
+        let closing = matches!(message, Some(Message::Close(_)));
+        if let Some(message) = message {
             self.sink.feed(message).await.map_err(|_| Closed)?;
         }
         self.sink.flush().await.map_err(|_| Closed)?;
@@ -332,10 +335,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Outbox<S> {
 
     /// Writes `event`, taken off the queue, and what was queued after it.
     async fn send_queued(&mut self, event: Message) -> Result<(), Closed> {
-        if matches!(event, Message::Close(_)) {
-            let _ = self.sink.send(event).await;
-            return Err(Closed);
-        }
         self.sink.feed(event).await.map_err(|_| Closed)?;
         self.send(None).await
     }

@@ -6,9 +6,10 @@ use crate::protocol::{KeyEntry, Reply, Request, Value};
 use crate::store::{Session, Store, Written};
 
 /// The answer to a `get`, `set`, `delete`, `set_many`, `list`, `ping`, `create_key`,
-/// `list_keys` or `revoke_key`. `auth`, `watch` and `unwatch` belong to the connection and
-/// never reach here. The [`Store`] checks every one against the session's key (the key
-/// requests need an admin key, as over the local socket).
+/// `list_keys`, `revoke_key`, `create_tenant` or `delete_tenant`. `auth`, `watch` and
+/// `unwatch` belong to the connection and never reach here. The [`Store`] checks every one
+/// against the session's key (the key and tenant requests need an admin key, as over the
+/// local socket).
 pub(super) fn dispatch(store: &Store, session: &Session, request: &Request) -> Result<Reply> {
     let written = |w: Written| (w.version, w.timestamp_ms);
     Ok(match request {
@@ -102,6 +103,19 @@ pub(super) fn dispatch(store: &Store, session: &Session, request: &Request) -> R
         },
         Request::RevokeKey { key_id, .. } => Reply::RevokeKey {
             key_id: store.revoke_key(session, key_id)?.id,
+        },
+        Request::CreateTenant {
+            tenant,
+            quota_bytes,
+            max_variables,
+            ..
+        } => {
+            let quota = store.quota_or_default(*quota_bytes, *max_variables);
+            store.create_tenant(session, tenant.as_str(), Some(quota))?;
+            Reply::CreateTenant
+        }
+        Request::DeleteTenant { tenant, .. } => Reply::DeleteTenant {
+            version: store.delete_tenant(session, tenant.as_str())?,
         },
         Request::Auth { .. } | Request::Watch { .. } | Request::Unwatch { .. } => {
             return Err(Error::BadRequest(format!(

@@ -14,10 +14,10 @@
 //!                                                     └ events by watch_id ─▶ RemoteWatch
 //! ```
 //!
-//! `Remote`'s variable requests are in `client`, its key requests (`create_key`,
-//! `list_keys`, `revoke_key`, admin keys only) in `keys`, its connection (URL, handshakes, the
-//! reader task) in `conn`; busy polling, both ends', in `spin`; the server answers requests in
-//! `dispatch`.
+//! `Remote`'s variable requests are in `client`, its admin requests (`create_key`,
+//! `list_keys`, `revoke_key`, `create_tenant`, `delete_tenant`, admin keys only) in `admin`,
+//! its connection (URL, handshakes, the reader task) in `conn`; busy polling, both ends', in
+//! `spin`; the server answers requests in `dispatch`.
 //!
 //! What a hostile client can do and what the server does:
 //! - never authenticate, or never finish a TLS or WebSocket handshake: closed after
@@ -31,14 +31,17 @@
 //!   the pump drops that watch's backlog and later sends `lagged`, the current values and
 //!   `synced`. The store's writer never waits for a client.
 //!
+//! A watch the server can no longer serve (its tenant was deleted, its key revoked) ends with
+//! `watch_ended`, carrying the error; the connection and its other watches go on.
+//!
 //! Memory per connection: the send queue ([`ServerOptions::send_queue`] messages), one
 //! message being read (at most twice `max_message_bytes`), and each watch's feed cursor.
 
+mod admin;
 mod client;
 mod conn;
 mod connection;
 mod dispatch;
-mod keys;
 mod pump;
 mod server;
 mod spin;

@@ -3,21 +3,19 @@
 //! lagged: the rest of what it read is dropped, and once the queue has room again it sends
 //! `lagged` (from the first change it dropped), the current values and `synced`, waiting for
 //! room for those, then carries on live. Nothing is dropped silently and the store's writer
-//! never waits for a client.
+//! never waits for a client. When the watcher fails for good (its tenant was deleted, its key
+//! revoked), the pump queues `watch_ended` with the error and stops; the connection goes on.
 
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::wire;
-use crate::protocol::{Format, encode_response};
+use crate::protocol::{Format, Response, encode_response};
 use crate::store::{WatchEvent, Watcher};
 
 /// Runs until the connection's queue closes or the watcher fails (its key was revoked, its
-/// tenant is gone): then the connection is closed with the reason, since the protocol has no
-/// message that ends a watch from the server's side.
+/// tenant was deleted): then `watch_ended` says why.
 pub(super) async fn pump(
     mut watcher: Watcher,
     watch_id: u64,
@@ -34,13 +32,11 @@ pub(super) async fn pump(
         let events = match watcher.next_batch().await {
             Ok(events) => events,
             Err(e) => {
-                tracing::debug!(watch_id, error = %e, "watch failed; closing the connection");
-                let reason = format!("watch {watch_id} ended: {e}");
-                let close = CloseFrame {
-                    code: CloseCode::Policy,
-                    reason: truncate(reason).into(),
-                };
-                let _ = queue.send(Message::Close(Some(close))).await;
+                tracing::debug!(watch_id, error = %e, "watch ended");
+                let ended = Response::watch_ended(watch_id, &e);
+                let _ = queue
+                    .send(wire::message(encode_response(&ended, format)))
+                    .await;
                 return;
             }
         };
@@ -90,17 +86,4 @@ pub(super) async fn pump(
             }
         }
     }
-}
-
-/// A close frame's reason is at most 123 bytes.
-fn truncate(mut reason: String) -> String {
-    if reason.len() > 123 {
-        let mut end = 120;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-        reason.push_str("...");
-    }
-    reason
 }

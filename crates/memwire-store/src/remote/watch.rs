@@ -10,7 +10,7 @@ use super::client::Remote;
 use super::conn::Conn;
 use super::wire;
 use crate::error::{Error, Result};
-use crate::protocol::{Response, Scope};
+use crate::protocol::{ErrorCode, Response, Scope};
 use crate::store::WatchEvent;
 
 /// The first pause between reconnection attempts; it doubles up to [`MAX_BACKOFF`].
@@ -26,6 +26,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// after the last one it yielded, so no change is missed; if those versions have left the
 /// server's window, the resumed watch starts with `Lagged`. Dropping it ends the watch on the
 /// server.
+///
+/// When the server ends the watch (`watch_ended`: its tenant was deleted, [`Error::NotFound`];
+/// its key was revoked, [`Error::Unauthenticated`]), `next` returns that error, and so does
+/// every later call.
 #[derive(Debug)]
 pub struct RemoteWatch {
     remote: Remote,
@@ -35,6 +39,8 @@ pub struct RemoteWatch {
     watch_id: u64,
     events: mpsc::Receiver<Response>,
     conn: Arc<Conn>,
+    /// Why the server ended the watch, once it did.
+    ended: Option<(ErrorCode, String)>,
 }
 
 impl RemoteWatch {
@@ -53,6 +59,7 @@ impl RemoteWatch {
             watch_id,
             events,
             conn,
+            ended: None,
         }
     }
 
@@ -74,7 +81,13 @@ impl RemoteWatch {
     /// [`Error::Unauthenticated`]) as it is.
     pub async fn next(&mut self) -> Result<WatchEvent> {
         loop {
+            if let Some((code, message)) = &self.ended {
+                return Err(wire::error_from(*code, message.clone(), None));
+            }
             match self.events.recv().await {
+                Some(Response::WatchEnded { code, message, .. }) => {
+                    self.ended = Some((code, message));
+                }
                 Some(response) => {
                     if let Some(event) = wire::watch_event(response) {
                         match &event {

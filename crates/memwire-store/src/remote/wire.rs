@@ -91,8 +91,8 @@ pub(super) fn event_response(watch_id: u64, event: WatchEvent) -> Response {
     }
 }
 
-/// The store's event for a pushed message; `None` for a message that is none (`ok`, `error`)
-/// or an `event` of kind `set`/`current` without its value.
+/// The store's event for a pushed message; `None` for a message that is none (`ok`, `error`,
+/// `watch_ended`) or an `event` of kind `set`/`current` without its value.
 pub(super) fn watch_event(response: Response) -> Option<WatchEvent> {
     Some(match response {
         Response::Event(e) => match e.kind {
@@ -122,7 +122,9 @@ pub(super) fn watch_event(response: Response) -> Option<WatchEvent> {
             resumed_at: l.resumed_at,
         },
         Response::Synced { version, .. } => WatchEvent::Synced { version },
-        Response::Ok { .. } | Response::Error { .. } => return None,
+        Response::Ok { .. } | Response::Error { .. } | Response::WatchEnded { .. } => {
+            return None;
+        }
     })
 }
 

@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `reads` | `get`, `list`, `tenant_fd`, `watch`: no write lock for `get` |
 //! | `writes` | `set`, `delete`, `set_many`: checked, logged, applied under the write lock |
-//! | `admin` | `create_tenant`, `create_key`, `revoke_key`, `list_keys`: admin keys only |
+//! | `admin` | `create_tenant`, `delete_tenant`, `create_key`, `revoke_key`, `list_keys`: admin keys only |
 
 mod admin;
 mod reads;

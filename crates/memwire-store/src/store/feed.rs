@@ -13,6 +13,9 @@
 //!
 //! Wake-ups: the writer bumps `seq` and wakes the tokio waiters ([`Notify::notify_waiters`])
 //! and, only when a blocking waiter announced itself in `sleepers`, the condition variable.
+//!
+//! A deleted tenant's feed is ended ([`Feed::end`]) and wakes its waiters a last time: a
+//! watcher still gets the changes it had not read, then [`Read::Ended`] on every read.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -48,6 +51,8 @@ struct Window {
     /// Value bytes at most (the tenant's memory quota); the newest write is kept whatever
     /// its size.
     max_bytes: usize,
+    /// Once the tenant is deleted: the version of its delete. Nothing is pushed after.
+    ended: Option<u64>,
 }
 
 /// See the [module docs](self).
@@ -69,6 +74,9 @@ pub(crate) enum Read {
     Caught(u64),
     /// The feed no longer holds the change after the cursor (or the cursor is ahead of it).
     Missed,
+    /// The tenant was deleted by the change of this version, and nothing the feed still
+    /// holds is after the cursor: the watch is over.
+    Ended(u64),
 }
 
 /// The window's data stays consistent under a panic elsewhere (each change is one push).
@@ -86,6 +94,7 @@ impl Feed {
                 bytes: 0,
                 capacity: capacity.max(1),
                 max_bytes,
+                ended: None,
             }),
             seq: AtomicU64::new(0),
             sleepers: AtomicUsize::new(0),
@@ -108,11 +117,19 @@ impl Feed {
         w.head = head;
     }
 
+    /// Ends the feed: its tenant was deleted by the change of version `revision`. Wakes the
+    /// waiters, which read what is left and then [`Read::Ended`].
+    pub(crate) fn end(&self, revision: u64) {
+        lock(&self.window).ended = Some(revision);
+        self.wake();
+    }
+
     /// Appends the changes of one write (consecutive revisions after the head) and wakes
     /// the waiters.
     pub(crate) fn push(&self, changes: impl IntoIterator<Item = FeedEntry>) {
         {
             let mut w = lock(&self.window);
+            debug_assert!(w.ended.is_none(), "a write of a deleted tenant");
             let mut added = 0;
             for entry in changes {
                 debug_assert_eq!(entry.revision, w.head + 1);
@@ -148,7 +165,14 @@ impl Feed {
         let w = lock(&self.window);
         let first = w.entries.front().map_or(w.head + 1, |e| e.revision);
         if cursor > w.head || cursor + 1 < first {
-            return Read::Missed;
+            // A deleted tenant's values cannot be read again: a watcher out of the window
+            // ends as well.
+            return w.ended.map_or(Read::Missed, Read::Ended);
+        }
+        if let Some(revision) = w.ended
+            && cursor == w.head
+        {
+            return Read::Ended(revision);
         }
         let skip = usize::try_from(cursor + 1 - first).unwrap_or(usize::MAX);
         for entry in w.entries.iter().skip(skip) {
@@ -207,7 +231,7 @@ mod tests {
         let mut seen = Vec::new();
         match feed.read_after(cursor, |e| seen.push(e.revision)) {
             Read::Caught(_) => Some(seen),
-            Read::Missed => None,
+            Read::Missed | Read::Ended(_) => None,
         }
     }
 
@@ -229,5 +253,20 @@ mod tests {
         feed.reset(20);
         assert_eq!(revisions(&feed, 20), Some(vec![]));
         assert_eq!(feed.head(), 20);
+    }
+
+    #[test]
+    fn an_ended_feed_gives_what_is_left_then_ended() {
+        let feed = Feed::new(10, 4, 100);
+        feed.push([entry(11, 1)]);
+        feed.push([entry(12, 1)]);
+        let seq = feed.seq();
+        feed.end(13);
+        assert_ne!(feed.seq(), seq, "ending wakes the waiters");
+        assert_eq!(revisions(&feed, 10), Some(vec![11, 12]));
+        assert!(matches!(feed.read_after(12, |_| {}), Read::Ended(13)));
+        // Out of the window, or ahead of it: ended too, never a resync.
+        assert!(matches!(feed.read_after(5, |_| {}), Read::Ended(13)));
+        assert!(matches!(feed.read_after(40, |_| {}), Read::Ended(13)));
     }
 }

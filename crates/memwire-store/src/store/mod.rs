@@ -31,10 +31,10 @@
 //!      log-<lsn>.bin      records from <lsn> on, one `Op` each (format: the `op` module)
 //! ```
 //!
-//! What lives where: tenants (with their quotas and segment configuration) and variables are
-//! in the log and snapshots; keys and their revocations only in `keys.json`. Epochs are not
-//! stored: every start builds fresh segments at epoch 0, and every client remaps after a
-//! restart anyway.
+//! What lives where: tenants (with their quotas and segment configuration), variables and the
+//! names of deleted tenants (with the version of their delete) are in the log and snapshots;
+//! keys and their revocations only in `keys.json`. Epochs are not stored: every start builds
+//! fresh segments at epoch 0, and every client remaps after a restart anyway.
 //!
 //! # Versions
 //!
@@ -57,6 +57,26 @@
 //! key fails (the session is checked on every request), and every tenant the key could map is
 //! moved to a fresh segment (epoch + 1, same variables, versions and revision); the old
 //! segment is retired, so a mapping of it sees no later write.
+//!
+//! # Tenants created and deleted
+//!
+//! [`Store::create_tenant`] (or a `set` with an admin key) creates a tenant;
+//! [`Store::delete_tenant`] deletes it with its variables. Both are logged (`CreateTenant`,
+//! `DeleteTenant`) before they are answered, and replayed on start; a snapshot holds the
+//! tenants alive and, for each deleted name, the version of its delete.
+//!
+//! A delete retires the tenant's segment as a revocation does, without a successor: a local
+//! client's next mapped read sees the retired flag, asks for the tenant again and gets
+//! `NotFound`, never the old values; its watchers wake and end with `NotFound`, and so do the
+//! server's own ([`Watcher`]) once they have read the changes before the delete.
+//!
+//! A deleted name may be created again: a fresh, empty tenant (default or given quota, epoch
+//! 0). Versions under a name never go back: the delete takes the version after the tenant's
+//! revision, and the tenant created again starts there, so its first write gets the next one.
+//! A watch resumed with `from_version` at or before the delete finds those versions gone
+//! (they were the old tenant's) and gets `Lagged`, then the new tenant's current values
+//! (none for a variable of the old tenant), then `Synced`: a client mirroring the tenant
+//! drops what it held, as the protocol says of `lagged`.
 
 mod api;
 mod clients;

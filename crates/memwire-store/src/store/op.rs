@@ -6,6 +6,7 @@
 //!  Op::Set          { tenant, service, variable, value, timestamp_ns }
 //!  Op::Delete       { tenant, service, variable, timestamp_ns }
 //!  Op::SetMany      { tenant, service, values: [(variable, value)], timestamp_ns }
+//!  Op::DeleteTenant { tenant, revision }
 //! ```
 //!
 //! An op holds everything its replay needs: the server's timestamp (never the replaying
@@ -39,7 +40,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Bytes<'a> {
     }
 }
 
-/// One logged write. See the [module docs](self).
+/// One logged write. See the [module docs](self). New variants go at the end: postcard
+/// names a variant by its position, so records of the older ones still decode.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Op<'a> {
     /// A tenant is created with this segment configuration (epoch 0).
@@ -74,6 +76,9 @@ pub(crate) enum Op<'a> {
         values: Vec<(&'a str, Bytes<'a>)>,
         timestamp_ns: u64,
     },
+    /// `tenant` is deleted with everything in it. `revision` is the delete's own version (the
+    /// tenant's last revision + 1): a tenant created again under the name counts on from it.
+    DeleteTenant { tenant: &'a str, revision: u64 },
 }
 
 impl<'a> Op<'a> {
@@ -83,7 +88,8 @@ impl<'a> Op<'a> {
             Self::CreateTenant { tenant, .. }
             | Self::Set { tenant, .. }
             | Self::Delete { tenant, .. }
-            | Self::SetMany { tenant, .. } => tenant,
+            | Self::SetMany { tenant, .. }
+            | Self::DeleteTenant { tenant, .. } => tenant,
         }
     }
 
@@ -150,6 +156,10 @@ mod tests {
                 values: vec![("a", Bytes(b"1")), ("b", Bytes(b""))],
                 timestamp_ns: 7,
             },
+            Op::DeleteTenant {
+                tenant: "acme",
+                revision: 8,
+            },
         ];
         let mut buf = Vec::new();
         for op in &ops {
@@ -166,5 +176,9 @@ mod tests {
         let mut longer = buf.clone();
         longer.push(0);
         assert!(Op::decode(&longer).is_err());
+        // Variants keep their positions (records logged before `DeleteTenant` existed).
+        assert_eq!(buf[1], 1, "Set is variant 1");
+        ops[4].encode_into(&mut buf).expect("encode");
+        assert_eq!(buf[1], 4, "DeleteTenant is variant 4");
     }
 }

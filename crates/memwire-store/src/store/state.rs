@@ -1,8 +1,10 @@
-//! What the store's write lock guards: the log, the keys, and every tenant. Every change of
-//! a tenant goes through [`State::write`]: check, log, apply. Start-up goes through
-//! [`State::recover`]: the snapshot, then the log's records after it.
+//! What the store's write lock guards: the log, the keys, every tenant, and the names of
+//! deleted tenants. Every change of a tenant goes through [`State::write`]: check, log,
+//! apply; tenants come and go through [`State::add_tenant`] and [`State::remove_tenant`].
+//! Start-up goes through [`State::recover`]: the snapshot, then the log's records after it.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -10,7 +12,7 @@ use std::thread::JoinHandle;
 use tracing::warn;
 
 use super::op::{Bytes, Op};
-use super::snapshot::{self, TenantState, VariableState};
+use super::snapshot::{self, Snapshot, TenantState, VariableState};
 use super::tenant::Tenant;
 use crate::auth::KeyStore;
 use crate::error::{Error, Result};
@@ -23,6 +25,9 @@ pub(crate) struct State {
     pub(crate) log: Log,
     pub(crate) keys: KeyStore,
     pub(crate) tenants: BTreeMap<String, Tenant>,
+    /// Deleted tenants not created again since → the version of their delete, where a
+    /// tenant created again under the name starts (so its versions never go back).
+    deleted: BTreeMap<String, u64>,
     /// Records appended since the last snapshot.
     since_snapshot: u64,
     /// An automatic snapshot writing its file on a thread of its own, if one is.
@@ -39,18 +44,28 @@ impl State {
             log,
             keys,
             tenants: BTreeMap::new(),
+            deleted: BTreeMap::new(),
             since_snapshot: 0,
             writing: None,
             buf: Vec::new(),
         };
         let dir = state.log.dir().to_owned();
         if let Some((lsn, bytes)) = &recovery.snapshot {
-            let tenants = snapshot::decode(bytes)
+            let saved = snapshot::decode(bytes)
                 .map_err(|what| corrupt(&dir, format!("snapshot of lsn {lsn}: {what}")))?;
-            for t in tenants {
+            for t in &saved.tenants {
                 state
-                    .restore_tenant(&t)
+                    .restore_tenant(t)
                     .map_err(|e| corrupt(&dir, format!("snapshot of lsn {lsn}: {e}")))?;
+            }
+            for &(name, revision) in &saved.deleted {
+                if state.tenants.contains_key(name) {
+                    return Err(corrupt(
+                        &dir,
+                        format!("snapshot of lsn {lsn}: tenant {name:?} is live and deleted"),
+                    ));
+                }
+                state.deleted.insert(name.to_owned(), revision);
             }
         }
         for (lsn, payload) in &recovery.records {
@@ -68,7 +83,7 @@ impl State {
         let config = TenantConfig::new(t.quota_bytes, t.max_variables)
             .max_value_len(t.max_value_len)
             .ring_slots(t.ring_slots);
-        let mut tenant = Tenant::create(t.tenant, config)?;
+        let mut tenant = Tenant::create(t.tenant, config, 0)?;
         for v in &t.variables {
             tenant
                 .writer
@@ -90,8 +105,12 @@ impl State {
     /// segment packs its blocks differently), so an op refused for want of room is applied
     /// again on a compacted copy of the tenant, where the room that sufficed before exists.
     fn replay(&mut self, op: &Op<'_>) -> Result<()> {
-        if let Op::CreateTenant { .. } = op {
-            return self.create_tenant(op);
+        match *op {
+            Op::CreateTenant { .. } => return self.create_tenant(op),
+            Op::DeleteTenant { tenant, revision } => {
+                return self.forget_tenant(tenant, revision).map(drop);
+            }
+            _ => {}
         }
         let tenant = self.tenant_mut(op.tenant())?;
         match tenant.apply(op) {
@@ -124,18 +143,19 @@ impl State {
         let config = TenantConfig::new(quota_bytes, max_variables)
             .max_value_len(max_value_len)
             .ring_slots(ring_slots);
-        self.tenants
-            .insert(tenant.to_owned(), Tenant::create(tenant, config)?);
+        let created = Tenant::create(tenant, config, self.start_of(tenant))?;
+        self.insert_tenant(tenant, created);
         Ok(())
     }
 
     /// Creates a tenant: its segment is made first (which checks the configuration), then
-    /// the creation is logged, then the tenant exists.
+    /// the creation is logged, then the tenant exists. A name deleted before starts at the
+    /// version of its delete.
     pub(crate) fn add_tenant(&mut self, name: &str, config: TenantConfig) -> Result<&Tenant> {
         if self.tenants.contains_key(name) {
             return Err(Error::BadRequest(format!("tenant {name:?} already exists")));
         }
-        let tenant = Tenant::create(name, config)?;
+        let tenant = Tenant::create(name, config, self.start_of(name))?;
         self.append(&Op::CreateTenant {
             tenant: name,
             quota_bytes: config.quota_bytes,
@@ -143,7 +163,53 @@ impl State {
             max_value_len: config.max_value_len,
             ring_slots: config.ring_slots,
         })?;
-        Ok(self.tenants.entry(name.to_owned()).or_insert(tenant))
+        Ok(self.insert_tenant(name, tenant))
+    }
+
+    /// The revision a tenant created now under `name` starts at.
+    fn start_of(&self, name: &str) -> u64 {
+        self.deleted.get(name).copied().unwrap_or(0)
+    }
+
+    fn insert_tenant(&mut self, name: &str, tenant: Tenant) -> &Tenant {
+        self.deleted.remove(name);
+        self.tenants.entry(name.to_owned()).or_insert(tenant)
+    }
+
+    /// Deletes the tenant `name` ([`Error::NotFound`] if there is none): the delete is
+    /// logged, with its version (the tenant's revision + 1), then the tenant is taken out and
+    /// the name remembered with that version. Returns the tenant, whose segment and feed the
+    /// caller retires, and the version.
+    pub(crate) fn remove_tenant(&mut self, name: &str) -> Result<(Tenant, u64)> {
+        let revision = self
+            .tenants
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("tenant {name:?}")))?
+            .writer
+            .revision()
+            .checked_add(1)
+            .ok_or_else(|| Error::BadRequest(format!("tenant {name:?} has no version left")))?;
+        self.append(&Op::DeleteTenant {
+            tenant: name,
+            revision,
+        })?;
+        Ok((self.forget_tenant(name, revision)?, revision))
+    }
+
+    /// Takes the tenant `name` out, remembering its name with `revision`, the version of its
+    /// delete (logged, or being replayed), which must be past the tenant's revision.
+    fn forget_tenant(&mut self, name: &str, revision: u64) -> Result<Tenant> {
+        let Entry::Occupied(entry) = self.tenants.entry(name.to_owned()) else {
+            return Err(Error::NotFound(format!("tenant {name:?}")));
+        };
+        let at = entry.get().writer.revision();
+        if revision <= at {
+            return Err(Error::BadRequest(format!(
+                "tenant {name:?} deleted at version {revision}, not past its revision {at}"
+            )));
+        }
+        self.deleted.insert(name.to_owned(), revision);
+        Ok(entry.remove())
     }
 
     /// The tenant `name`; [`Error::NotFound`] if there is none.
@@ -216,7 +282,7 @@ impl State {
         Ok(())
     }
 
-    /// Every tenant's state, encoded as a snapshot.
+    /// Every tenant's state and the deleted names, encoded as a snapshot.
     fn encode(&self) -> Result<Vec<u8>> {
         let mut owned = Vec::with_capacity(self.tenants.len());
         for (name, tenant) in &self.tenants {
@@ -252,7 +318,10 @@ impl State {
                     .collect(),
             })
             .collect();
-        snapshot::encode(&tenants)
+        snapshot::encode(&Snapshot {
+            tenants,
+            deleted: self.deleted.iter().map(|(n, &r)| (n.as_str(), r)).collect(),
+        })
     }
 
     /// Handles on every tenant, for the readers' map.

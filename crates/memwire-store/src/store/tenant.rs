@@ -25,11 +25,15 @@ pub(crate) struct Tenant {
 }
 
 impl Tenant {
-    /// A tenant with an empty segment made with `config`.
-    pub(crate) fn create(name: &str, config: TenantConfig) -> Result<Self> {
-        let writer = TenantWriter::create_with(name, config)?;
+    /// A tenant with an empty segment made with `config`, at `revision` (0 for a new name;
+    /// for a name deleted before, the version of its delete): its first write gets the next.
+    pub(crate) fn create(name: &str, config: TenantConfig, revision: u64) -> Result<Self> {
+        let mut writer = TenantWriter::create_with(name, config)?;
+        if revision > 0 {
+            writer.set_revision(revision)?;
+        }
         let feed = Arc::new(Feed::new(
-            0,
+            revision,
             config.ring_slots as usize,
             usize::try_from(config.quota_bytes).unwrap_or(usize::MAX),
         ));
@@ -59,7 +63,9 @@ impl Tenant {
             Op::SetMany {
                 service, values, ..
             } => self.writer.check_set_many(service, &pairs(values)),
-            Op::CreateTenant { tenant, .. } => Err(not_a_write(tenant)),
+            Op::CreateTenant { tenant, .. } | Op::DeleteTenant { tenant, .. } => {
+                Err(not_a_write(tenant))
+            }
         }
     }
 
@@ -127,7 +133,9 @@ impl Tenant {
                 );
                 Ok(last)
             }
-            Op::CreateTenant { tenant, .. } => Err(not_a_write(tenant)),
+            Op::CreateTenant { tenant, .. } | Op::DeleteTenant { tenant, .. } => {
+                Err(not_a_write(tenant))
+            }
         }
     }
 
@@ -165,6 +173,6 @@ fn pairs<'a>(values: &[(&'a str, super::op::Bytes<'a>)]) -> Vec<(&'a str, &'a [u
 
 fn not_a_write(tenant: &str) -> Error {
     Error::BadRequest(format!(
-        "creating tenant {tenant:?} is not a write of a variable"
+        "creating or deleting tenant {tenant:?} is not a write of a variable"
     ))
 }

@@ -59,6 +59,11 @@ pub enum WatchEvent {
 /// new; a watcher that stops reading costs the writer nothing. Every read checks that the
 /// session's key was not revoked.
 ///
+/// When its tenant is deleted, the watch ends: it still yields the changes before the delete
+/// it had not read, then every read fails with [`Error::NotFound`] (naming the delete's
+/// version), and a waiting read wakes up for it. A tenant created again under the name is
+/// another tenant: watch it anew.
+///
 /// ```
 /// # use memwire_store::store::{Store, StoreConfig, WatchEvent};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -152,6 +157,7 @@ impl Watcher {
         match read {
             Read::Caught(head) => self.cursor = head,
             Read::Missed => self.resync_into(None, &mut events)?,
+            Read::Ended(version) => return Err(self.deleted(version)),
         }
         Ok(events)
     }
@@ -185,6 +191,14 @@ impl Watcher {
         }
     }
 
+    /// The error every read of a watch of a deleted tenant gives.
+    fn deleted(&self, version: u64) -> Error {
+        Error::NotFound(format!(
+            "tenant {:?} was deleted (version {version}); the watch is over",
+            self.scope.tenant().as_str()
+        ))
+    }
+
     fn push_change(&self, e: &FeedEntry, events: &mut Vec<WatchEvent>) -> Result<()> {
         let path = path(self.scope.tenant(), &e.service, &e.variable)?;
         if self.scope.contains(&path) {
@@ -212,7 +226,9 @@ impl Watcher {
         let tenant = state
             .tenants
             .get(tenant_name)
-            .ok_or_else(|| Error::NotFound(format!("tenant {tenant_name:?}")))?;
+            // The name may be a tenant created again since: not this watch's.
+            .filter(|t| Arc::ptr_eq(&t.feed, &self.feed))
+            .ok_or_else(|| Error::NotFound(format!("tenant {tenant_name:?} was deleted")))?;
         let resumed_at = tenant.writer.revision();
         events.push(WatchEvent::Lagged {
             missed_from: missed_from.unwrap_or(self.cursor + 1).min(resumed_at + 1),

@@ -7,7 +7,7 @@
 //! | [`resource`] | `memwire resource create / put / cat / rm / info` |
 //! | [`call`] | `memwire call SERVICE METHOD [ARGS…]`, `memwire call SERVICE --list` |
 //! | [`serve`] | `memwire serve`: the store server (local socket, WebSocket) |
-//! | [`store`] | the store's clients: `memwire get`, `set`, `del`, `watch`, `key create / list / revoke` |
+//! | [`store`] | the store's clients: `memwire get`, `set`, `del`, `watch`, `key create / list / revoke`, `tenant create / delete` |
 //! | [`bench`] | `memwire bench transport`, `bench rpc` and `bench store` (and their hidden helpers, `memwire __bench-peer`, `__bench-rpc-peer`, `__bench-pinned`) |
 //! | [`row`] | the rows `ls`, `gc` and `info` print, as tables or JSON |
 //! | [`units`] | sizes and durations on the command line and in tables |
@@ -71,6 +71,9 @@ enum Command {
     /// Create, list and revoke the store's API keys.
     #[command(subcommand)]
     Key(store::KeyCommand),
+    /// Create and delete the store's tenants.
+    #[command(subcommand)]
+    Tenant(store::TenantCommand),
     /// Benchmarks to run on this machine: message passing between two processes.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -166,6 +169,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Del(args) => store::del(&args),
         Command::Watch(args) => store::watch(&args),
         Command::Key(cmd) => store::key(&cmd),
+        Command::Tenant(cmd) => store::tenant(&cmd),
         Command::Bench(cmd) => bench::run(&cmd),
         Command::BenchPeer(args) => bench::run_peer(&args),
         Command::BenchRpcPeer(args) => bench::run_rpc_peer(&args),

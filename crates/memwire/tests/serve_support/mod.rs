@@ -1,11 +1,9 @@
-//! `memwire serve` as a child process and `memwire` commands run against it, for the CLI's
-//! store tests. Include beside the shared `support` module:
+//! A real `memwire serve` for the CLI tests: started on a free port with its own data
+//! directory, its banner read up to `ready`; `memwire` commands run against it, each expected
+//! to succeed or to fail with one `error: ` line and exit status 1; and the lines a long-running
+//! command (`watch`) prints.
 //!
-//! ```ignore
-//! #[path = "../../memwire-shm/tests/support/mod.rs"]
-//! mod support;
-//! mod serve_support;
-//! ```
+//! A test binary that uses it declares `mod support` (memwire-shm's test plumbing) beside it.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -16,7 +14,7 @@ use std::sync::mpsc;
 
 use anyhow::{Context, Result, ensure};
 
-use crate::support::Guard;
+use crate::support::{DEADLINE, Guard};
 
 /// A running `memwire serve` and what it printed.
 pub struct Served {
@@ -28,10 +26,12 @@ pub struct Served {
     pub after: mpsc::Receiver<String>,
 }
 
+/// `memwire serve` on a free port of 127.0.0.1 with its data in `data`.
 pub fn serve(data: &Path) -> Result<Served> {
     serve_with(data, &[])
 }
 
+/// As [`serve`], with more flags (`--name`, `--tls-self-signed`).
 pub fn serve_with(data: &Path, extra: &[&str]) -> Result<Served> {
     serve_from(server_command(data, extra))
 }
@@ -97,6 +97,7 @@ pub fn memwire(data: &Path, args: &[&str]) -> Result<Output> {
         .output()?)
 }
 
+/// Runs a command that must succeed; its stdout.
 pub fn ok(data: &Path, args: &[&str]) -> Result<String> {
     let out = memwire(data, args)?;
     ensure!(
@@ -122,4 +123,32 @@ pub fn fails(data: &Path, args: &[&str]) -> Result<String> {
         "memwire {args:?}: not one error line: {err:?}"
     );
     Ok(err)
+}
+
+/// Lines a child writes to stdout, read on a thread so a missing line fails after
+/// [`DEADLINE`] instead of hanging the test.
+pub struct Lines(mpsc::Receiver<String>);
+
+impl Lines {
+    /// Takes the child's stdout (it must be piped).
+    pub fn of(guard: &mut Guard) -> Result<Self> {
+        let stdout = guard.child().stdout.take().context("no stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Self(rx))
+    }
+
+    /// The next line.
+    pub fn next(&self) -> Result<String> {
+        self.0
+            .recv_timeout(DEADLINE)
+            .context("no line from the child")
+    }
 }

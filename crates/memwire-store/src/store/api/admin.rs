@@ -1,4 +1,5 @@
-//! The admin requests: tenants and API keys (a revoked key's tenants move to fresh segments).
+//! The admin requests: tenants (created, deleted) and API keys (a revoked key's tenants move to
+//! fresh segments).
 
 use super::{Store, write};
 use crate::auth::{Action, KeyRecord, Role, ServicePattern, authorize, may_map_tenant};
@@ -9,7 +10,9 @@ use crate::store::{Quota, Session};
 
 impl Store {
     /// Creates `tenant` with `quota` (default: the configured one). Admin keys only;
-    /// [`Error::BadRequest`] if it exists.
+    /// [`Error::BadRequest`] if it exists, or for a bad name or quota (no variable, or more
+    /// memory than a segment can have). A name deleted before starts at the version of its
+    /// delete (see the [store docs](crate::store)).
     pub fn create_tenant(&self, s: &Session, tenant: &str, quota: Option<Quota>) -> Result<()> {
         let key = self.shared.check(s)?;
         authorize(key, Action::Admin, tenant, None)?;
@@ -18,7 +21,47 @@ impl Store {
             &mut state,
             tenant,
             quota.unwrap_or(self.shared.config.default_quota),
-        )
+        )?;
+        state.maybe_snapshot(self.shared.config.snapshot_every);
+        Ok(())
+    }
+
+    /// A quota of `bytes` and `variables`, the store's default for either not given (what a
+    /// client's `create_tenant` request asks for).
+    #[must_use]
+    pub fn quota_or_default(&self, bytes: Option<u64>, variables: Option<u32>) -> Quota {
+        let default = self.shared.config.default_quota;
+        Quota {
+            bytes: bytes.unwrap_or(default.bytes),
+            variables: variables.unwrap_or(default.variables),
+        }
+    }
+
+    /// Deletes `tenant` with every variable in it, and returns the version of the delete
+    /// (the tenant's revision + 1). Admin keys only (as [`Store::create_tenant`]);
+    /// [`Error::NotFound`] if there is no such tenant.
+    ///
+    /// The delete is logged before it is answered (a restart does not bring the tenant
+    /// back). Its segment is retired, as a revocation retires one: a local client that mapped
+    /// it sees the flag on its next read, and finds the tenant gone (`NotFound`) instead of
+    /// reading the old values; its watchers end ([`Watcher`](crate::Watcher) reads fail with
+    /// `NotFound`). Keys of the tenant are kept: they work again for a tenant created later
+    /// under the name, which starts empty at the version of this delete.
+    pub fn delete_tenant(&self, s: &Session, tenant: &str) -> Result<u64> {
+        let key = self.shared.check(s)?;
+        authorize(key, Action::Admin, tenant, None)?;
+        let mut state = self.shared.state()?;
+        let (mut gone, version) = state.remove_tenant(tenant)?;
+        write(&self.shared.handles).remove(tenant);
+        gone.feed.end(version);
+        // Logged and out of the state: a failure here (it cannot fail: a store to the
+        // server's own mapping) must not bring the tenant back.
+        if let Err(e) = gone.writer.retire() {
+            tracing::error!(tenant, error = %e, "retiring a deleted tenant's segment failed");
+        }
+        self.shared.wakers.ring(tenant);
+        state.maybe_snapshot(self.shared.config.snapshot_every);
+        Ok(version)
     }
 
     /// Makes a key. Admin keys only; a key for every tenant (`tenant` `None`) or for another

@@ -139,7 +139,7 @@ impl Store {
             Op::Set { timestamp_ns, .. }
             | Op::Delete { timestamp_ns, .. }
             | Op::SetMany { timestamp_ns, .. } => *timestamp_ns,
-            Op::CreateTenant { .. } => 0,
+            Op::CreateTenant { .. } | Op::DeleteTenant { .. } => 0,
         };
         Ok(Written {
             version,

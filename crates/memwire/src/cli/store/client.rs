@@ -1,4 +1,4 @@
-//! [`Target`]: where `get`, `set`, `del`, `watch` and `key` send their requests, a local server
+//! [`Target`]: where `get`, `set`, `del`, `watch`, `key` and `tenant` send their requests, a local server
 //! (`--name`) or a remote one (`--remote ws[s]://HOST:PORT`, `--ca FILE` for `wss://`), and
 //! [`Client`], the same operations over either, with the same results and errors.
 
@@ -134,6 +134,30 @@ impl Client {
             Self::Remote { runtime, remote } => runtime.block_on(remote.revoke_key(id))?,
         }
         Ok(())
+    }
+
+    /// Creates `tenant` with these quotas (`None`: the server's default).
+    pub(crate) fn create_tenant(
+        &self,
+        tenant: &str,
+        quota_bytes: Option<u64>,
+        max_variables: Option<u32>,
+    ) -> Result<()> {
+        match self {
+            Self::Local(local) => local.create_tenant(tenant, quota_bytes, max_variables)?,
+            Self::Remote { runtime, remote } => {
+                runtime.block_on(remote.create_tenant(tenant, quota_bytes, max_variables))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes `tenant`; the delete's version.
+    pub(crate) fn delete_tenant(&self, tenant: &str) -> Result<u64> {
+        Ok(match self {
+            Self::Local(local) => local.delete_tenant(tenant)?,
+            Self::Remote { runtime, remote } => runtime.block_on(remote.delete_tenant(tenant))?,
+        })
     }
 }
 

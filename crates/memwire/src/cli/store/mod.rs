@@ -1,4 +1,4 @@
-//! The store's client commands: `get`, `set`, `del`, `watch` and `key`, each a [`Local`]
+//! The store's client commands: `get`, `set`, `del`, `watch`, `key` and `tenant`, each a [`Local`]
 //! client of a running `memwire serve`, or a [`Remote`](memwire::store::Remote) one with
 //! `--remote ws[s]://HOST:PORT` (see [`client`]).
 //!
@@ -9,6 +9,7 @@
 //! | [`del`] | `memwire del T/S/V [--expect-version N] [--json]` |
 //! | [`watch`] | `memwire watch T[/S[/V]] [--from-version N] [--hex] [--json]` |
 //! | [`key`] | `memwire key create / list / revoke` (admin keys) |
+//! | [`tenant`] | `memwire tenant create T [--quota-bytes N] [--max-variables N]`, `tenant delete T` (admin keys) |
 //!
 //! Every one takes [`Server`]'s options: which server (`--name`), and the key: `--key`, else
 //! `MEMWIRE_KEY`, else the server's `admin.key` (in `--data-dir`, else
@@ -19,6 +20,7 @@ mod del;
 mod get;
 mod key;
 mod set;
+mod tenant;
 mod watch;
 
 use std::fmt::Write as _;
@@ -36,12 +38,14 @@ pub(crate) use del::Args as DelArgs;
 pub(crate) use get::Args as GetArgs;
 pub(crate) use key::Command as KeyCommand;
 pub(crate) use set::Args as SetArgs;
+pub(crate) use tenant::Command as TenantCommand;
 pub(crate) use watch::Args as WatchArgs;
 
 pub(crate) use del::run as del;
 pub(crate) use get::run as get;
 pub(crate) use key::run as key;
 pub(crate) use set::run as set;
+pub(crate) use tenant::run as tenant;
 pub(crate) use watch::run as watch;
 
 /// The environment variable that holds the key when `--key` is not given.

@@ -1,8 +1,9 @@
-//! [`Remote`]'s key requests, `create_key`, `list_keys` and `revoke_key`: the same calls as
-//! [`Local`](crate::Local)'s, with the same results. The server's [`Store`](crate::Store)
-//! checks each against the connection's key: only an admin key may make, list or revoke keys
+//! [`Remote`]'s admin requests, `create_key`, `list_keys`, `revoke_key`, `create_tenant` and
+//! `delete_tenant`: the same calls as [`Local`](crate::Local)'s, with the same results. The
+//! server's [`Store`](crate::Store) checks each against the connection's key: only an admin
+//! key may make, list or revoke keys, or create and delete tenants
 //! ([`Error::PermissionDenied`](crate::Error::PermissionDenied) for any other), and a tenant
-//! admin only keys of its tenant.
+//! admin only keys of its tenant, and its tenant.
 
 use super::client::{Remote, name, unexpected};
 use crate::auth::{Role, ServicePattern};
@@ -68,6 +69,56 @@ impl Remote {
         };
         match self.call(request, None).await? {
             Reply::RevokeKey { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+impl Remote {
+    /// Creates `tenant`, empty, with a memory quota of `quota_bytes` and at most
+    /// `max_variables` live variables (`None`: the server's default for either).
+    /// [`Error::BadRequest`](crate::Error::BadRequest) if it exists, or for a bad name or a
+    /// quota the server cannot give.
+    ///
+    /// ```no_run
+    /// # use memwire_store::remote::Remote;
+    /// # async fn run(admin: Remote) -> memwire_store::Result<()> {
+    /// admin.create_tenant("acme", Some(1 << 20), Some(100)).await?;
+    /// let deleted_at = admin.delete_tenant("acme").await?;
+    /// # let _ = deleted_at;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn create_tenant(
+        &self,
+        tenant: &str,
+        quota_bytes: Option<u64>,
+        max_variables: Option<u32>,
+    ) -> Result<()> {
+        let tenant = name(tenant)?;
+        let request = |id| Request::CreateTenant {
+            id,
+            tenant,
+            quota_bytes,
+            max_variables,
+        };
+        match self.call(request, None).await? {
+            Reply::CreateTenant => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Deletes `tenant` and every variable in it; returns the delete's version (a tenant
+    /// created again under the name starts there).
+    /// [`Error::NotFound`](crate::Error::NotFound) if there is no such tenant. Its watches,
+    /// on every connection, end with `NotFound`.
+    pub async fn delete_tenant(&self, tenant: &str) -> Result<u64> {
+        let tenant = name(tenant)?;
+        match self
+            .call(|id| Request::DeleteTenant { id, tenant }, None)
+            .await?
+        {
+            Reply::DeleteTenant { version } => Ok(version),
             other => Err(unexpected(&other)),
         }
     }
