@@ -111,6 +111,7 @@ fn every_message_in_the_document_decodes_and_round_trips() -> anyhow::Result<()>
         "revoke_key",
         "create_tenant",
         "delete_tenant",
+        "stats",
     ];
     let mut missing: Vec<String> = kinds
         .iter()
@@ -139,6 +140,7 @@ fn op(reply: &Reply) -> &'static str {
         Reply::RevokeKey { .. } => "revoke_key",
         Reply::CreateTenant => "create_tenant",
         Reply::DeleteTenant { .. } => "delete_tenant",
+        Reply::Stats { .. } => "stats",
         other => panic!("unexpected {other:?}"),
     }
 }

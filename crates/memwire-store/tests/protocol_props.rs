@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use memwire_shm::Name;
 use memwire_store::protocol::{
     ErrorCode, Event, EventKind, Format, Frame, KeyEntry, Lagged, Limits, ListEntry, Reply,
-    Request, Response, Scope, Value, VarPath, decode_request, decode_response, encode_request,
-    encode_response,
+    Request, Response, Scope, TenantInfo, Value, VarPath, decode_request, decode_response,
+    encode_request, encode_response,
 };
 use memwire_store::{Role, ServicePattern};
 use proptest::prelude::*;
@@ -129,6 +129,7 @@ fn request() -> impl Strategy<Value = Request> {
             }
         ),
         (id, name()).prop_map(|(id, tenant)| Request::DeleteTenant { id, tenant }),
+        id.prop_map(|id| Request::Stats { id }),
     ]
 }
 
@@ -178,7 +179,31 @@ fn reply() -> impl Strategy<Value = Reply> {
         ".{0,12}".prop_map(|key_id| Reply::RevokeKey { key_id }),
         Just(Reply::CreateTenant),
         v.prop_map(|version| Reply::DeleteTenant { version }),
+        proptest::collection::vec(tenant_info(), 0..3).prop_map(|tenants| Reply::Stats { tenants }),
     ]
+}
+
+fn tenant_info() -> impl Strategy<Value = TenantInfo> {
+    (
+        ".{0,12}",
+        any::<u32>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u32>(),
+    )
+        .prop_map(
+            |(tenant, variables, used_bytes, quota_bytes, revision, epoch, clients)| TenantInfo {
+                tenant,
+                variables,
+                used_bytes,
+                quota_bytes,
+                revision,
+                epoch,
+                clients,
+            },
+        )
 }
 
 fn key_entry() -> impl Strategy<Value = KeyEntry> {

@@ -1,5 +1,5 @@
 //! `memwire ls` counts a tenant's connected clients, WebSocket and local alike, against a real
-//! `memwire serve`.
+//! `memwire serve`; `memwire ls --remote` lists a server's tenants over its WebSocket.
 
 mod serve_support;
 #[path = "../../memwire-shm/tests/support/mod.rs"]
@@ -14,10 +14,13 @@ fn main() {
     support::private_runtime_dir("memwire-cli-ls-clients");
     support::main(
         |role| bail!("no roles: {role}"),
-        vec![trial(
-            "ls_counts_websocket_clients_with_local_ones",
-            ls_counts_clients,
-        )],
+        vec![
+            trial(
+                "ls_counts_websocket_clients_with_local_ones",
+                ls_counts_clients,
+            ),
+            trial("ls_remote_lists_the_tenants_a_key_sees", ls_remote),
+        ],
     )
 }
 
@@ -109,5 +112,81 @@ fn ls_counts_clients() -> Result<()> {
         Ok(counts()? == (0, 0))
     })?;
     served.guard.kill()?;
+    Ok(())
+}
+
+/// `memwire ls --remote URL`: the server (named by its URL) and the tenants the key sees, with
+/// their services, variables and quota, over the WebSocket; a tenant's key
+/// sees its own tenant only; an address nobody serves is an error.
+fn ls_remote() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let served = serve_with(
+        &data,
+        &["--name", "listed", "--default-quota-bytes", "2MiB"],
+    )?;
+    let admin = served.admin_key.clone().context("no admin key printed")?;
+    let url = served.url.as_str();
+    for (path, value) in [("a/s/v", "1"), ("b/s/v", "2"), ("b/t/w", "3")] {
+        ok(&data, &["set", path, value, "--remote", url])?;
+    }
+    let made = ok(
+        &data,
+        &[
+            "key", "create", "--tenant", "a", "--role", "read", "--remote", url,
+        ],
+    )?;
+    let a_key = made.lines().last().context("no key printed")?.to_owned();
+
+    let listed = |key: &str| -> Result<Vec<serde_json::Value>> {
+        Ok(serde_json::from_str(&ok(
+            &data,
+            &["ls", "--remote", url, "--key", key, "--json"],
+        )?)?)
+    };
+    let rows = listed(&admin)?;
+    let tenant = |rows: &[serde_json::Value], name: &str| {
+        rows.iter()
+            .find(|r| r["kind"] == "tenant" && r["name"] == name)
+            .map(|r| {
+                (
+                    r["server"].as_str().map(str::to_owned),
+                    r["services"].as_u64(),
+                    r["variables"].as_u64(),
+                    r["quota_bytes"].as_u64(),
+                )
+            })
+    };
+    let server = rows
+        .iter()
+        .find(|r| r["kind"] == "store_server")
+        .with_context(|| format!("no server row in {rows:?}"))?;
+    ensure!(
+        server["name"] == url && server["tenants"] == 2,
+        "server row {server}"
+    );
+    let at = Some(url.to_owned());
+    ensure!(tenant(&rows, "a") == Some((at.clone(), Some(1), Some(1), Some(2 << 20))));
+    ensure!(tenant(&rows, "b") == Some((at.clone(), Some(2), Some(2), Some(2 << 20))));
+    ensure!(
+        rows.len() == 3,
+        "more rows than the server and its tenants: {rows:?}"
+    );
+
+    // A key of tenant a sees a alone.
+    let rows = listed(&a_key)?;
+    ensure!(
+        tenant(&rows, "a").is_some() && tenant(&rows, "b").is_none(),
+        "{rows:?}"
+    );
+
+    // The table names the server by its URL.
+    let table = ok(&data, &["ls", "--remote", url, "--key", &admin])?;
+    ensure!(table.contains(url) && table.contains("TENANT"), "{table}");
+
+    // Nobody at the address: one error line.
+    served.guard.kill()?;
+    let err = serve_support::fails(&data, &["ls", "--remote", url, "--key", &admin])?;
+    ensure!(err.contains(url), "{err}");
     Ok(())
 }

@@ -425,29 +425,13 @@ impl Conn {
                 }
                 Reply::Unwoken
             }
-            Request::Stats => {
-                let visible: Vec<String> = store
-                    .list(&s, None, None)?
+            Request::Stats => Reply::Stats(
+                store
+                    .visible_stats(&s)?
                     .into_iter()
-                    .map(|e| e.name.as_str().to_owned())
-                    .collect();
-                Reply::Stats(
-                    store
-                        .stats()
-                        .into_iter()
-                        .filter(|t| visible.contains(&t.tenant))
-                        .map(|t| TenantInfo {
-                            clients: t.clients,
-                            tenant: t.tenant,
-                            variables: t.variables,
-                            used_bytes: t.used_bytes,
-                            quota_bytes: t.quota.bytes,
-                            revision: t.revision,
-                            epoch: t.epoch,
-                        })
-                        .collect(),
-                )
-            }
+                    .map(TenantInfo::from)
+                    .collect(),
+            ),
             Request::CreateKey {
                 tenant,
                 role,

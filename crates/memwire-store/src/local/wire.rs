@@ -231,24 +231,8 @@ pub struct Entry {
     pub len: Option<u64>,
 }
 
-/// A tenant's numbers, for `memwire ls`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TenantInfo {
-    /// The tenant.
-    pub tenant: String,
-    /// Live variables.
-    pub variables: u32,
-    /// Memory charged to its quota.
-    pub used_bytes: u64,
-    /// Its memory quota.
-    pub quota_bytes: u64,
-    /// Its revision.
-    pub revision: u64,
-    /// Its segment's epoch.
-    pub epoch: u64,
-    /// Local connections of a key of this tenant or that mapped it.
-    pub clients: u32,
-}
+/// A tenant's numbers, for `memwire ls` (the same over both endpoints).
+pub use crate::protocol::TenantInfo;
 
 /// A key's record as listed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -47,7 +47,9 @@ pub use codec::{
 };
 pub use path::{PathError, Scope, VarPath};
 pub use request::{Invalid, Request};
-pub use response::{ErrorCode, Event, EventKind, KeyEntry, Lagged, ListEntry, Reply, Response};
+pub use response::{
+    ErrorCode, Event, EventKind, KeyEntry, Lagged, ListEntry, Reply, Response, TenantInfo,
+};
 pub use value::Value;
 
 /// The protocol version this crate speaks, sent as `v` in `auth` and its answer.

@@ -170,6 +170,12 @@ pub enum Request {
         #[serde(with = "path::name")]
         tenant: Name,
     },
+    /// The numbers of the tenants the key may see (`memwire ls --remote`): variables, memory
+    /// used and quota, revision, epoch, connected clients.
+    Stats {
+        /// The request id.
+        id: u64,
+    },
 }
 
 impl Request {
@@ -191,6 +197,7 @@ impl Request {
             | Self::RevokeKey { id, .. }
             | Self::CreateTenant { id, .. }
             | Self::DeleteTenant { id, .. } => *id,
+            Self::Stats { id } => *id,
         }
     }
 
@@ -212,6 +219,7 @@ impl Request {
             Self::RevokeKey { .. } => "revoke_key",
             Self::CreateTenant { .. } => "create_tenant",
             Self::DeleteTenant { .. } => "delete_tenant",
+            Self::Stats { .. } => "stats",
         }
     }
 

@@ -169,12 +169,50 @@ pub enum Reply {
     },
     /// The tenant was created, empty.
     CreateTenant,
+    /// The numbers of the tenants the caller's key may see, by name.
+    Stats {
+        /// One entry per tenant.
+        tenants: Vec<TenantInfo>,
+    },
     /// The tenant and its variables were deleted.
     DeleteTenant {
         /// The delete's version (the tenant's last + 1): a tenant created again under the
         /// name starts there, so its first write gets the next.
         version: u64,
     },
+}
+
+/// A tenant's numbers, for `memwire ls`: the `stats` answer, over both endpoints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantInfo {
+    /// The tenant.
+    pub tenant: String,
+    /// Live variables.
+    pub variables: u32,
+    /// Memory charged to its quota.
+    pub used_bytes: u64,
+    /// Its memory quota.
+    pub quota_bytes: u64,
+    /// Its revision.
+    pub revision: u64,
+    /// Its segment's epoch.
+    pub epoch: u64,
+    /// Connections (local and WebSocket) of a key of this tenant, or that read or watched it.
+    pub clients: u32,
+}
+
+impl From<crate::store::TenantStats> for TenantInfo {
+    fn from(t: crate::store::TenantStats) -> Self {
+        Self {
+            tenant: t.tenant,
+            variables: t.variables,
+            used_bytes: t.used_bytes,
+            quota_bytes: t.quota.bytes,
+            revision: t.revision,
+            epoch: t.epoch,
+            clients: t.clients,
+        }
+    }
 }
 
 /// One line of a `list` answer.

@@ -9,7 +9,7 @@ use super::client::{Remote, name, unexpected};
 use crate::auth::{Role, ServicePattern};
 use crate::error::Result;
 use crate::local::KeyInfo;
-use crate::protocol::{KeyEntry, Reply, Request};
+use crate::protocol::{KeyEntry, Reply, Request, TenantInfo};
 
 impl Remote {
     /// Makes an API key for `tenant` (`None`: every tenant) with `role`, limited to the
@@ -119,6 +119,15 @@ impl Remote {
             .await?
         {
             Reply::DeleteTenant { version } => Ok(version),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The numbers of the tenants this key may see, as `memwire ls` shows them: its own
+    /// tenant, or every one for an admin key of all tenants.
+    pub async fn stats(&self) -> Result<Vec<TenantInfo>> {
+        match self.call(|id| Request::Stats { id }, None).await? {
+            Reply::Stats { tenants } => Ok(tenants),
             other => Err(unexpected(&other)),
         }
     }

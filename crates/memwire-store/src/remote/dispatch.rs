@@ -2,11 +2,11 @@
 //! task (the store's write lock makes it the single writer for the write's duration).
 
 use crate::error::{Error, Result};
-use crate::protocol::{KeyEntry, Reply, Request, Value};
+use crate::protocol::{KeyEntry, Reply, Request, TenantInfo, Value};
 use crate::store::{Session, Store, Written};
 
 /// The answer to a `get`, `set`, `delete`, `set_many`, `list`, `ping`, `create_key`,
-/// `list_keys`, `revoke_key`, `create_tenant` or `delete_tenant`. `auth`, `watch` and
+/// `list_keys`, `revoke_key`, `create_tenant`, `delete_tenant` or `stats`. `auth`, `watch` and
 /// `unwatch` belong to the connection and never reach here. The [`Store`] checks every one
 /// against the session's key (the key and tenant requests need an admin key, as over the
 /// local socket).
@@ -114,6 +114,13 @@ pub(super) fn dispatch(store: &Store, session: &Session, request: &Request) -> R
             store.create_tenant(session, tenant.as_str(), Some(quota))?;
             Reply::CreateTenant
         }
+        Request::Stats { .. } => Reply::Stats {
+            tenants: store
+                .visible_stats(session)?
+                .into_iter()
+                .map(TenantInfo::from)
+                .collect(),
+        },
         Request::DeleteTenant { tenant, .. } => Reply::DeleteTenant {
             version: store.delete_tenant(session, tenant.as_str())?,
         },

@@ -165,6 +165,21 @@ impl Store {
         })
     }
 
+    /// The numbers of the tenants `s`'s key may see (its own, or every one for an admin key
+    /// of all tenants), for `memwire ls` over either endpoint.
+    pub fn visible_stats(&self, s: &Session) -> Result<Vec<TenantStats>> {
+        let visible: Vec<String> = self
+            .list(s, None, None)?
+            .into_iter()
+            .map(|e| e.name.as_str().to_owned())
+            .collect();
+        Ok(self
+            .stats()
+            .into_iter()
+            .filter(|t| visible.contains(&t.tenant))
+            .collect())
+    }
+
     /// Every tenant's numbers, for `memwire ls`.
     pub fn stats(&self) -> Vec<TenantStats> {
         // Read only: numbers from a state a panic left behind are still worth showing.

@@ -1,5 +1,6 @@
 //! `memwire ls`: what memwire objects exist, who holds them, and whether `gc` may take them.
-//! The store servers and their tenants come from [`servers`].
+//! The store servers and their tenants come from [`servers`]; `--remote URL` lists one remote
+//! server's tenants instead, through its WebSocket.
 
 pub(crate) mod servers;
 
@@ -25,6 +26,39 @@ pub(crate) struct Args {
     /// data directory's `admin.key`.
     #[arg(long, value_name = "KEY")]
     key: Vec<String>,
+    /// List the tenants of the store server at this WebSocket address (`ws://HOST:PORT` or
+    /// `wss://HOST:PORT`) instead of this machine's objects; keys as for local servers.
+    #[arg(long, value_name = "URL", conflicts_with = "all_namespaces")]
+    remote: Option<String>,
+    /// For `wss://`: a PEM file of the CA certificates to trust (else the Mozilla roots).
+    #[arg(long, value_name = "FILE", requires = "remote")]
+    ca: Option<std::path::PathBuf>,
+}
+
+/// The rows of the remote store server at `url`: the server, then its tenants.
+fn remote_rows(url: &str, ca: Option<&std::path::Path>, keys: &[String]) -> Result<Vec<Row>> {
+    let server = servers::remote(url, ca, &servers::Keys::gather(keys))?;
+    let tenants: Vec<Row> = server
+        .tenants
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|t| Row::Tenant(TenantRow::new(&server.name, &t.info, t.services)))
+        .collect();
+    Ok(std::iter::once(store_server_row(&server))
+        .chain(tenants)
+        .collect())
+}
+
+/// A store server's row.
+fn store_server_row(server: &servers::Server) -> Row {
+    Row::StoreServer(StoreServerRow {
+        name: server.name.clone(),
+        pid: server.pid,
+        socket: server.socket.clone(),
+        tenants: server.tenants.as_ref().ok().map(Vec::len),
+        problem: server.tenants.as_ref().err().cloned(),
+    })
 }
 
 /// Every row `ls` shows in `scope`: resources, then the store servers and their tenants (the
@@ -46,15 +80,7 @@ fn rows(scope: &resource::Scope, keys: &[String]) -> Result<Vec<Row>> {
     Ok(resources
         .iter()
         .map(|info| Row::Resource(ResourceRow::from(info)))
-        .chain(stores.iter().map(|server| {
-            Row::StoreServer(StoreServerRow {
-                name: server.name.clone(),
-                pid: server.pid,
-                socket: server.socket.clone(),
-                tenants: server.tenants.as_ref().ok().map(Vec::len),
-                problem: server.tenants.as_ref().err().cloned(),
-            })
-        }))
+        .chain(stores.iter().map(store_server_row))
         .chain(tenants)
         .chain(
             services
@@ -76,7 +102,10 @@ fn rows(scope: &resource::Scope, keys: &[String]) -> Result<Vec<Row>> {
 }
 
 pub(crate) fn run(cx: &Globals, args: &Args) -> Result<()> {
-    let rows = rows(&cx.scope(args.all_namespaces), &args.key)?;
+    let rows = match &args.remote {
+        Some(url) => remote_rows(url, args.ca.as_deref(), &args.key)?,
+        None => rows(&cx.scope(args.all_namespaces), &args.key)?,
+    };
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &rows)?;

@@ -36,7 +36,7 @@ pub(crate) struct StoreServerRow {
     pub(crate) name: String,
     /// Its pid, when visible from here.
     pub(crate) pid: Option<u32>,
-    /// Its local socket.
+    /// Its local socket (a remote server's URL, with `ls --remote`).
     pub(crate) socket: PathBuf,
     /// How many tenants a key it accepted may see (`null` if none was accepted).
     pub(crate) tenants: Option<usize>,

@@ -12,14 +12,15 @@
 //! The keys, tried in this order until a server accepts one: each `--key`, `MEMWIRE_KEY`,
 //! then the `admin.key` of the default data directory (`MEMWIRE_DATA_DIR`, else
 //! `$XDG_STATE_HOME/memwire`). A server that accepts none is still listed, with the reason;
-//! it is never skipped in silence.
+//! it is never skipped in silence. With `--remote URL`, the one server at that WebSocket
+//! address, with the same keys, through its `stats` request.
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use memwire::store::local::TenantInfo;
-use memwire::store::{Error, Local};
+use memwire::store::{Error, Local, Remote, RemoteOptions};
 
 use crate::cli::error_chain;
 use crate::cli::store::KEY_ENV;
@@ -27,9 +28,9 @@ use crate::cli::store::KEY_ENV;
 /// A store server that answered.
 #[derive(Debug)]
 pub(super) struct Server {
-    /// Its name (`memwire serve --name`): the socket's file stem.
+    /// Its name (`memwire serve --name`): the socket's file stem (a remote one: its URL).
     pub(super) name: String,
-    /// Its socket, `<runtime>/store/<name>.sock`.
+    /// Its socket, `<runtime>/store/<name>.sock` (a remote one: its URL).
     pub(super) socket: PathBuf,
     /// Its pid; `None` when it runs in a pid namespace this process cannot see.
     pub(super) pid: Option<u32>,
@@ -113,6 +114,43 @@ pub(super) fn list(keys: &Keys) -> Result<Vec<Server>> {
     }
     servers.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(servers)
+}
+
+/// The store server at `url` (`ws://` or `wss://`, trusting `ca` when given), its tenants as
+/// the first key it accepts sees them (`stats` over the WebSocket). Unreachable: an error.
+pub(super) fn remote(url: &str, ca: Option<&Path>, keys: &Keys) -> Result<Server> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a tokio runtime")?;
+    let mut options = RemoteOptions::default();
+    options.ca_file = ca.map(Path::to_path_buf);
+    let mut tenants = Err(keys.refused());
+    for (key, _) in &keys.keys {
+        let listed = runtime.block_on(async {
+            let remote = Remote::connect(url, key, options.clone()).await?;
+            let mut listed = Vec::new();
+            for info in remote.stats().await? {
+                let services = remote.list(Some(&info.tenant), None).await?.len();
+                listed.push(Listed { info, services });
+            }
+            Ok::<_, Error>(listed)
+        });
+        match listed {
+            Ok(listed) => {
+                tenants = Ok(listed);
+                break;
+            }
+            Err(Error::Unauthenticated(_) | Error::PermissionDenied(_)) => {}
+            Err(err) => return Err(err).with_context(|| format!("listing {url}")),
+        }
+    }
+    Ok(Server {
+        name: url.to_owned(),
+        socket: PathBuf::from(url),
+        pid: None,
+        tenants,
+    })
 }
 
 /// Every `<name>.sock` in the store servers' socket folder, live or not.
