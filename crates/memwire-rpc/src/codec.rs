@@ -7,12 +7,19 @@ use serde::{Deserialize, Serialize};
 use crate::frame::Encoding;
 
 /// Encodes `value` as `encoding` says (`Raw` is not a value encoding: MessagePack is used).
+/// The capacity an encoding starts with: room for the scalars and short tuples most calls
+/// carry, in one allocation.
+const SMALL: usize = 64;
+
 pub(crate) fn encode<T: Serialize + ?Sized>(
     encoding: Encoding,
     value: &T,
 ) -> Result<Vec<u8>, String> {
     match encoding {
-        Encoding::Postcard => postcard::to_stdvec(value).map_err(|e| e.to_string()),
+        // Sized for a small value up front: growing from empty cost a reallocation or two.
+        Encoding::Postcard => {
+            postcard::to_extend(value, Vec::with_capacity(SMALL)).map_err(|e| e.to_string())
+        }
         Encoding::MessagePack | Encoding::Raw => {
             rmp_serde::to_vec_named(value).map_err(|e| e.to_string())
         }

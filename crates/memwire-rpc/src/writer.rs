@@ -69,8 +69,6 @@ impl Writer {
             fill(&mut buf[at..]);
         };
         let mut out = loop {
-            // Made before the check, so a put-back between the check and the wait is seen.
-            let back = self.back.notified();
             {
                 let mut slot = self.lock();
                 if let Some(tx) = slot.as_mut() {
@@ -90,7 +88,12 @@ impl Writer {
                     };
                 }
             }
-            back.await;
+            // Another sender has the `Tx` out. Waiting is registered before the re-check, so a
+            // put-back in between is seen by one or the other.
+            let back = self.back.notified();
+            if self.lock().is_none() {
+                back.await;
+            }
         };
         let tx = out
             .tx
