@@ -21,7 +21,7 @@ use crate::codec;
 use crate::error::{Error, Result};
 use crate::frame::{self, Encoding, Kind};
 use crate::ids::IdMap;
-use crate::service::{ANSWER_SENT, ANSWER_STREAM, CallState, Fault, Request, Service};
+use crate::service::{ANSWER_SENT, ANSWER_STREAM, BoxFuture, CallState, Fault, Request, Service};
 use crate::writer::Writer;
 
 /// The name of the built-in method that lists a service's functions.
@@ -86,6 +86,8 @@ pub async fn serve_link<S: Service>(link: Link, service: Arc<S>) -> Result<()> {
     let (tx, mut rx) = link.split();
     let writer = Arc::new(Writer::new(tx));
     let calls: Calls = Arc::default();
+    // The state of the last call answered at once, for the next call to reuse.
+    let mut spare: Option<Arc<CallState>> = None;
     let result = loop {
         let message = match rx.recv_async().await {
             Ok(m) => m,
@@ -109,7 +111,8 @@ pub async fn serve_link<S: Service>(link: Link, service: Arc<S>) -> Result<()> {
                         "call id {call_id} reused while in flight"
                     )));
                 }
-                let state = CallState::new();
+                let state = CallState::reuse(spare.take());
+                let reply_encoding = crate::service::reply_encoding(encoding);
                 let request = Request::new(
                     message,
                     call_id,
@@ -118,25 +121,33 @@ pub async fn serve_link<S: Service>(link: Link, service: Arc<S>) -> Result<()> {
                     Arc::clone(&state),
                     Arc::clone(&writer),
                 );
-                let call = run_call(
-                    Arc::clone(&service),
-                    request,
-                    Arc::clone(&state),
-                    Arc::clone(&writer),
-                    Arc::clone(&calls),
-                );
-                let mut call = Box::pin(call);
-                let done =
-                    std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx).is_ready())).await;
-                if !done {
-                    // Still running its handler (not only sending its answer): from now on a
-                    // cancel or a credit frame can reach it. Relaxed: the first poll ran on
-                    // this thread.
-                    if !state.answering.load(Ordering::Relaxed) {
-                        calls.insert(call_id, Arc::clone(&state));
-                        state.registered.store(true, Ordering::Release);
+                if request.method() == LIST_FUNCTIONS {
+                    let outcome = list_functions(&*service, reply_encoding);
+                    answer_now(&writer, &state, call_id, reply_encoding, outcome);
+                    continue;
+                }
+                let mut handler = CatchUnwind(Arc::clone(&service).call(request));
+                // The first poll, right here: most handlers complete in it.
+                let first =
+                    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut handler).poll(cx))).await;
+                match first {
+                    Poll::Ready(outcome) => {
+                        drop(handler);
+                        answer_now(&writer, &state, call_id, reply_encoding, outcome);
+                        spare = Some(state);
                     }
-                    tokio::spawn(call);
+                    Poll::Pending => {
+                        // From now on a cancel or a credit frame can reach it.
+                        calls.insert(call_id, Arc::clone(&state));
+                        tokio::spawn(finish_call(
+                            handler,
+                            state,
+                            Arc::clone(&writer),
+                            Arc::clone(&calls),
+                            call_id,
+                            reply_encoding,
+                        ));
+                    }
                 }
             }
             Kind::Cancel => {
@@ -178,60 +189,82 @@ pub async fn serve_link<S: Service>(link: Link, service: Arc<S>) -> Result<()> {
     result
 }
 
-/// One call: run the handler (unless cancelled), then answer.
-async fn run_call<S: Service>(
-    service: Arc<S>,
-    request: Request,
+/// `rpc.functions`: the service's functions, encoded.
+fn list_functions<S: Service>(service: &S, encoding: Encoding) -> Result<Vec<u8>, Fault> {
+    codec::encode(encoding, &service.functions()).map_err(|message| Fault::Remote {
+        kind: "encode".into(),
+        message,
+    })
+}
+
+/// A call whose handler did not complete in its first poll, as its own task: the rest of the
+/// handler (unless cancelled), then the answer, if a cancel did not take the call out of the
+/// pending calls meanwhile.
+async fn finish_call(
+    mut handler: CatchUnwind<BoxFuture<Result<Vec<u8>, Fault>>>,
     state: Arc<CallState>,
     writer: Arc<Writer>,
     calls: Calls,
+    call_id: u64,
+    encoding: Encoding,
 ) {
-    let call_id = request.context().call_id();
-    let encoding = crate::service::reply_encoding(request.encoding());
-    let outcome = if request.method() == LIST_FUNCTIONS {
-        let functions = service.functions();
-        codec::encode(encoding, &functions).map_err(|message| Fault::Remote {
-            kind: "encode".into(),
-            message,
-        })
-    } else {
-        let handler = CatchUnwind(service.call(request));
-        tokio::select! {
-            biased;
-            outcome = handler => outcome,
-            () = state.cancelled() => Err(Fault::Cancelled),
-        }
+    let outcome = tokio::select! {
+        biased;
+        outcome = &mut handler => outcome,
+        () = state.cancelled() => Err(Fault::Cancelled),
     };
-    // A call that completes in its first poll was never registered: no cancel can have
-    // reached it. A registered one is still wanted if no cancel took it out.
-    // Acquire: pairs with the Release store made before the call's task was spawned.
-    let still_wanted = !state.registered.load(Ordering::Acquire) || calls.remove(call_id).is_some();
-    // Relaxed: read by this link's reader after this call's first poll, on the same thread.
-    state.answering.store(true, Ordering::Relaxed);
-    if !still_wanted {
-        return;
+    if calls.remove(call_id).is_none() {
+        return; // Cancelled: the client no longer waits for it.
     }
-    let sent = match outcome {
-        Ok(_) if state.answer.load(Ordering::Relaxed) == ANSWER_SENT => Ok(()),
-        Ok(_) if state.answer.load(Ordering::Relaxed) == ANSWER_STREAM => {
-            writer
-                .send(Kind::StreamEnd, Encoding::Raw, call_id, "", &[])
-                .await
-        }
-        Ok(payload) => {
-            writer
-                .send(Kind::Response, encoding, call_id, "", &payload)
-                .await
-        }
-        Err(fault) => {
-            let record = codec::encode(Encoding::MessagePack, &fault.record()).unwrap_or_default();
-            writer
-                .send(Kind::Error, Encoding::MessagePack, call_id, "", &record)
-                .await
-        }
-    };
-    if let Err(e) = sent {
+    if let Some((kind, encoding, payload)) = answer_frame(&state, encoding, outcome)
+        && let Err(e) = writer.send(kind, encoding, call_id, "", &payload).await
+    {
         tracing::debug!(call_id, error = %e, "could not answer a call");
+    }
+}
+
+/// Answers a call that completed in its first poll: at once when the link has room (no task,
+/// no allocation but the answer's), else from a task, so the reader goes on reading.
+fn answer_now(
+    writer: &Arc<Writer>,
+    state: &CallState,
+    call_id: u64,
+    encoding: Encoding,
+    outcome: Result<Vec<u8>, Fault>,
+) {
+    let Some((kind, encoding, payload)) = answer_frame(state, encoding, outcome) else {
+        return;
+    };
+    match writer.try_send(kind, encoding, call_id, &payload) {
+        Some(Ok(())) => {}
+        Some(Err(e)) => tracing::debug!(call_id, error = %e, "could not answer a call"),
+        None => {
+            let writer = Arc::clone(writer);
+            tokio::spawn(async move {
+                if let Err(e) = writer.send(kind, encoding, call_id, "", &payload).await {
+                    tracing::debug!(call_id, error = %e, "could not answer a call");
+                }
+            });
+        }
+    }
+}
+
+/// The frame that answers a call with `outcome`: its value, the end of its stream, or its
+/// fault; `None` when the handler sent the answer itself.
+fn answer_frame(
+    state: &CallState,
+    encoding: Encoding,
+    outcome: Result<Vec<u8>, Fault>,
+) -> Option<(Kind, Encoding, Vec<u8>)> {
+    // Relaxed: set by the handler, which ran on this task before this read.
+    match (outcome, state.answer.load(Ordering::Relaxed)) {
+        (Ok(_), ANSWER_SENT) => None,
+        (Ok(_), ANSWER_STREAM) => Some((Kind::StreamEnd, Encoding::Raw, Vec::new())),
+        (Ok(payload), _) => Some((Kind::Response, encoding, payload)),
+        (Err(fault), _) => {
+            let record = codec::encode(Encoding::MessagePack, &fault.record()).unwrap_or_default();
+            Some((Kind::Error, Encoding::MessagePack, record))
+        }
     }
 }
 

@@ -151,12 +151,6 @@ where
 pub(crate) struct CallState {
     /// How the call is answered: [`ANSWER_VALUE`], [`ANSWER_STREAM`] or [`ANSWER_SENT`].
     pub(crate) answer: AtomicU8,
-    /// Set when the call did not complete in its first poll and was added to its link's
-    /// pending calls (where a cancel can reach it).
-    pub(crate) registered: AtomicBool,
-    /// Set once the handler is done and the call is sending its answer (or was dropped): it
-    /// is no longer registered, whatever happens.
-    pub(crate) answering: AtomicBool,
     cancelled: AtomicBool,
     notify: tokio::sync::Notify,
     /// Items the client can take now; closed on cancel.
@@ -167,12 +161,33 @@ impl CallState {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
             answer: AtomicU8::new(ANSWER_VALUE),
-            registered: AtomicBool::new(false),
-            answering: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
             notify: tokio::sync::Notify::new(),
             credit: tokio::sync::Semaphore::new(0),
         })
+    }
+
+    /// Takes `spare` for the next call if nobody else holds it and its call left it as new
+    /// (answered by value, not cancelled, no credit granted), else makes a new one: a call
+    /// answered at once costs no allocation for its state.
+    pub(crate) fn reuse(spare: Option<Arc<Self>>) -> Arc<Self> {
+        if let Some(mut state) = spare
+            && Arc::get_mut(&mut state).is_some()
+            && state.is_as_new()
+        {
+            return state;
+        }
+        Self::new()
+    }
+
+    /// Whether the state is as [`CallState::new`] made it.
+    fn is_as_new(&self) -> bool {
+        // Relaxed: the caller holds the only reference (`Arc::get_mut`), so every store to
+        // these words happened before, in a thread that has handed the state back.
+        self.answer.load(Ordering::Relaxed) == ANSWER_VALUE
+            && !self.cancelled.load(Ordering::Relaxed)
+            && self.credit.available_permits() == 0
+            && !self.credit.is_closed()
     }
 
     pub(crate) fn cancel(&self) {
@@ -528,6 +543,36 @@ impl std::ops::Deref for Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_state_is_reused_only_when_alone_and_as_new() {
+        let fresh = CallState::new();
+        let at = Arc::as_ptr(&fresh);
+        let reused = CallState::reuse(Some(fresh));
+        assert_eq!(Arc::as_ptr(&reused), at);
+        assert_ne!(Arc::as_ptr(&CallState::reuse(None)), at);
+
+        let held = CallState::new();
+        let other = Arc::clone(&held);
+        assert_ne!(
+            Arc::as_ptr(&CallState::reuse(Some(held))),
+            Arc::as_ptr(&other)
+        );
+
+        let changed: [fn(&CallState); 4] = [
+            CallState::cancel,
+            |s| s.grant(1),
+            |s| s.answer.store(ANSWER_STREAM, Ordering::Relaxed),
+            |s| s.answer.store(ANSWER_SENT, Ordering::Relaxed),
+        ];
+        for change in changed {
+            let state = CallState::new();
+            change(&state);
+            assert!(!state.is_as_new());
+            // Not that one (it is not as new): a new one.
+            assert!(CallState::reuse(Some(state)).is_as_new());
+        }
+    }
 
     #[test]
     fn credit_a_client_never_uses_saturates() {

@@ -64,23 +64,16 @@ impl Writer {
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<()> {
         let len = frame::encoded_len(method, payload_len);
-        let write = |buf: &mut [u8]| {
+        let mut write = Some(|buf: &mut [u8]| {
             let at = frame::encode_head(buf, kind, encoding, call_id, method);
             fill(&mut buf[at..]);
-        };
+        });
         let mut out = loop {
             {
                 let mut slot = self.lock();
                 if let Some(tx) = slot.as_mut() {
-                    if !tx.is_large(len) {
-                        match tx.try_loan(len) {
-                            Ok(mut loan) => {
-                                write(loan.as_mut_slice());
-                                return loan.commit().map_err(Error::from);
-                            }
-                            Err(memwire_transport::Error::WouldBlock) => {}
-                            Err(e) => return Err(Error::from(e)),
-                        }
+                    if let Some(done) = try_write(tx, len, &mut write) {
+                        return done;
                     }
                     break Out {
                         writer: self,
@@ -100,8 +93,32 @@ impl Writer {
             .as_mut()
             .ok_or(Error::Protocol("the link's sender is gone".into()))?;
         let mut loan = tx.loan_async(len).await.map_err(Error::from)?;
-        write(loan.as_mut_slice());
+        if let Some(write) = write.take() {
+            write(loan.as_mut_slice());
+        }
         loan.commit_async().await.map_err(Error::from)
+    }
+
+    /// Sends one frame now if the link has room for it: `Some` with how it went; `None` when
+    /// it would wait (send it with [`Writer::send`], from a task if the caller may not wait).
+    pub(crate) fn try_send(
+        &self,
+        kind: Kind,
+        encoding: Encoding,
+        call_id: u64,
+        payload: &[u8],
+    ) -> Option<Result<()>> {
+        let len = frame::encoded_len("", payload.len());
+        let mut slot = self.lock();
+        let tx = slot.as_mut()?;
+        try_write(
+            tx,
+            len,
+            &mut Some(|buf: &mut [u8]| {
+                let at = frame::encode_head(buf, kind, encoding, call_id, "");
+                buf[at..].copy_from_slice(payload);
+            }),
+        )
     }
 
     /// Sends a frame without a payload if that can be done now, without waiting: for paths
@@ -117,6 +134,28 @@ impl Writer {
         };
         frame::encode_head(loan.as_mut_slice(), kind, Encoding::Raw, call_id, "");
         loan.commit().is_ok()
+    }
+}
+
+/// Writes a `len`-byte frame with `write` (taken only then) and commits it, if `tx` has room
+/// now and the frame needs no memfd: `Some` with how it went, `None` when it would wait.
+fn try_write(
+    tx: &mut Tx,
+    len: usize,
+    write: &mut Option<impl FnOnce(&mut [u8])>,
+) -> Option<Result<()>> {
+    if tx.is_large(len) {
+        return None;
+    }
+    match tx.try_loan(len) {
+        Ok(mut loan) => {
+            if let Some(write) = write.take() {
+                write(loan.as_mut_slice());
+            }
+            Some(loan.commit().map_err(Error::from))
+        }
+        Err(memwire_transport::Error::WouldBlock) => None,
+        Err(e) => Some(Err(Error::from(e))),
     }
 }
 
