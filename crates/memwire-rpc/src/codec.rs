@@ -6,20 +6,49 @@ use serde::{Deserialize, Serialize};
 
 use crate::frame::Encoding;
 
-/// Encodes `value` as `encoding` says (`Raw` is not a value encoding: MessagePack is used).
 /// The capacity an encoding starts with: room for the scalars and short tuples most calls
 /// carry, in one allocation.
 const SMALL: usize = 64;
 
+/// Buffers kept for reuse on one thread, at most.
+const SPARES: usize = 8;
+
+thread_local! {
+    /// Buffers handed back by [`recycle`] once their bytes were sent, for the next [`encode`]
+    /// on this thread: a server answering call after call allocates none.
+    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer with room for a small value: a recycled one if this thread has one.
+fn buffer() -> Vec<u8> {
+    SPARE
+        .with(|spare| spare.borrow_mut().pop())
+        .unwrap_or_else(|| Vec::with_capacity(SMALL))
+}
+
+/// Hands back an encoding whose bytes were sent, for [`encode`] to reuse (a small one only:
+/// a large buffer is freed).
+pub(crate) fn recycle(mut buf: Vec<u8>) {
+    if buf.capacity() < SMALL || buf.capacity() > 4 * SMALL {
+        return;
+    }
+    buf.clear();
+    SPARE.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < SPARES {
+            spare.push(buf);
+        }
+    });
+}
+
+/// Encodes `value` as `encoding` says (`Raw` is not a value encoding: MessagePack is used).
 pub(crate) fn encode<T: Serialize + ?Sized>(
     encoding: Encoding,
     value: &T,
 ) -> Result<Vec<u8>, String> {
     match encoding {
         // Sized for a small value up front: growing from empty cost a reallocation or two.
-        Encoding::Postcard => {
-            postcard::to_extend(value, Vec::with_capacity(SMALL)).map_err(|e| e.to_string())
-        }
+        Encoding::Postcard => postcard::to_extend(value, buffer()).map_err(|e| e.to_string()),
         Encoding::MessagePack | Encoding::Raw => {
             rmp_serde::to_vec_named(value).map_err(|e| e.to_string())
         }

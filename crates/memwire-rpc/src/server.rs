@@ -236,8 +236,12 @@ fn answer_now(
         return;
     };
     match writer.try_send(kind, encoding, call_id, &payload) {
-        Some(Ok(())) => {}
-        Some(Err(e)) => tracing::debug!(call_id, error = %e, "could not answer a call"),
+        Some(sent) => {
+            codec::recycle(payload);
+            if let Err(e) = sent {
+                tracing::debug!(call_id, error = %e, "could not answer a call");
+            }
+        }
         None => {
             let writer = Arc::clone(writer);
             tokio::spawn(async move {
