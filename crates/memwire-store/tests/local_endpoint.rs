@@ -701,3 +701,108 @@ fn a_spinning_watcher_does_not_sleep_and_next_async_delivers_in_order() -> anyho
     assert_eq!(seen, joined(writer)?);
     Ok(())
 }
+
+/// A key limited to one service may not map its tenant, so its local watch is served by the
+/// server process: it sees the changes of its service in order, none of another service's
+/// (even a write in between), sleeps on its eventfd until a change comes, and may not watch
+/// the other service at all.
+#[test]
+fn a_service_limited_key_watches_through_the_server() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let server = Server::start(tmp.path())?;
+    let admin = Local::connect_at(&server.socket, &admin_key(tmp.path())?)?;
+    admin.set(&"acme/billing/rate".parse()?, b"0.19")?;
+    let (limited, _) = admin.create_key(Some("acme"), Role::Read, Some("billing"), None)?;
+    let limited = Local::connect_at(&server.socket, &limited)?;
+    let mut watcher = limited.watch(&"acme/billing".parse()?, None)?;
+    assert!(matches!(
+        limited.watch(&"acme/secret".parse()?, None),
+        Err(Error::PermissionDenied(_))
+    ));
+    assert!(watcher.try_next()?.is_none());
+
+    let mut written = Vec::new();
+    for (path, value) in [
+        ("acme/billing/rate", &b"0.21"[..]),
+        ("acme/secret/plan", b"hidden"),
+        ("acme/billing/rate", b"0.22"),
+    ] {
+        let w = admin.set(&path.parse()?, value)?;
+        if path.starts_with("acme/billing") {
+            written.push((path.to_owned(), w.version, value.to_vec()));
+        }
+    }
+    admin.delete(&"acme/billing/rate".parse()?, None)?;
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match watcher.next()? {
+            WatchEvent::Changed {
+                path,
+                version,
+                value,
+                ..
+            } => seen.push((path.to_string(), version, value)),
+            other => anyhow::bail!("unexpected {other:?}"),
+        }
+    }
+    let want: Vec<_> = written
+        .into_iter()
+        .map(|(p, v, value)| (p, v, Some(value)))
+        .collect();
+    assert_eq!(&seen[..2], &want[..]);
+    assert_eq!(
+        (seen[2].0.as_str(), &seen[2].2),
+        ("acme/billing/rate", &None)
+    );
+
+    // A change that comes later wakes it from its eventfd.
+    let writer = {
+        let (socket, key) = (server.socket.clone(), admin_key(tmp.path())?);
+        std::thread::spawn(move || -> anyhow::Result<u64> {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            Ok(Local::connect_at(&socket, &key)?
+                .set(&"acme/billing/late".parse()?, b"late")?
+                .version)
+        })
+    };
+    let version = match watcher.next()? {
+        WatchEvent::Changed { version, .. } => version,
+        other => anyhow::bail!("unexpected {other:?}"),
+    };
+    let written = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writer panicked"))??;
+    assert_eq!(version, written);
+
+    // The server dies: the watch says so; it comes back: the watch opens again on the new
+    // connection and goes on from the next version.
+    let mut server = server;
+    server.kill()?;
+    match watcher.next() {
+        Err(Error::ServerGone) => {}
+        Ok(event) => anyhow::bail!("an event from a dead server: {event:?}"),
+        Err(e) => return Err(e.into()),
+    }
+    let restarted = Server::start(tmp.path())?;
+    let after = Local::connect_at(&restarted.socket, &admin_key(tmp.path())?)?
+        .set(&"acme/billing/after".parse()?, b"after")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match watcher.next() {
+            Ok(WatchEvent::Changed { path, version, .. }) => {
+                assert_eq!(
+                    (path.to_string(), version),
+                    ("acme/billing/after".to_owned(), after.version)
+                );
+                break;
+            }
+            Ok(other) => anyhow::bail!("unexpected {other:?}"),
+            Err(Error::ServerGone) => {
+                anyhow::ensure!(std::time::Instant::now() < deadline, "never reconnected");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

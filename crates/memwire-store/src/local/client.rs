@@ -72,7 +72,8 @@ pub(crate) struct Inner {
     state: AtomicU64,
     /// Tenant → its mapping (`None`: the key may not map it). Emptied on reconnect.
     views: Mutex<HashMap<String, Option<Arc<TenantView>>>>,
-    /// Watch number → (tenant, its eventfd, the server's wake id).
+    /// Watch number → (tenant, its eventfd, the server's wake id); a watch through the
+    /// server has no tenant here and no wake id (`u64::MAX`).
     bells: Mutex<HashMap<u64, Bell>>,
     next_bell: AtomicU64,
     /// Rung when the `Local` is dropped: the monitor stops.
@@ -258,6 +259,15 @@ impl Inner {
         Ok(n)
     }
 
+    /// Registers `bell` to be rung when the server dies or comes back, without asking the
+    /// server to ring it (a watch through the server registers it with `watch_open`); its
+    /// number.
+    pub(crate) fn add_served_bell(&self, bell: &Arc<Doorbell>) -> u64 {
+        let n = self.next_bell.fetch_add(1, Ordering::Relaxed);
+        lock(&self.bells).insert(n, (String::new(), Arc::clone(bell), u64::MAX));
+        n
+    }
+
     fn wake(&self, tenant: &str, bell: &Doorbell) -> Result<u64> {
         match self.call(
             &Request::Wake {
@@ -272,7 +282,9 @@ impl Inner {
 
     /// Forgets watch `n` and asks the server to stop ringing it (best effort).
     pub(crate) fn remove_bell(&self, n: u64) {
-        if let Some((_, _, wake_id)) = lock(&self.bells).remove(&n) {
+        if let Some((_, _, wake_id)) = lock(&self.bells).remove(&n)
+            && wake_id != u64::MAX
+        {
             // Ignored error: a gone server rings nothing anyway.
             let _ = self.call(&Request::Unwake { wake_id }, None);
         }
@@ -347,6 +359,9 @@ impl Inner {
                 .map(|(n, (t, b, _))| (*n, t.clone(), Arc::clone(b)))
                 .collect();
             for (n, tenant, bell) in bells {
+                if tenant.is_empty() {
+                    continue; // A watch through the server: it opens again by itself.
+                }
                 let wake_id = {
                     let mut guard = lock(&self.conn);
                     let Some(conn) = guard.as_mut() else { break };

@@ -3,12 +3,15 @@
 //!
 //! ```text
 //!  Local ──Unix socket (framed postcard, SCM_RIGHTS)──▶ LocalServer ──▶ Store (auth, log, apply)
-//!    │  auth · map · wake · unwake (and anything else until the link is up)
+//!    │  auth · map · wake · unwake · watch_open/poll/close (and anything else until the link
+//!    │  is up)
 //!    │◀── map: the tenant's sealed memfd (read-only: no writable mmap, no write(2))
 //!    ├──memwire-transport link (one per writing client)──▶ link thread ──▶ Store
 //!    │  set · delete · set_many · get (keys that may not map) · list · stats · keys · tenants
 //!    ├─ get: straight from the mapping (TenantView, sequence locks), no syscall
 //!    └─ watch: the mapping's change ring; sleeps on an eventfd the server rings after writes
+//!       (a key limited to some services may not map its tenant: the server reads the ring
+//!       for it, `watch_open` then `watch_poll` when the eventfd rings)
 //! ```
 //!
 //! | module | what it holds |

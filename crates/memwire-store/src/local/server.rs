@@ -36,12 +36,12 @@ use super::audit::Audit;
 use super::link::Links;
 use super::wire::{
     Answer, Entry, Frames, KeyInfo, LOCAL_PROTOCOL_VERSION, Refusal, Reply, Request, Stamped,
-    Taken, TenantInfo, decode, encode,
+    Taken, TenantInfo, WireEvent, decode, encode,
 };
 use crate::auth::{ServicePattern, validate_name};
 use crate::error::{Error, Result};
-use crate::protocol::VarPath;
-use crate::store::{Presence, Session, Store, WakeId};
+use crate::protocol::{Scope, VarPath};
+use crate::store::{Presence, Session, Store, WakeId, Watcher};
 
 /// Eventfds one connection may register: a watcher needs one per tenant it watches.
 pub const MAX_WAKES: usize = 64;
@@ -191,11 +191,17 @@ pub(super) struct Conn {
     /// This connection's registrations, by the id its `wake` answers gave.
     wakes: HashMap<u64, WakeId>,
     next_wake: u64,
+    /// Its watches through the server (`watch_open`), with their eventfds' registrations.
+    watches: HashMap<u64, (Watcher, WakeId)>,
+    next_watch: u64,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
         for (_, id) in self.wakes.drain() {
+            self.shared.store.wakers().unregister(id);
+        }
+        for (_, (_, id)) in self.watches.drain() {
             self.shared.store.wakers().unregister(id);
         }
     }
@@ -280,6 +286,8 @@ impl Conn {
             session: None,
             wakes: HashMap::new(),
             next_wake: 0,
+            watches: HashMap::new(),
+            next_watch: 0,
             shared,
         }
     }
@@ -308,10 +316,10 @@ impl Conn {
             Ok(r) => r,
             Err(err) => return (Err(refuse(&err)), None),
         };
-        if !matches!(request, Request::Wake { .. }) && !fds.is_empty() {
+        if !request.carries_fd() && !fds.is_empty() {
             return (
                 Err(Refusal::BadRequest(
-                    "only a wake request carries an fd".to_owned(),
+                    "only a wake or watch_open request carries an fd".to_owned(),
                 )),
                 None,
             );
@@ -403,7 +411,7 @@ impl Conn {
                 let fd = fd.ok_or_else(|| {
                     Error::BadRequest("a wake request carries one eventfd".to_owned())
                 })?;
-                if self.wakes.len() >= MAX_WAKES {
+                if self.wakes.len() + self.watches.len() >= MAX_WAKES {
                     return Err(Error::BadRequest(format!(
                         "at most {MAX_WAKES} eventfds per connection"
                     )));
@@ -424,6 +432,46 @@ impl Conn {
                     store.wakers().unregister(id);
                 }
                 Reply::Unwoken
+            }
+            Request::WatchOpen {
+                scope,
+                from_version,
+            } => {
+                let scope: Scope = scope
+                    .parse()
+                    .map_err(|e| Error::BadRequest(format!("scope {scope:?}: {e}")))?;
+                let fd = fd.ok_or_else(|| {
+                    Error::BadRequest("a watch_open request carries one eventfd".to_owned())
+                })?;
+                if self.wakes.len() + self.watches.len() >= MAX_WAKES {
+                    return Err(Error::BadRequest(format!(
+                        "at most {MAX_WAKES} eventfds per connection"
+                    )));
+                }
+                // The key's own check: a key limited to some services may watch those.
+                let watcher = store.watch(&s, &scope, from_version)?;
+                let bell = Doorbell::from_fd(fd).map_err(|e| {
+                    Error::BadRequest(format!("the fd sent with watch_open is not usable: {e}"))
+                })?;
+                let watch_id = self.next_watch;
+                self.next_watch += 1;
+                let version = watcher.version();
+                let wake = store.wakers().register(scope.tenant().as_str(), bell);
+                self.watches.insert(watch_id, (watcher, wake));
+                Reply::WatchOpened { watch_id, version }
+            }
+            Request::WatchPoll { watch_id } => {
+                let (watcher, _) = self
+                    .watches
+                    .get_mut(&watch_id)
+                    .ok_or_else(|| Error::NotFound(format!("watch {watch_id}")))?;
+                Reply::Events(watcher.poll()?.into_iter().map(WireEvent::from).collect())
+            }
+            Request::WatchClose { watch_id } => {
+                if let Some((_, id)) = self.watches.remove(&watch_id) {
+                    store.wakers().unregister(id);
+                }
+                Reply::WatchClosed
             }
             Request::Stats => Reply::Stats(
                 store

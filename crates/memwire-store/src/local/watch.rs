@@ -15,6 +15,13 @@
 //! The monitor of the [`Local`](super::Local) rings it too when the server dies or comes back,
 //! so a sleeping watcher returns [`Error::ServerGone`] and later resumes.
 //!
+//! Through the server: a key limited to some services may not map its tenant (a mapping shows
+//! all of it), so its watch is the server's ([`Store::watch`](crate::Store::watch), which
+//! applies the key's limit): `watch_open` registers the eventfd and opens it, each read is a
+//! `watch_poll` on the socket, and after the server came back the watch opens again from the
+//! next version. The eventfd is rung after every write of the tenant, so such a client learns
+//! when its tenant is written (not what: the events it reads are its services' alone).
+//!
 //! Falling behind: when the ring no longer holds the next change (it wrapped, or the server
 //! restarted with a fresh segment), the watcher yields `Lagged { missed_from, resumed_at }`,
 //! every current value in the scope (`Current`), `Synced { version: resumed_at }`, then the
@@ -36,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use memwire_shm::{AsyncDoorbell, Doorbell, Name};
 
-use super::client::Inner;
+use super::client::{Inner, unexpected};
 use super::wire::Reply;
 use super::wire::Request;
 use crate::error::{Error, Result};
@@ -67,24 +74,60 @@ pub struct LocalWatcher {
     sleeps: u64,
     /// The tenant was deleted: the watch is over.
     ended: bool,
+    /// A watch through the server (its key may not map the tenant): the id `watch_open`
+    /// gave, and the client state it was opened in.
+    served: Option<(u64, u64)>,
 }
 
 impl LocalWatcher {
     pub(crate) fn new(inner: Arc<Inner>, scope: Scope, from_version: Option<u64>) -> Result<Self> {
         let s = inner.alive()?;
         let tenant = scope.tenant().as_str().to_owned();
-        let view = inner.view(&tenant)?.ok_or_else(|| not_mappable(&tenant))?;
         let bell = Arc::new(Doorbell::new()?);
+        let Some(view) = inner.view(&tenant)? else {
+            // A key limited to some services may not map the tenant: the server reads for it.
+            let (watch_id, cursor) = open_served(&inner, &scope, from_version, &bell)?;
+            let bell_id = inner.add_served_bell(&bell);
+            return Ok(Self::with(
+                inner,
+                scope,
+                cursor,
+                None,
+                bell,
+                bell_id,
+                Some((watch_id, s)),
+            ));
+        };
         let bell_id = inner.add_bell(&tenant, &bell)?;
         let cursor = match from_version {
             Some(v) => v.saturating_sub(1),
             None => view.revision()?,
         };
-        Ok(Self {
+        Ok(Self::with(
             inner,
             scope,
             cursor,
-            view: Some((s, view)),
+            Some((s, view)),
+            bell,
+            bell_id,
+            None,
+        ))
+    }
+
+    fn with(
+        inner: Arc<Inner>,
+        scope: Scope,
+        cursor: u64,
+        view: Option<(u64, Arc<TenantView>)>,
+        bell: Arc<Doorbell>,
+        bell_id: u64,
+        served: Option<(u64, u64)>,
+    ) -> Self {
+        Self {
+            inner,
+            scope,
+            cursor,
+            view,
             bell,
             async_bell: None,
             bell_id,
@@ -92,7 +135,8 @@ impl LocalWatcher {
             spin: Duration::ZERO,
             sleeps: 0,
             ended: false,
-        })
+            served,
+        }
     }
 
     /// Makes [`LocalWatcher::next`] poll the change ring for up to `spin` before it sleeps
@@ -170,8 +214,49 @@ impl LocalWatcher {
         }
     }
 
+    /// What a watch through the server saw since the last poll, into `pending`; opened again
+    /// (from the next version) on the new connection when the server came back.
+    fn fill_served(&mut self, watch_id: u64, opened_in: u64) -> Result<()> {
+        let s = self.inner.alive()?;
+        let watch_id = if s == opened_in {
+            watch_id
+        } else {
+            let from = self.cursor.saturating_add(1);
+            let (id, _) = open_served(&self.inner, &self.scope, Some(from), &self.bell)?;
+            self.served = Some((id, s));
+            id
+        };
+        let events = match self.inner.call(&Request::WatchPoll { watch_id }, None) {
+            Ok((Reply::Events(events), _)) => events,
+            Ok((other, _)) => return Err(unexpected(&other)),
+            Err(Error::NotFound(message)) => {
+                // The tenant was deleted (the server's watch says so): the watch is over.
+                self.ended = true;
+                return Err(Error::NotFound(message));
+            }
+            Err(err) => return Err(err),
+        };
+        for event in events {
+            let event = event.into_event()?;
+            match &event {
+                WatchEvent::Changed { version, .. } | WatchEvent::Synced { version } => {
+                    self.cursor = *version;
+                }
+                WatchEvent::Lagged { .. } | WatchEvent::Current { .. } => {}
+            }
+            self.pending.push_back(event);
+        }
+        Ok(())
+    }
+
     /// Reads what is new in the ring into `pending`.
     fn fill(&mut self) -> Result<()> {
+        if let Some((watch_id, opened_in)) = self.served {
+            if self.ended {
+                return Err(deleted(self.scope.tenant().as_str()));
+            }
+            return self.fill_served(watch_id, opened_in);
+        }
         loop {
             if self.ended {
                 return Err(deleted(self.scope.tenant().as_str()));
@@ -300,6 +385,30 @@ impl LocalWatcher {
 impl Drop for LocalWatcher {
     fn drop(&mut self) {
         self.inner.remove_bell(self.bell_id);
+        if let Some((watch_id, opened_in)) = self.served
+            && self.inner.unchanged(opened_in)
+        {
+            // Ignored error: a gone server keeps no watch anyway.
+            let _ = self.inner.call(&Request::WatchClose { watch_id }, None);
+        }
+    }
+}
+
+/// Opens a watch of `scope` through the server, its eventfd `bell`: the watch's id and the
+/// version its events come after.
+fn open_served(
+    inner: &Inner,
+    scope: &Scope,
+    from_version: Option<u64>,
+    bell: &Doorbell,
+) -> Result<(u64, u64)> {
+    let request = Request::WatchOpen {
+        scope: scope.to_string(),
+        from_version,
+    };
+    match inner.call(&request, Some(bell.as_fd()))? {
+        (Reply::WatchOpened { watch_id, version }, _) => Ok((watch_id, version)),
+        (other, _) => Err(unexpected(&other)),
     }
 }
 

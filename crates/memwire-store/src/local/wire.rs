@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Role;
 use crate::error::{Error, Result};
+use crate::protocol::VarPath;
+use crate::segment::ChangeKind;
+use crate::store::WatchEvent;
 
 /// The local protocol's version, sent in [`Request::Auth`].
 pub const LOCAL_PROTOCOL_VERSION: u32 = 2;
@@ -129,16 +132,47 @@ pub enum Request {
         /// The tenant.
         tenant: String,
     },
+    /// Watches `scope` through the server, for a key that may not map its tenant (one limited
+    /// to some services): the server reads the changes and gives those the key may see. The
+    /// eventfd sent with this message is rung after each write of the tenant. Answered
+    /// [`Reply::WatchOpened`].
+    WatchOpen {
+        /// `TENANT`, `TENANT/SERVICE` or `TENANT/SERVICE/VARIABLE`.
+        scope: String,
+        /// From this version on (`None`: the changes after now).
+        from_version: Option<u64>,
+    },
+    /// What a watch opened by `watch_open` saw since the last poll: [`Reply::Events`].
+    WatchPoll {
+        /// The id the `watch_open` answer gave.
+        watch_id: u64,
+    },
+    /// Ends a watch opened by `watch_open`.
+    WatchClose {
+        /// The id the `watch_open` answer gave.
+        watch_id: u64,
+    },
 }
 
 impl Request {
-    /// Whether it may travel over a link: all but the requests that pass fds (`map`, `wake`)
-    /// or name the socket's registrations (`unwake`). A link's first message is `auth`.
+    /// Whether it may travel over a link: all but the requests that pass fds (`map`, `wake`,
+    /// `watch_open`) or name the socket's registrations (`unwake`, `watch_poll`,
+    /// `watch_close`). A link's first message is `auth`.
     pub(crate) fn fits_link(&self) -> bool {
         !matches!(
             self,
-            Self::Map { .. } | Self::Wake { .. } | Self::Unwake { .. }
+            Self::Map { .. }
+                | Self::Wake { .. }
+                | Self::Unwake { .. }
+                | Self::WatchOpen { .. }
+                | Self::WatchPoll { .. }
+                | Self::WatchClose { .. }
         )
+    }
+
+    /// Whether it carries an fd: `wake` and `watch_open` do, one each.
+    pub(crate) fn carries_fd(&self) -> bool {
+        matches!(self, Self::Wake { .. } | Self::WatchOpen { .. })
     }
 }
 
@@ -205,6 +239,150 @@ pub enum Reply {
         /// The delete's version: a tenant created again under the name starts there.
         version: u64,
     },
+    /// A watch through the server is open.
+    WatchOpened {
+        /// Names it in `watch_poll` and `watch_close`.
+        watch_id: u64,
+        /// The last version it passed over: its events have higher ones.
+        version: u64,
+    },
+    /// What a watch through the server saw, in order (empty: nothing new).
+    Events(Vec<WireEvent>),
+    /// The watch is closed.
+    WatchClosed,
+}
+
+/// A [`WatchEvent`] on the wire: paths as strings, parsed again by the client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireEvent {
+    /// [`WatchEvent::Changed`].
+    Changed {
+        /// `TENANT/SERVICE/VARIABLE`.
+        path: String,
+        /// A delete (else a set).
+        deleted: bool,
+        /// The value set, if the server still held it.
+        value: Option<Vec<u8>>,
+        /// The change's version.
+        version: u64,
+        /// When it was applied (ms since the Unix epoch).
+        timestamp_ms: u64,
+    },
+    /// [`WatchEvent::Lagged`].
+    Lagged {
+        /// The first version missed.
+        missed_from: u64,
+        /// The version the current values are taken at.
+        resumed_at: u64,
+    },
+    /// [`WatchEvent::Current`].
+    Current {
+        /// `TENANT/SERVICE/VARIABLE`.
+        path: String,
+        /// Its value.
+        value: Vec<u8>,
+        /// The version that wrote it.
+        version: u64,
+        /// When it was written (ms since the Unix epoch).
+        timestamp_ms: u64,
+    },
+    /// [`WatchEvent::Synced`].
+    Synced {
+        /// The `resumed_at` of the `Lagged`.
+        version: u64,
+    },
+}
+
+impl From<WatchEvent> for WireEvent {
+    fn from(event: WatchEvent) -> Self {
+        match event {
+            WatchEvent::Changed {
+                path,
+                kind,
+                value,
+                version,
+                timestamp_ms,
+            } => Self::Changed {
+                path: path.to_string(),
+                deleted: kind == ChangeKind::Delete,
+                value,
+                version,
+                timestamp_ms,
+            },
+            WatchEvent::Lagged {
+                missed_from,
+                resumed_at,
+            } => Self::Lagged {
+                missed_from,
+                resumed_at,
+            },
+            WatchEvent::Current {
+                path,
+                value,
+                version,
+                timestamp_ms,
+            } => Self::Current {
+                path: path.to_string(),
+                value,
+                version,
+                timestamp_ms,
+            },
+            WatchEvent::Synced { version } => Self::Synced { version },
+        }
+    }
+}
+
+impl WireEvent {
+    /// The event, its path parsed (a path the server should not have sent is a protocol
+    /// error).
+    pub(crate) fn into_event(self) -> Result<WatchEvent> {
+        let parse = |path: String| {
+            path.parse::<VarPath>().map_err(|e| {
+                Error::io(
+                    "the store server",
+                    std::io::Error::other(format!("a watch event names {path:?}: {e}")),
+                )
+            })
+        };
+        Ok(match self {
+            Self::Changed {
+                path,
+                deleted,
+                value,
+                version,
+                timestamp_ms,
+            } => WatchEvent::Changed {
+                path: parse(path)?,
+                kind: if deleted {
+                    ChangeKind::Delete
+                } else {
+                    ChangeKind::Set
+                },
+                value,
+                version,
+                timestamp_ms,
+            },
+            Self::Lagged {
+                missed_from,
+                resumed_at,
+            } => WatchEvent::Lagged {
+                missed_from,
+                resumed_at,
+            },
+            Self::Current {
+                path,
+                value,
+                version,
+                timestamp_ms,
+            } => WatchEvent::Current {
+                path: parse(path)?,
+                value,
+                version,
+                timestamp_ms,
+            },
+            Self::Synced { version } => WatchEvent::Synced { version },
+        })
+    }
 }
 
 /// A value with its version and timestamp.
@@ -471,6 +649,66 @@ mod tests {
         // Appended, not inserted: a request of an older client decodes as it did.
         assert_eq!(encode_body(&Request::Ping).unwrap(), [1]);
         assert_eq!(encode_body(&Request::ListKeys).unwrap(), [12]);
+    }
+
+    #[test]
+    fn watches_through_the_server_round_trip_and_only_the_socket_carries_them() {
+        let requests = [
+            Request::WatchOpen {
+                scope: "acme/billing".to_owned(),
+                from_version: Some(7),
+            },
+            Request::WatchPoll { watch_id: 3 },
+            Request::WatchClose { watch_id: 3 },
+        ];
+        for request in requests {
+            let body = encode_body(&request).unwrap();
+            assert_eq!(decode::<Request>(&body).unwrap(), request);
+            assert!(!request.fits_link(), "{request:?} names the socket's state");
+        }
+        let events = vec![
+            WireEvent::Changed {
+                path: "acme/billing/rate".to_owned(),
+                deleted: false,
+                value: Some(b"0.2".to_vec()),
+                version: 8,
+                timestamp_ms: 1,
+            },
+            WireEvent::Lagged {
+                missed_from: 9,
+                resumed_at: 12,
+            },
+            WireEvent::Current {
+                path: "acme/billing/rate".to_owned(),
+                value: b"0.3".to_vec(),
+                version: 11,
+                timestamp_ms: 2,
+            },
+            WireEvent::Synced { version: 12 },
+        ];
+        for reply in [
+            Reply::WatchOpened {
+                watch_id: 3,
+                version: 7,
+            },
+            Reply::Events(events.clone()),
+            Reply::WatchClosed,
+        ] {
+            let body = encode_body(&Answer::Ok(reply.clone())).unwrap();
+            assert_eq!(decode::<Answer>(&body).unwrap(), Ok(reply));
+        }
+        // Each event survives the trip to a `WatchEvent` and back.
+        for event in events {
+            let back = WireEvent::from(event.clone().into_event().unwrap());
+            assert_eq!(back, event);
+        }
+        let bad = WireEvent::Current {
+            path: "not a path".to_owned(),
+            value: Vec::new(),
+            version: 1,
+            timestamp_ms: 0,
+        };
+        assert!(bad.into_event().is_err());
     }
 
     #[test]
