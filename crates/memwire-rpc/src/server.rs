@@ -216,10 +216,8 @@ async fn finish_call(
     if calls.remove(call_id).is_none() {
         return; // Cancelled: the client no longer waits for it.
     }
-    if let Some((kind, encoding, payload)) = answer_frame(&state, encoding, outcome)
-        && let Err(e) = writer.send(kind, encoding, call_id, "", &payload).await
-    {
-        tracing::debug!(call_id, error = %e, "could not answer a call");
+    if let Some(answer) = answer_frame(&state, encoding, outcome) {
+        answer.send(&writer, call_id).await;
     }
 }
 
@@ -232,23 +230,40 @@ fn answer_now(
     encoding: Encoding,
     outcome: Result<Vec<u8>, Fault>,
 ) {
-    let Some((kind, encoding, payload)) = answer_frame(state, encoding, outcome) else {
+    let Some(answer) = answer_frame(state, encoding, outcome) else {
         return;
     };
-    match writer.try_send(kind, encoding, call_id, &payload) {
-        Some(sent) => {
-            codec::recycle(payload);
-            if let Err(e) = sent {
-                tracing::debug!(call_id, error = %e, "could not answer a call");
-            }
-        }
+    match writer.try_send(answer.kind, answer.encoding, call_id, &answer.payload) {
+        Some(sent) => answer.sent(call_id, sent),
         None => {
             let writer = Arc::clone(writer);
-            tokio::spawn(async move {
-                if let Err(e) = writer.send(kind, encoding, call_id, "", &payload).await {
-                    tracing::debug!(call_id, error = %e, "could not answer a call");
-                }
-            });
+            tokio::spawn(async move { answer.send(&writer, call_id).await });
+        }
+    }
+}
+
+/// The frame that answers a call.
+struct Answer {
+    kind: Kind,
+    encoding: Encoding,
+    payload: Vec<u8>,
+}
+
+impl Answer {
+    /// Sends it, waiting for room in the link if need be.
+    async fn send(self, writer: &Writer, call_id: u64) {
+        let sent = writer
+            .send(self.kind, self.encoding, call_id, "", &self.payload)
+            .await;
+        self.sent(call_id, sent);
+    }
+
+    /// After the send: its buffer goes back for reuse; a failure is only logged (the link is
+    /// going away, and its peer with it).
+    fn sent(self, call_id: u64, sent: Result<()>) {
+        codec::recycle(self.payload);
+        if let Err(e) = sent {
+            tracing::debug!(call_id, error = %e, "could not answer a call");
         }
     }
 }
@@ -259,15 +274,22 @@ fn answer_frame(
     state: &CallState,
     encoding: Encoding,
     outcome: Result<Vec<u8>, Fault>,
-) -> Option<(Kind, Encoding, Vec<u8>)> {
+) -> Option<Answer> {
+    let answer = |kind, encoding, payload| {
+        Some(Answer {
+            kind,
+            encoding,
+            payload,
+        })
+    };
     // Relaxed: set by the handler, which ran on this task before this read.
     match (outcome, state.answer.load(Ordering::Relaxed)) {
         (Ok(_), ANSWER_SENT) => None,
-        (Ok(_), ANSWER_STREAM) => Some((Kind::StreamEnd, Encoding::Raw, Vec::new())),
-        (Ok(payload), _) => Some((Kind::Response, encoding, payload)),
+        (Ok(_), ANSWER_STREAM) => answer(Kind::StreamEnd, Encoding::Raw, Vec::new()),
+        (Ok(payload), _) => answer(Kind::Response, encoding, payload),
         (Err(fault), _) => {
             let record = codec::encode(Encoding::MessagePack, &fault.record()).unwrap_or_default();
-            Some((Kind::Error, Encoding::MessagePack, record))
+            answer(Kind::Error, Encoding::MessagePack, record)
         }
     }
 }

@@ -2,6 +2,8 @@
 //! stays up for everyone else.
 
 mod remote_support;
+#[path = "../../memwire-shm/tests/support/mod.rs"]
+mod support;
 
 use std::time::Duration;
 
@@ -140,24 +142,14 @@ async fn a_client_that_never_authenticates_is_closed() -> Result<()> {
 async fn a_thousand_connections_at_once() -> Result<()> {
     // Both ends live in this process: 2 000 descriptors, more than a default soft limit of
     // 1 024. `memwire serve` raises its soft limit to the hard one; so does this test.
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    rustix::process::setrlimit(
-        rustix::process::Resource::Nofile,
-        rustix::process::Rlimit {
-            current: limit.maximum,
-            maximum: limit.maximum,
-        },
-    )?;
+    let hard = support::raise_fd_limit()?;
     // A hard limit too low for 2 000 (not seen here: 20 000) scales the test down rather than
     // failing on the machine instead of the server.
-    let connections = u32::try_from(limit.maximum.unwrap_or(u64::MAX).saturating_sub(200) / 2)
+    let connections = u32::try_from(hard.unwrap_or(u64::MAX).saturating_sub(200) / 2)
         .unwrap_or(u32::MAX)
         .min(1000);
     if connections < 1000 {
-        eprintln!(
-            "hard fd limit {:?}: {connections} connections",
-            limit.maximum
-        );
+        eprintln!("hard fd limit {:?}: {connections} connections", hard);
     }
     let server = Server::start(ServerOptions::default()).await?;
     let mut tasks = tokio::task::JoinSet::new();

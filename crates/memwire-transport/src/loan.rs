@@ -80,12 +80,12 @@ impl<'tx> Loan<'tx> {
         let len = self.len;
         match self.body.as_mut() {
             Some(&mut Body::Inline { at }) => {
-                // SAFETY: see the module doc: the slot is the data ring's next, which no
-                // descriptor names until this loan commits and which no one else in this
-                // process writes meanwhile (the loan holds the `Tx`); `at + INLINE_OFFSET +
-                // len` lies within it (`len <= inline_max <= INLINE_MAX`), inside the mapping
-                // `SegmentRing::new` checked.
-                let bytes = unsafe { self.tx.map().bytes_mut(at + INLINE_OFFSET, len) };
+                // The slot is the data ring's next: no descriptor names it until this loan
+                // commits, and the loan holds the `Tx`, so nobody here writes it meanwhile.
+                let at = at + INLINE_OFFSET;
+                // SAFETY: as above and in the module doc; `at + len` stays in the slot
+                // (`len <= inline_max <= INLINE_MAX`), inside the checked mapping.
+                let bytes = unsafe { self.tx.map().bytes_mut(at, len) };
                 bytes.expect("a ring slot lies inside the validated, writable layout")
             }
             Some(Body::Slot(slot)) => {

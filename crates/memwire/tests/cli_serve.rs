@@ -231,14 +231,8 @@ fn keys_over_remote() -> Result<()> {
             .map(str::to_owned)
             .collect()
     };
-    let run = |args: Vec<String>| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        ok(&data, &args)
-    };
-    let refused = |args: Vec<String>| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        fails(&data, &args)
-    };
+    let run = |args: Vec<String>| ok(&data, &args);
+    let refused = |args: Vec<String>| fails(&data, &args);
     run(remote(&["set", "a/s/v", "in a"]))?;
     run(remote(&["set", "b/s/v", "in b"]))?;
 

@@ -86,14 +86,8 @@ fn limits_from_flags_and_file() -> Result<()> {
             .map(str::to_owned)
             .collect()
     };
-    let run = |args: Vec<String>| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        ok(&data, &args)
-    };
-    let refused = |args: Vec<String>| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        fails(&data, &args)
-    };
+    let run = |args: Vec<String>| ok(&data, &args);
+    let refused = |args: Vec<String>| fails(&data, &args);
     let largest = "x".repeat(1024);
     let over = "x".repeat(1025);
 
@@ -317,24 +311,11 @@ fn fd_limits(pid: u32) -> Result<(String, String)> {
     Ok((soft, hard))
 }
 
-/// Raises this process's soft descriptor limit to its hard one; returns the hard one.
-fn raise_own_fd_limit() -> Result<Option<u64>> {
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    rustix::process::setrlimit(
-        rustix::process::Resource::Nofile,
-        rustix::process::Rlimit {
-            current: limit.maximum,
-            maximum: limit.maximum,
-        },
-    )?;
-    Ok(limit.maximum)
-}
-
 /// Started with a soft limit of 256 descriptors, the server raises it to its hard limit and
 /// serves a thousand WebSocket clients connected all at once.
 fn thousand_clients() -> Result<()> {
     const CLIENTS: usize = 1000;
-    let hard = raise_own_fd_limit()?;
+    let hard = support::raise_fd_limit()?;
     // Both ends in this machine's limits: this process holds a client's socket per client.
     ensure!(
         hard.is_none_or(|h| h >= 2 * CLIENTS as u64 + 200),
@@ -402,7 +383,7 @@ fn thousand_clients() -> Result<()> {
 /// a new client.
 fn out_of_descriptors() -> Result<()> {
     const HELD: usize = 300;
-    raise_own_fd_limit()?;
+    support::raise_fd_limit()?;
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let mut command = server_command(&data, &["--name", "fd-starved"]);

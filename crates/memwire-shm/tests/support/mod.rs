@@ -228,3 +228,17 @@ pub fn inherited_fd(kind: &str) -> Result<OwnedFd> {
     // only owner.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
+
+/// Raises this process's soft limit of open descriptors to its hard one (for tests that
+/// hold many sockets at once); returns the hard limit.
+pub fn raise_fd_limit() -> Result<Option<u64>> {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        },
+    )?;
+    Ok(limit.maximum)
+}

@@ -36,7 +36,7 @@ use super::audit::Audit;
 use super::link::Links;
 use super::wire::{
     Answer, Entry, Frames, KeyInfo, LOCAL_PROTOCOL_VERSION, Refusal, Reply, Request, Stamped,
-    Taken, TenantInfo, WireEvent, decode, encode,
+    Taken, TenantInfo, decode, encode,
 };
 use crate::auth::{ServicePattern, validate_name};
 use crate::error::{Error, Result};
@@ -465,7 +465,7 @@ impl Conn {
                     .watches
                     .get_mut(&watch_id)
                     .ok_or_else(|| Error::NotFound(format!("watch {watch_id}")))?;
-                Reply::Events(watcher.poll()?.into_iter().map(WireEvent::from).collect())
+                Reply::Events(watcher.poll()?)
             }
             Request::WatchClose { watch_id } => {
                 if let Some((_, id)) = self.watches.remove(&watch_id) {

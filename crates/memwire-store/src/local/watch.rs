@@ -237,7 +237,6 @@ impl LocalWatcher {
             Err(err) => return Err(err),
         };
         for event in events {
-            let event = event.into_event()?;
             match &event {
                 WatchEvent::Changed { version, .. } | WatchEvent::Synced { version } => {
                     self.cursor = *version;

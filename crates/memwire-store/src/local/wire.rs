@@ -19,8 +19,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Role;
 use crate::error::{Error, Result};
-use crate::protocol::VarPath;
-use crate::segment::ChangeKind;
 use crate::store::WatchEvent;
 
 /// The local protocol's version, sent in [`Request::Auth`].
@@ -247,142 +245,9 @@ pub enum Reply {
         version: u64,
     },
     /// What a watch through the server saw, in order (empty: nothing new).
-    Events(Vec<WireEvent>),
+    Events(Vec<WatchEvent>),
     /// The watch is closed.
     WatchClosed,
-}
-
-/// A [`WatchEvent`] on the wire: paths as strings, parsed again by the client.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum WireEvent {
-    /// [`WatchEvent::Changed`].
-    Changed {
-        /// `TENANT/SERVICE/VARIABLE`.
-        path: String,
-        /// A delete (else a set).
-        deleted: bool,
-        /// The value set, if the server still held it.
-        value: Option<Vec<u8>>,
-        /// The change's version.
-        version: u64,
-        /// When it was applied (ms since the Unix epoch).
-        timestamp_ms: u64,
-    },
-    /// [`WatchEvent::Lagged`].
-    Lagged {
-        /// The first version missed.
-        missed_from: u64,
-        /// The version the current values are taken at.
-        resumed_at: u64,
-    },
-    /// [`WatchEvent::Current`].
-    Current {
-        /// `TENANT/SERVICE/VARIABLE`.
-        path: String,
-        /// Its value.
-        value: Vec<u8>,
-        /// The version that wrote it.
-        version: u64,
-        /// When it was written (ms since the Unix epoch).
-        timestamp_ms: u64,
-    },
-    /// [`WatchEvent::Synced`].
-    Synced {
-        /// The `resumed_at` of the `Lagged`.
-        version: u64,
-    },
-}
-
-impl From<WatchEvent> for WireEvent {
-    fn from(event: WatchEvent) -> Self {
-        match event {
-            WatchEvent::Changed {
-                path,
-                kind,
-                value,
-                version,
-                timestamp_ms,
-            } => Self::Changed {
-                path: path.to_string(),
-                deleted: kind == ChangeKind::Delete,
-                value,
-                version,
-                timestamp_ms,
-            },
-            WatchEvent::Lagged {
-                missed_from,
-                resumed_at,
-            } => Self::Lagged {
-                missed_from,
-                resumed_at,
-            },
-            WatchEvent::Current {
-                path,
-                value,
-                version,
-                timestamp_ms,
-            } => Self::Current {
-                path: path.to_string(),
-                value,
-                version,
-                timestamp_ms,
-            },
-            WatchEvent::Synced { version } => Self::Synced { version },
-        }
-    }
-}
-
-impl WireEvent {
-    /// The event, its path parsed (a path the server should not have sent is a protocol
-    /// error).
-    pub(crate) fn into_event(self) -> Result<WatchEvent> {
-        let parse = |path: String| {
-            path.parse::<VarPath>().map_err(|e| {
-                Error::io(
-                    "the store server",
-                    std::io::Error::other(format!("a watch event names {path:?}: {e}")),
-                )
-            })
-        };
-        Ok(match self {
-            Self::Changed {
-                path,
-                deleted,
-                value,
-                version,
-                timestamp_ms,
-            } => WatchEvent::Changed {
-                path: parse(path)?,
-                kind: if deleted {
-                    ChangeKind::Delete
-                } else {
-                    ChangeKind::Set
-                },
-                value,
-                version,
-                timestamp_ms,
-            },
-            Self::Lagged {
-                missed_from,
-                resumed_at,
-            } => WatchEvent::Lagged {
-                missed_from,
-                resumed_at,
-            },
-            Self::Current {
-                path,
-                value,
-                version,
-                timestamp_ms,
-            } => WatchEvent::Current {
-                path: parse(path)?,
-                value,
-                version,
-                timestamp_ms,
-            },
-            Self::Synced { version } => WatchEvent::Synced { version },
-        })
-    }
 }
 
 /// A value with its version and timestamp.
@@ -666,49 +531,43 @@ mod tests {
             assert_eq!(decode::<Request>(&body).unwrap(), request);
             assert!(!request.fits_link(), "{request:?} names the socket's state");
         }
+        let path: crate::protocol::VarPath = "acme/billing/rate".parse().unwrap();
         let events = vec![
-            WireEvent::Changed {
-                path: "acme/billing/rate".to_owned(),
-                deleted: false,
+            WatchEvent::Changed {
+                path: path.clone(),
+                kind: crate::segment::ChangeKind::Set,
                 value: Some(b"0.2".to_vec()),
                 version: 8,
                 timestamp_ms: 1,
             },
-            WireEvent::Lagged {
+            WatchEvent::Lagged {
                 missed_from: 9,
                 resumed_at: 12,
             },
-            WireEvent::Current {
-                path: "acme/billing/rate".to_owned(),
+            WatchEvent::Current {
+                path,
                 value: b"0.3".to_vec(),
                 version: 11,
                 timestamp_ms: 2,
             },
-            WireEvent::Synced { version: 12 },
+            WatchEvent::Synced { version: 12 },
         ];
         for reply in [
             Reply::WatchOpened {
                 watch_id: 3,
                 version: 7,
             },
-            Reply::Events(events.clone()),
+            Reply::Events(events),
             Reply::WatchClosed,
         ] {
             let body = encode_body(&Answer::Ok(reply.clone())).unwrap();
             assert_eq!(decode::<Answer>(&body).unwrap(), Ok(reply));
         }
-        // Each event survives the trip to a `WatchEvent` and back.
-        for event in events {
-            let back = WireEvent::from(event.clone().into_event().unwrap());
-            assert_eq!(back, event);
-        }
-        let bad = WireEvent::Current {
-            path: "not a path".to_owned(),
-            value: Vec::new(),
-            version: 1,
-            timestamp_ms: 0,
-        };
-        assert!(bad.into_event().is_err());
+        // An event whose path is no path (variant 2, `Current`, then its fields) is refused
+        // when read.
+        let bad =
+            postcard::to_allocvec(&(2u32, "not a path", Vec::<u8>::new(), 1u64, 0u64)).unwrap();
+        assert!(postcard::from_bytes::<WatchEvent>(&bad).is_err());
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub struct Stamp {
 }
 
 /// What a change did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ChangeKind {
     /// The variable was set (created or replaced).
     Set,

@@ -13,8 +13,9 @@ use crate::error::{Error, Result};
 use crate::protocol::{Scope, VarPath};
 use crate::segment::ChangeKind;
 
-/// What a [`Watcher`] yields.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a [`Watcher`] yields. Serialisable (paths as their strings, parsed and checked again
+/// when read), so a local client watching through the server receives them as they are.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum WatchEvent {
     /// A variable in the scope was set or deleted.
     Changed {

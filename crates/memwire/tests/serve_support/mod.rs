@@ -87,8 +87,12 @@ pub fn serve_from(mut command: Command) -> Result<Served> {
     })
 }
 
+/// The arguments of a command: `&str`s or `String`s.
+pub trait Arg: AsRef<std::ffi::OsStr> + std::fmt::Debug {}
+impl<T: AsRef<std::ffi::OsStr> + std::fmt::Debug> Arg for T {}
+
 /// `memwire ARGS` with the key found in `data`'s `admin.key` unless ARGS give one.
-pub fn memwire(data: &Path, args: &[&str]) -> Result<Output> {
+pub fn memwire(data: &Path, args: &[impl Arg]) -> Result<Output> {
     Ok(Command::new(env!("CARGO_BIN_EXE_memwire"))
         .args(args)
         .env("MEMWIRE_DATA_DIR", data)
@@ -98,7 +102,7 @@ pub fn memwire(data: &Path, args: &[&str]) -> Result<Output> {
 }
 
 /// Runs a command that must succeed; its stdout.
-pub fn ok(data: &Path, args: &[&str]) -> Result<String> {
+pub fn ok(data: &Path, args: &[impl Arg]) -> Result<String> {
     let out = memwire(data, args)?;
     ensure!(
         out.status.success(),
@@ -109,7 +113,7 @@ pub fn ok(data: &Path, args: &[&str]) -> Result<String> {
 }
 
 /// Runs a command that must fail with status 1 and one `error: ` line on stderr.
-pub fn fails(data: &Path, args: &[&str]) -> Result<String> {
+pub fn fails(data: &Path, args: &[impl Arg]) -> Result<String> {
     let out = memwire(data, args)?;
     ensure!(
         out.status.code() == Some(1),
