@@ -6,6 +6,7 @@
 //!
 //! | module | what it gives |
 //! | --- | --- |
+//! | [`clock`] | a cheap clock for timing short operations (the CPU's invariant TSC) |
 //! | [`fdpass`] | fds over Unix sockets (`SCM_RIGHTS`), the peer's pid/uid/gid (`SO_PEERCRED`) |
 //! | [`name`] | names, namespaces, `/dev/shm` paths, the runtime directory |
 //! | [`segment`] | memfd, named (`/dev/shm`) and file-backed segments; seals |
@@ -17,6 +18,7 @@
 //! | [`Error`] | the one error type |
 #![deny(unsafe_code)]
 
+pub mod clock;
 pub mod doorbell;
 mod error;
 pub mod fdpass;

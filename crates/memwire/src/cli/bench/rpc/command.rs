@@ -44,6 +44,11 @@ pub(crate) struct Args {
     /// Worker starts timed by `spawn-to-first-call` (default 50; 5 with --quick).
     #[arg(long, value_name = "N")]
     spawns: Option<u64>,
+    /// Only these cases, comma-separated (default: all: typed-spin, by-name-spin, typed-block,
+    /// typed-spin-16, spawn-to-first-call, transport-spin, unix-socket). A target is checked
+    /// only when the run has both of its rows.
+    #[arg(long, value_delimiter = ',', value_name = "CASES")]
+    cases: Vec<String>,
 }
 
 impl Args {
@@ -53,6 +58,21 @@ impl Args {
 
     fn spawns(&self) -> u64 {
         self.spawns.unwrap_or(if self.quick { 5 } else { 50 })
+    }
+
+    /// The cases to run, in the usual order whatever the order given.
+    fn cases(&self) -> Result<Vec<RpcCase>> {
+        for name in &self.cases {
+            ensure!(
+                RpcCase::ALL.iter().any(|c| c.name() == name),
+                "no rpc case named {name:?} (cases: {})",
+                RpcCase::ALL.map(RpcCase::name).join(", ")
+            );
+        }
+        Ok(RpcCase::ALL
+            .into_iter()
+            .filter(|c| self.cases.is_empty() || self.cases.iter().any(|n| n == c.name()))
+            .collect())
     }
 }
 
@@ -102,6 +122,7 @@ impl RpcCase {
 pub(crate) fn run(args: &Args) -> Result<()> {
     ensure!(args.iters != Some(0), "--iters must be at least 1");
     ensure!(args.spawns != Some(0), "--spawns must be at least 1");
+    let cases = args.cases()?;
     let budget = args.budget();
     let machine = Machine::detect(pin::place);
     // Current-thread: the calling task runs on this (pinned) thread, so a lone call has no
@@ -110,9 +131,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the caller's runtime")?;
-    let bar = progress(RpcCase::ALL.len() as u64);
-    let mut rows = Vec::with_capacity(RpcCase::ALL.len());
-    for case in RpcCase::ALL {
+    let bar = progress(cases.len() as u64);
+    let mut rows = Vec::with_capacity(cases.len());
+    for case in cases {
         bar.set_message(case.name());
         let row = measure_case(case, args, &budget, &machine, &runtime)
             .with_context(|| format!("benchmark case {}", case.name()))?;
