@@ -92,7 +92,7 @@ impl Client {
             memwire_transport::yield_to_tasks().await;
         }
         let mut rx = rx;
-        let waiting = wait_for(&self.inner, &mut rx);
+        let waiting = wait_for(&self.inner, &mut rx, Some(id));
         let outcome = match timeout {
             None => waiting.await,
             Some(t) => match tokio::time::timeout(t, waiting).await {

@@ -268,7 +268,7 @@ impl Client {
             .send(Kind::Ping, Encoding::Raw, id, "", &[])
             .await?;
         let mut rx = rx;
-        let outcome = tokio::time::timeout(timeout, wait_for(&self.inner, &mut rx))
+        let outcome = tokio::time::timeout(timeout, wait_for(&self.inner, &mut rx, None))
             .await
             .map_err(|_| Error::Timeout(timeout))?;
         drop(guard);

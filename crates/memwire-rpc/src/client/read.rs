@@ -43,8 +43,14 @@ impl Inbox for mpsc::UnboundedReceiver<Outcome> {
     }
 }
 
-/// Waits for `inbox`'s answer, reading the link for everyone while no other call does.
-pub(super) async fn wait_for(inner: &Inner, inbox: &mut impl Inbox) -> Option<Outcome> {
+/// Waits for `inbox`'s answer, reading the link for everyone while no other call does. `own`
+/// is the waiting call's id when it is a call (not a stream or a ping): read by this call
+/// itself, its answer comes straight back rather than through `inbox`.
+pub(super) async fn wait_for(
+    inner: &Inner,
+    inbox: &mut impl Inbox,
+    own: Option<u64>,
+) -> Option<Outcome> {
     loop {
         if let Some(outcome) = inbox.try_take() {
             return outcome;
@@ -58,11 +64,14 @@ pub(super) async fn wait_for(inner: &Inner, inbox: &mut impl Inbox) -> Option<Ou
                 if let Some(outcome) = inbox.try_take() {
                     return outcome;
                 }
-                let handed = reader.read_one().await;
+                let read = reader.read_one(own).await;
+                if let Read::Mine(outcome) = read {
+                    return Some(outcome);
+                }
                 if let Some(outcome) = inbox.try_take() {
                     return outcome;
                 }
-                if handed {
+                if let Read::Handed = read {
                     // Another call's answer: let its task run (and send its next call) now,
                     // not after this one's answer.
                     memwire_transport::yield_to_tasks().await;
@@ -81,6 +90,16 @@ pub(super) async fn wait_for(inner: &Inner, inbox: &mut impl Inbox) -> Option<Ou
     }
 }
 
+/// What [`Reader::read_one`] did with the message it read.
+pub(super) enum Read {
+    /// It answered the reader's own call.
+    Mine(Outcome),
+    /// It went to another waiting call.
+    Handed,
+    /// Nobody was waiting for it, or the link ended.
+    Nothing,
+}
+
 /// The call that reads the link for everyone; lets the next one take over when dropped.
 pub(super) struct Reader<'a> {
     pub(super) inner: &'a Inner,
@@ -89,30 +108,31 @@ pub(super) struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// Reads one message and hands it to the call it answers; closes the table when the link
-    /// ends or the server breaks the protocol. Whether a message was handed on.
-    pub(super) async fn read_one(&mut self) -> bool {
+    /// Reads one message and hands it to the call it answers (back to the caller, for call
+    /// `own`); closes the table when the link ends or the server breaks the protocol.
+    pub(super) async fn read_one(&mut self, own: Option<u64>) -> Read {
         let table = &self.inner.table;
         let Some(rx) = self.rx.as_mut() else {
-            return false;
+            return Read::Nothing;
         };
         let received = rx.recv_async().await;
         let message = match received {
             Ok(m) => m,
             Err(memwire_transport::Error::PeerGone { pid }) => {
                 table.close(Closed::PeerGone(pid));
-                return false;
+                return Read::Nothing;
             }
             Err(e) => {
                 table.close(Closed::Protocol(e.to_string()));
-                return false;
+                return Read::Nothing;
             }
         };
-        match dispatch(table, message) {
-            Ok(()) => true,
+        match dispatch(table, message, own) {
+            Ok(Some(outcome)) => Read::Mine(outcome),
+            Ok(None) => Read::Handed,
             Err(closed) => {
                 table.close(closed);
-                false
+                Read::Nothing
             }
         }
     }
@@ -128,8 +148,13 @@ impl Drop for Reader<'_> {
     }
 }
 
-/// Hands one message from the server to the call it answers.
-pub(super) fn dispatch(table: &Table, message: Message) -> Result<(), Closed> {
+/// Hands one message from the server to the call it answers; the answer to call `own` comes
+/// back instead.
+pub(super) fn dispatch(
+    table: &Table,
+    message: Message,
+    own: Option<u64>,
+) -> Result<Option<Outcome>, Closed> {
     let (kind, encoding, id) = match frame::decode(&message) {
         Ok(f) => (f.kind, f.encoding, f.call_id),
         Err(e) => return Err(Closed::Protocol(e.to_string())),
@@ -154,5 +179,7 @@ pub(super) fn dispatch(table: &Table, message: Message) -> Result<(), Closed> {
             )));
         }
     };
-    table.deliver(kind, id, outcome).map_err(Closed::Protocol)
+    table
+        .deliver(kind, id, outcome, own)
+        .map_err(Closed::Protocol)
 }

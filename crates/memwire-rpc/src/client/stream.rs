@@ -37,7 +37,7 @@ impl<T: DeserializeOwned> ItemStream<T> {
     }
 
     pub(super) async fn next_item(&mut self) -> Option<Result<T>> {
-        let outcome = wait_for(&self.inner, &mut self.items).await;
+        let outcome = wait_for(&self.inner, &mut self.items, None).await;
         let item = match outcome {
             Some(Outcome::Reply(reply)) => reply.decode(),
             Some(Outcome::End) => {

@@ -120,36 +120,46 @@ impl Table {
         }
     }
 
-    /// Delivers one answer. `Err` when the server broke the protocol.
-    pub(super) fn deliver(&self, kind: Kind, id: u64, outcome: Outcome) -> Result<(), String> {
+    /// Delivers one answer; the answer to call `own` (the reader's own) is handed back
+    /// instead of sent through its channel. `Err` when the server broke the protocol.
+    pub(super) fn deliver(
+        &self,
+        kind: Kind,
+        id: u64,
+        outcome: Outcome,
+        own: Option<u64>,
+    ) -> Result<Option<Outcome>, String> {
         let mut state = self.lock();
         match (kind, state.pending.get_mut(&id)) {
             // The call was cancelled or timed out: its late answer is dropped.
-            (_, None) => Ok(()),
+            (_, None) => Ok(None),
             (Kind::Response | Kind::Error, Some(Waiting::Call(_))) => {
                 if let Some(Waiting::Call(tx)) = state.pending.remove(&id) {
+                    if own == Some(id) {
+                        return Ok(Some(outcome));
+                    }
                     let _ = tx.send(outcome);
                 }
-                Ok(())
+                Ok(None)
             }
             (Kind::Pong, Some(Waiting::Ping(_))) => {
                 if let Some(Waiting::Ping(tx)) = state.pending.remove(&id) {
                     let _ = tx.send(outcome);
                 }
-                Ok(())
+                Ok(None)
             }
             (Kind::StreamItem, Some(Waiting::Stream { items, credit })) => {
                 *credit = credit
                     .checked_sub(1)
                     .ok_or_else(|| format!("call {id} streamed more items than granted"))?;
                 let _ = items.send(outcome);
-                Ok(())
+                Ok(None)
             }
             (Kind::StreamEnd | Kind::Error, Some(Waiting::Stream { .. })) => {
                 if let Some(Waiting::Stream { items, .. }) = state.pending.remove(&id) {
                     let _ = items.send(outcome);
                 }
-                Ok(())
+                Ok(None)
             }
             (kind, Some(_)) => Err(format!("a {kind:?} frame does not answer call {id}")),
         }
