@@ -84,13 +84,6 @@ impl Client {
             .writer
             .send_with(Kind::Request, encoding, id, method, len, fill)
             .await?;
-        // Other tasks may be about to send calls of their own: let them, before this one
-        // starts reading (and, under a spinning strategy, holds its thread until its answer
-        // is in), so calls in flight overlap even on one thread. A lone caller skips the
-        // yield.
-        if other_tasks_alive() {
-            memwire_transport::yield_to_tasks().await;
-        }
         let mut rx = rx;
         let waiting = wait_for(&self.inner, &mut rx, Some(id));
         let outcome = match timeout {

@@ -38,7 +38,7 @@ mod stream;
 mod table;
 
 use call::{Accounting, SMALL_ARGS, cancel, encode_args, remote_error};
-use read::{other_tasks_alive, wait_for};
+use read::wait_for;
 pub use stream::ItemStream;
 use table::{Closed, Outcome, Reply, Table, Waiting};
 
@@ -81,6 +81,8 @@ struct Inner {
     rx: tokio::sync::Mutex<Rx>,
     /// Notified when the reader lets go, so a waiting call can take over.
     lead: tokio::sync::Notify,
+    /// Whether a call holds `rx` as the reader (set and cleared by `read::Reader`).
+    reading: std::sync::atomic::AtomicBool,
     watch: PeerWatch,
     next_id: AtomicU64,
     peer: u32,
@@ -131,6 +133,7 @@ impl Client {
                 watch: rx.peer_watch(),
                 rx: tokio::sync::Mutex::new(rx),
                 lead: tokio::sync::Notify::new(),
+                reading: std::sync::atomic::AtomicBool::new(false),
                 next_id: AtomicU64::new(1),
                 peer,
                 config,

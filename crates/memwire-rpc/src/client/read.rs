@@ -2,11 +2,6 @@
 
 use super::*;
 
-/// Whether the current runtime runs tasks besides the caller's (which may make calls too).
-pub(super) fn other_tasks_alive() -> bool {
-    tokio::runtime::Handle::try_current().is_ok_and(|h| h.metrics().num_alive_tasks() > 0)
-}
-
 /// Where a waiting call's answer lands: a oneshot (calls, pings) or a channel (streams).
 pub(super) trait Inbox {
     /// `Some(Some(outcome))`: it is in; `Some(None)`: it never will be; `None`: not yet.
@@ -46,34 +41,50 @@ impl Inbox for mpsc::UnboundedReceiver<Outcome> {
 /// Waits for `inbox`'s answer, reading the link for everyone while no other call does. `own`
 /// is the waiting call's id when it is a call (not a stream or a ping): read by this call
 /// itself, its answer comes straight back rather than through `inbox`.
+///
+/// While other calls are in flight, a call about to become the reader first lets the
+/// runtime's other tasks run once (they may be about to send calls of their own, which then
+/// overlap with this one even on one thread); a lone call, or one that finds another call
+/// reading, goes on at once. The reader hands on every answer already in before it lets the
+/// calls it answered run.
 pub(super) async fn wait_for(
     inner: &Inner,
     inbox: &mut impl Inbox,
     own: Option<u64>,
 ) -> Option<Outcome> {
+    let mut yielded = false;
     loop {
         if let Some(outcome) = inbox.try_take() {
             return outcome;
         }
+        // Relaxed: a hint; taking the lock below is what decides who reads.
+        if !yielded && inner.metrics.in_flight() > 1 && !inner.reading.load(Ordering::Relaxed) {
+            yielded = true;
+            memwire_transport::yield_to_tasks().await;
+            continue;
+        }
         if let Ok(rx) = inner.rx.try_lock() {
-            let mut reader = Reader {
-                inner,
-                rx: Some(rx),
-            };
+            let mut reader = Reader::new(inner, rx);
             loop {
                 if let Some(outcome) = inbox.try_take() {
                     return outcome;
                 }
-                let read = reader.read_one(own).await;
-                if let Read::Mine(outcome) = read {
-                    return Some(outcome);
+                let mut read = reader.read_one(own).await;
+                let mut handed = false;
+                loop {
+                    match read {
+                        Read::Mine(outcome) => return Some(outcome),
+                        Read::Handed => handed = true,
+                        Read::Nothing => break,
+                    }
+                    read = reader.read_ready(own);
                 }
                 if let Some(outcome) = inbox.try_take() {
                     return outcome;
                 }
-                if let Read::Handed = read {
-                    // Another call's answer: let its task run (and send its next call) now,
-                    // not after this one's answer.
+                if handed {
+                    // Other calls' answers: let their tasks run (and send their next calls)
+                    // now, not after this one's answer.
                     memwire_transport::yield_to_tasks().await;
                 }
             }
@@ -107,15 +118,39 @@ pub(super) struct Reader<'a> {
     pub(super) rx: Option<tokio::sync::MutexGuard<'a, Rx>>,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    pub(super) fn new(inner: &'a Inner, rx: tokio::sync::MutexGuard<'a, Rx>) -> Self {
+        // Relaxed: a hint for calls deciding whether to yield (`wait_for`).
+        inner.reading.store(true, Ordering::Relaxed);
+        Self {
+            inner,
+            rx: Some(rx),
+        }
+    }
+
     /// Reads one message and hands it to the call it answers (back to the caller, for call
     /// `own`); closes the table when the link ends or the server breaks the protocol.
     pub(super) async fn read_one(&mut self, own: Option<u64>) -> Read {
-        let table = &self.inner.table;
         let Some(rx) = self.rx.as_mut() else {
             return Read::Nothing;
         };
         let received = rx.recv_async().await;
+        self.hand_on(received, own)
+    }
+
+    /// [`Reader::read_one`] if a message is in already; [`Read::Nothing`] if not.
+    pub(super) fn read_ready(&mut self, own: Option<u64>) -> Read {
+        let Some(rx) = self.rx.as_mut() else {
+            return Read::Nothing;
+        };
+        match rx.try_recv() {
+            Err(memwire_transport::Error::WouldBlock) => Read::Nothing,
+            received => self.hand_on(received, own),
+        }
+    }
+
+    fn hand_on(&self, received: memwire_transport::Result<Message>, own: Option<u64>) -> Read {
+        let table = &self.inner.table;
         let message = match received {
             Ok(m) => m,
             Err(memwire_transport::Error::PeerGone { pid }) => {
@@ -142,6 +177,7 @@ impl Drop for Reader<'_> {
     fn drop(&mut self) {
         // Unlock first: a call woken while we still held the lock would find it taken, go
         // back to waiting, and leave the link with no reader.
+        self.inner.reading.store(false, Ordering::Relaxed);
         drop(self.rx.take());
         // Wakes one waiting call (or lets the next that waits pass at once) to read next.
         self.inner.lead.notify_one();
