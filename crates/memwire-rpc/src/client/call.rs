@@ -73,8 +73,11 @@ impl Client {
             });
         }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.inner.table.insert(id, Waiting::Call(tx))?;
+        // Before the insert: any answer left for this call counts after it.
+        let seen = self.inner.table.changes();
+        self.inner
+            .table
+            .insert(id, Waiting::Call(CallSlot::default()))?;
         let mut guard = CancelOnDrop {
             inner: &self.inner,
             id,
@@ -84,8 +87,12 @@ impl Client {
             .writer
             .send_with(Kind::Request, encoding, id, method, len, fill)
             .await?;
-        let mut rx = rx;
-        let waiting = wait_for(&self.inner, &mut rx, Some(id));
+        let mut inbox = CallInbox {
+            table: &self.inner.table,
+            id,
+            seen,
+        };
+        let waiting = wait_for(&self.inner, &mut inbox, Some(id));
         let outcome = match timeout {
             None => waiting.await,
             Some(t) => match tokio::time::timeout(t, waiting).await {

@@ -38,9 +38,9 @@ mod stream;
 mod table;
 
 use call::{Accounting, SMALL_ARGS, cancel, encode_args, remote_error};
-use read::wait_for;
+use read::{CallInbox, wait_for};
 pub use stream::ItemStream;
-use table::{Closed, Outcome, Reply, Table, Waiting};
+use table::{CallSlot, Closed, Outcome, Reply, Table, Waiting};
 
 /// Items a stream lets the server send ahead of the consumer.
 pub const STREAM_WINDOW: u32 = 64;

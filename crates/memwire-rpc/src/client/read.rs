@@ -10,6 +10,36 @@ pub(super) trait Inbox {
     fn take(&mut self) -> impl std::future::Future<Output = Option<Outcome>> + Send;
 }
 
+/// A call's answer, left in the table ([`Table::take_answer`]).
+pub(super) struct CallInbox<'a> {
+    pub(super) table: &'a Table,
+    pub(super) id: u64,
+    /// [`Table::changes`] when last looked at (read before the call entered the table): while
+    /// it stays the same, no answer can have come and `try_take` takes no lock.
+    pub(super) seen: u64,
+}
+
+impl Inbox for CallInbox<'_> {
+    fn try_take(&mut self) -> Option<Option<Outcome>> {
+        let now = self.table.changes();
+        if now == self.seen {
+            return None;
+        }
+        self.seen = now;
+        self.table.take_answer(self.id, None).map(Some)
+    }
+
+    async fn take(&mut self) -> Option<Outcome> {
+        std::future::poll_fn(
+            |cx| match self.table.take_answer(self.id, Some(cx.waker())) {
+                Some(outcome) => std::task::Poll::Ready(Some(outcome)),
+                None => std::task::Poll::Pending,
+            },
+        )
+        .await
+    }
+}
+
 impl Inbox for oneshot::Receiver<Outcome> {
     fn try_take(&mut self) -> Option<Option<Outcome>> {
         match self.try_recv() {

@@ -1,6 +1,6 @@
 //! The calls waiting on one link, by id, and what each is handed when its answer comes.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::*;
 
@@ -46,13 +46,23 @@ impl Reply {
 
 #[derive(Debug)]
 pub(super) enum Waiting {
-    Call(oneshot::Sender<Outcome>),
+    /// A call: its answer is left here, and its task woken, until it takes it
+    /// ([`CallInbox`]); no channel to allocate per call.
+    Call(CallSlot),
     Stream {
         items: mpsc::UnboundedSender<Outcome>,
         /// Items the server may still send before the consumer grants more.
         credit: u32,
     },
     Ping(oneshot::Sender<Outcome>),
+}
+
+/// Where a call's answer waits for it.
+#[derive(Debug, Default)]
+pub(super) struct CallSlot {
+    outcome: Option<Outcome>,
+    /// The call's task, when it waits.
+    waker: Option<std::task::Waker>,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +72,9 @@ pub(super) struct Table {
     pub(super) closing: tokio::sync::Notify,
     /// Set (after `state.closed`) when the table closes: a call checks it without the lock.
     closed: AtomicBool,
+    /// Answers left for calls (and closes), counted after each: a call that saw no change since
+    /// before it entered the table need not lock it to look for its answer ([`CallInbox`]).
+    changes: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -73,6 +86,12 @@ pub(super) struct TableState {
 impl Table {
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, TableState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The count of answers left for calls so far (see `changes`).
+    pub(super) fn changes(&self) -> u64 {
+        // Acquire: pairs with the Release increments, made after an answer was left.
+        self.changes.load(Ordering::Acquire)
     }
 
     pub(super) fn insert(&self, id: u64, waiting: Waiting) -> Result<()> {
@@ -94,8 +113,42 @@ impl Table {
         }
     }
 
+    /// Forgets call `id`; whether it was still waiting for its answer (a call answered but
+    /// not yet woken no longer is).
     pub(super) fn remove(&self, id: u64) -> bool {
-        self.lock().pending.remove(&id).is_some()
+        match self.lock().pending.remove(&id) {
+            Some(Waiting::Call(slot)) => slot.outcome.is_none(),
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// Takes call `id`'s answer if it came (`Some(outcome)`), else leaves `waker` (when given)
+    /// to be woken when it does (`None`). A call the table no longer holds was closed: its
+    /// answer is why.
+    pub(super) fn take_answer(&self, id: u64, waker: Option<&std::task::Waker>) -> Option<Outcome> {
+        let mut state = self.lock();
+        match state.pending.get_mut(&id) {
+            Some(Waiting::Call(slot)) => {
+                if slot.outcome.is_none() {
+                    if let Some(waker) = waker
+                        && !slot.waker.as_ref().is_some_and(|w| w.will_wake(waker))
+                    {
+                        slot.waker = Some(waker.clone());
+                    }
+                    return None;
+                }
+                match state.pending.remove(&id) {
+                    Some(Waiting::Call(slot)) => slot.outcome,
+                    _ => None,
+                }
+            }
+            // Only `close` (and the call's own cancel, after which nobody asks) removes an
+            // unanswered call.
+            _ => Some(Outcome::Closed(state.closed.clone().unwrap_or(
+                Closed::Protocol(format!("call {id} lost its place in the table")),
+            ))),
+        }
     }
 
     /// Fails every pending call, and every later one, with `closed`.
@@ -107,10 +160,18 @@ impl Table {
             self.closed.store(true, Ordering::Release);
             std::mem::take(&mut state.pending)
         };
+        // Release: a call that sees the count move finds the table closed.
+        self.changes.fetch_add(1, Ordering::Release);
         self.closing.notify_waiters();
         for waiting in pending.into_values() {
             match waiting {
-                Waiting::Call(tx) | Waiting::Ping(tx) => {
+                // Its task finds it gone and the table closed (`take_answer`).
+                Waiting::Call(slot) => {
+                    if let Some(waker) = slot.waker {
+                        waker.wake();
+                    }
+                }
+                Waiting::Ping(tx) => {
                     let _ = tx.send(Outcome::Closed(closed.clone()));
                 }
                 Waiting::Stream { items, .. } => {
@@ -133,12 +194,22 @@ impl Table {
         match (kind, state.pending.get_mut(&id)) {
             // The call was cancelled or timed out: its late answer is dropped.
             (_, None) => Ok(None),
-            (Kind::Response | Kind::Error, Some(Waiting::Call(_))) => {
-                if let Some(Waiting::Call(tx)) = state.pending.remove(&id) {
-                    if own == Some(id) {
-                        return Ok(Some(outcome));
-                    }
-                    let _ = tx.send(outcome);
+            (Kind::Response | Kind::Error, Some(Waiting::Call(slot))) => {
+                if slot.outcome.is_some() {
+                    // A second answer to one call: dropped, as a late answer is.
+                    return Ok(None);
+                }
+                if own == Some(id) {
+                    state.pending.remove(&id);
+                    return Ok(Some(outcome));
+                }
+                slot.outcome = Some(outcome);
+                let waker = slot.waker.take();
+                drop(state);
+                // Release: after the answer is in its slot (see `changes`).
+                self.changes.fetch_add(1, Ordering::Release);
+                if let Some(waker) = waker {
+                    waker.wake();
                 }
                 Ok(None)
             }
