@@ -242,3 +242,128 @@ impl Table {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+
+    use super::*;
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count::default());
+        (Arc::clone(&count), Waker::from(count))
+    }
+
+    fn failed(message: &str) -> Outcome {
+        Outcome::Failed(ErrorRecord {
+            code: "remote".into(),
+            kind: "Test".into(),
+            message: message.into(),
+        })
+    }
+
+    fn message_of(outcome: Option<Outcome>) -> String {
+        match outcome {
+            Some(Outcome::Failed(record)) => record.message,
+            other => panic!("not a failure: {other:?}"),
+        }
+    }
+
+    fn table_with_call(id: u64) -> Table {
+        let table = Table::default();
+        table
+            .insert(id, Waiting::Call(CallSlot::default()))
+            .unwrap();
+        table
+    }
+
+    #[test]
+    fn an_answer_waits_in_its_slot_and_wakes_the_call() {
+        let table = table_with_call(7);
+        let (count, waker) = counting();
+        assert!(table.take_answer(7, Some(&waker)).is_none());
+        let before = table.changes();
+        assert!(
+            table
+                .deliver(Kind::Error, 7, failed("first"), None)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(table.changes(), before + 1);
+        // Answered but not taken: no longer waiting, so a drop now sends no cancel.
+        assert_eq!(message_of(table.take_answer(7, None)), "first");
+        assert!(!table.remove(7));
+    }
+
+    #[test]
+    fn the_reader_takes_its_own_answer_without_counting_a_change() {
+        let table = table_with_call(3);
+        let before = table.changes();
+        let own = table
+            .deliver(Kind::Error, 3, failed("mine"), Some(3))
+            .unwrap();
+        assert_eq!(message_of(own), "mine");
+        assert_eq!(table.changes(), before);
+        assert!(table.lock().pending.is_empty());
+    }
+
+    #[test]
+    fn a_second_answer_to_one_call_is_dropped() {
+        let table = table_with_call(1);
+        table.deliver(Kind::Error, 1, failed("one"), None).unwrap();
+        assert!(
+            table
+                .deliver(Kind::Error, 1, failed("two"), None)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(message_of(table.take_answer(1, None)), "one");
+        // And one for a call nobody waits for any more.
+        assert!(
+            table
+                .deliver(Kind::Error, 1, failed("late"), None)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn an_unanswered_call_is_still_waiting_when_removed() {
+        let table = table_with_call(5);
+        assert!(table.remove(5));
+        assert!(!table.remove(5));
+    }
+
+    #[test]
+    fn closing_wakes_a_waiting_call_with_the_reason() {
+        let table = table_with_call(9);
+        let (count, waker) = counting();
+        assert!(table.take_answer(9, Some(&waker)).is_none());
+        let before = table.changes();
+        table.close(Closed::PeerGone(42));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(table.changes() > before);
+        match table.take_answer(9, None) {
+            Some(Outcome::Closed(Closed::PeerGone(42))) => {}
+            other => panic!("{other:?}"),
+        }
+        // A call made after the close fails at once.
+        assert!(
+            table
+                .insert(10, Waiting::Call(CallSlot::default()))
+                .is_err()
+        );
+    }
+}
