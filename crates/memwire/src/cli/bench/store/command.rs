@@ -15,7 +15,7 @@ use super::child::{RedisServer, StoreServer, find_redis};
 use super::resp::{self, Reply};
 use super::table;
 use super::timing::{self, BATCH};
-use crate::cli::bench::baseline::FloorFutex;
+use crate::cli::bench::baseline::Floor;
 use crate::cli::bench::case::{Payload, Suite};
 use crate::cli::bench::measure::{Budget, measure};
 use crate::cli::bench::pin;
@@ -295,7 +295,7 @@ fn measure_case(
         })?,
         StoreCase::RemoteSet16 => runtime.block_on(remote_clients(budget, server))?,
         StoreCase::FloorFutex => {
-            let m = measure(&FloorFutex, case.size(), Payload::Untouched, budget, cpu)?;
+            let m = measure(&Floor::Futex, case.size(), Payload::Untouched, budget, cpu)?;
             let mean_ns = m.total_ns as f64 / m.rtt.len().max(1) as f64;
             return Ok(Measured {
                 timed: Timed {
