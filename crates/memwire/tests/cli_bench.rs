@@ -5,9 +5,9 @@
 //! two processes, reported the fields tools read, and that the numbers are sane.
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
+mod bench_support;
 
-use serde_json::Value;
+use bench_support::{assert_no_host_socket, assert_positive, assert_refused, assert_row, bench};
 
 /// The cases and the payload modes each is measured in, in the order they run.
 const EXPECTED: &[(&str, &str)] = &[
@@ -34,59 +34,28 @@ const NUMBERS: &[&str] = &[
 
 #[test]
 fn quick_run_writes_one_row_per_case_and_payload_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("bench.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_memwire"))
-        .args([
-            "bench",
-            "transport",
-            "--quick",
-            "--sizes",
-            "64",
-            "--iters",
-            "2000",
-        ])
-        .arg("--json")
-        .arg(&json)
-        // The transport cases bind a host: its socket goes here, not in the user's runtime dir.
-        .env("MEMWIRE_RUNTIME_DIR", dir.path().join("run"))
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "memwire bench failed: {stderr}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The transport cases bind a host: its socket goes in the run's own runtime dir.
+    let ran = bench(
+        &["transport", "--quick", "--sizes", "64", "--iters", "2000"],
+        &[],
+    );
+    let (stdout, rows) = (&ran.stdout, &ran.rows);
     assert!(
         stdout.contains("floor-spin") && stdout.contains("targets"),
         "no table and targets on stdout: {stdout}"
     );
 
-    let rows: Vec<Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let got: Vec<(&str, &str)> = rows
-        .iter()
-        .map(|r| (r["case"].as_str().unwrap(), r["payload"].as_str().unwrap()))
-        .collect();
-    assert_eq!(got, EXPECTED);
-    for r in &rows {
+    assert_eq!(bench_support::pairs(rows, "case", "payload"), EXPECTED);
+    for r in rows {
         let transport = ["spin", "block"].contains(&r["case"].as_str().unwrap());
         let suite = if transport { "transport" } else { "baseline" };
         assert_eq!(r["suite"], suite, "{r}");
         assert_eq!(r["size"], 64, "{r}");
         for field in NUMBERS {
-            let v = r[field]
-                .as_f64()
-                .unwrap_or_else(|| panic!("{field} missing: {r}"));
-            assert!(v.is_finite() && v > 0.0, "{field} = {v}: {r}");
+            assert_positive(r, field);
         }
-        let (p50, p99, p999) = (
-            r["rtt_p50_ns"].as_u64().unwrap(),
-            r["rtt_p99_ns"].as_u64().unwrap(),
-            r["rtt_p999_ns"].as_u64().unwrap(),
-        );
-        assert!(p50 <= p99 && p99 <= p999, "percentiles out of order: {r}");
+        assert_row(r);
         assert!(r.get("wake_syscalls_per_msg").is_some(), "{r}");
-        assert!(r["machine"]["cpu"].is_string(), "{r}");
     }
     // Known counts: the spin floor makes no syscalls, the futex floor wakes once a message.
     let wakes = |case: &str| {
@@ -115,30 +84,15 @@ fn quick_run_writes_one_row_per_case_and_payload_mode() {
         }
         assert_eq!(r["throughput_from"], "stream", "{r}");
     }
-    assert!(
-        !dir.path().join("run/transport").exists()
-            || std::fs::read_dir(dir.path().join("run/transport"))
-                .unwrap()
-                .next()
-                .is_none(),
-        "a host socket was left behind"
-    );
+    assert_no_host_socket(&ran.dir.path().join("run"));
 }
 
 #[test]
 fn the_peer_command_is_hidden_and_bad_sizes_are_refused() {
-    let bin = env!("CARGO_BIN_EXE_memwire");
-    let help = Command::new(bin).arg("--help").output().unwrap();
-    let help = String::from_utf8_lossy(&help.stdout);
+    let help = bench_support::help(&[]);
     assert!(
         help.contains("bench") && !help.contains("__bench-peer"),
         "{help}"
     );
-
-    let out = Command::new(bin)
-        .args(["bench", "transport", "--sizes", "0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1 byte"));
+    assert_refused(&["bench", "transport", "--sizes", "0"], "at least 1 byte");
 }

@@ -5,9 +5,9 @@
 //! reported the fields tools read.
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
+mod bench_support;
 
-use serde_json::Value;
+use bench_support::{assert_positive, assert_refused, assert_row, bench};
 
 /// The store's cases and the futex floor, in the order they run.
 const STORE: &[(&str, &str)] = &[
@@ -36,53 +36,26 @@ fn redis_on(path: &std::ffi::OsStr) -> bool {
 
 /// Runs a quick `bench store` with PATH = `path`; checks its rows; returns its stdout.
 fn quick_run(path: &std::ffi::OsStr) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("store.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_memwire"))
-        .args(["bench", "store", "--quick", "--iters", "100"])
-        .arg("--json")
-        .arg(&json)
-        .env("PATH", path)
-        // The floor's peer and the server's socket live here.
-        .env("MEMWIRE_RUNTIME_DIR", dir.path().join("run"))
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "memwire bench store failed: {stderr}");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    // The floor's peer and the server's socket live in the run's runtime dir.
+    let ran = bench(&["store", "--quick", "--iters", "100"], &[("PATH", path)]);
+    let (stdout, rows) = (ran.stdout, &ran.rows);
     assert!(
         stdout.contains("remote-set-16") && stdout.contains("targets (issue 6"),
         "no table and targets on stdout: {stdout}"
     );
 
-    let rows: Vec<Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let got: Vec<(&str, &str)> = rows
-        .iter()
-        .map(|r| (r["suite"].as_str().unwrap(), r["case"].as_str().unwrap()))
-        .collect();
     let mut want = STORE.to_vec();
     if redis_on(path) {
         want.extend_from_slice(REDIS);
     }
-    assert_eq!(got, want);
-    for r in &rows {
+    assert_eq!(bench_support::pairs(rows, "suite", "case"), want);
+    for r in rows {
         let case = r["case"].as_str().unwrap();
-        let (p50, p99, p999) = (
-            r["rtt_p50_ns"].as_u64().unwrap(),
-            r["rtt_p99_ns"].as_u64().unwrap(),
-            r["rtt_p999_ns"].as_u64().unwrap(),
-        );
-        assert!(0 < p50 && p50 <= p99 && p99 <= p999, "percentiles: {r}");
+        assert_row(r);
         let samples = r["samples"].as_u64().unwrap();
         assert!((1..=100).contains(&samples), "{r}");
-        let (mean, per_s) = (
-            r["one_way_mean_ns"].as_f64().unwrap(),
-            r["msgs_per_s"].as_f64().unwrap(),
-        );
-        assert!(mean.is_finite() && mean > 0.0, "{r}");
-        assert!(per_s.is_finite() && per_s > 0.0, "{r}");
+        assert_positive(r, "one_way_mean_ns");
+        assert_positive(r, "msgs_per_s");
         let size = match case {
             "local-get-4096" => 4096,
             "floor-futex" => 64,
@@ -103,7 +76,6 @@ fn quick_run(path: &std::ffi::OsStr) -> String {
             assert_eq!(r["payload"], "touched", "{r}");
             assert!(r["wake_syscalls_per_msg"].is_null(), "{r}");
         }
-        assert!(r["machine"]["cpu"].is_string(), "{r}");
     }
     stdout
 }
@@ -139,20 +111,9 @@ fn without_redis_the_redis_rows_are_skipped_and_said_so() {
 
 #[test]
 fn the_store_bench_is_listed_and_its_helper_hidden() {
-    let bin = env!("CARGO_BIN_EXE_memwire");
-    let help = Command::new(bin)
-        .args(["bench", "--help"])
-        .output()
-        .unwrap();
-    let help = String::from_utf8_lossy(&help.stdout);
+    let help = bench_support::help(&["bench"]);
     assert!(help.contains("store"), "{help}");
-    let help = Command::new(bin).arg("--help").output().unwrap();
-    let help = String::from_utf8_lossy(&help.stdout);
+    let help = bench_support::help(&[]);
     assert!(!help.contains("__bench-pinned"), "{help}");
-    let out = Command::new(bin)
-        .args(["bench", "store", "--iters", "0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1"));
+    assert_refused(&["bench", "store", "--iters", "0"], "at least 1");
 }

@@ -17,6 +17,24 @@ fn now_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// With `expected`, [`Error::Conflict`] unless the variable at `path` is at that version now
+/// (0: it does not exist). A missing tenant is [`Error::NotFound`], with or without `expected`
+/// (without, the write itself finds it missing).
+fn check_version(state: &mut State, path: &VarPath, expected: Option<u64>) -> Result<()> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    let found = state
+        .tenant_mut(path.tenant.as_str())?
+        .writer
+        .version(path.service.as_str(), path.variable.as_str())
+        .unwrap_or(0);
+    if found != expected {
+        return Err(Error::Conflict { expected, found });
+    }
+    Ok(())
+}
+
 impl Store {
     /// Sets the variable at `path`. With `expected_version`, only if its version is that
     /// (`Some(0)`: only if it does not exist), else [`Error::Conflict`]. A write key needs
@@ -39,16 +57,7 @@ impl Store {
         self.check_size(path, value)?;
         let mut state = self.shared.state()?;
         self.ensure_tenant(&mut state, key, tenant)?;
-        if let Some(expected) = expected_version {
-            let found = state
-                .tenant_mut(tenant)?
-                .writer
-                .version(service, variable)
-                .unwrap_or(0);
-            if found != expected {
-                return Err(Error::Conflict { expected, found });
-            }
-        }
+        check_version(&mut state, path, expected_version)?;
         let timestamp_ns = now_ns();
         self.write(
             &mut state,
@@ -78,16 +87,7 @@ impl Store {
         let key = self.shared.check(s)?;
         authorize(key, Action::Write, tenant, Some(service))?;
         let mut state = self.shared.state()?;
-        let found = state
-            .tenant_mut(tenant)?
-            .writer
-            .version(service, variable)
-            .unwrap_or(0);
-        if let Some(expected) = expected_version
-            && found != expected
-        {
-            return Err(Error::Conflict { expected, found });
-        }
+        check_version(&mut state, path, expected_version)?;
         let timestamp_ns = now_ns();
         self.write(
             &mut state,

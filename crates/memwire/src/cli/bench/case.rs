@@ -197,14 +197,14 @@ pub(crate) trait Parent {
 
 /// Every case, in the order they run and print.
 pub(crate) fn all() -> &'static [&'static dyn Case] {
-    use super::baseline::{FloorFutex, FloorSpin, Stream, TouchFloor};
+    use super::baseline::{Floor, Stream, TouchFloor};
     use super::link::LinkCase;
     &[
         &LinkCase::Spin,
         &LinkCase::Block,
-        &FloorSpin,
+        &Floor::Spin,
         &TouchFloor,
-        &FloorFutex,
+        &Floor::Futex,
         &Stream::UnixSocket,
         &Stream::Pipe,
     ]

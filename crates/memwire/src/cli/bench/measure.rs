@@ -17,7 +17,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 use hdrhistogram::Histogram;
 use memwire::shm::{Access, Mapping, MemfdSegment, Segment};
 
-use super::baseline::{FloorFutex, PEER_TIMEOUT};
+use super::baseline::{Floor, PEER_TIMEOUT};
 use super::case::{Case, Launcher, Parent, Payload, Peer, Role, Run};
 
 /// Round trips per chunk when two cases are interleaved: with futex round trips of ~25 µs, a
@@ -163,7 +163,7 @@ pub(crate) fn measure(
         };
         let mut futex = Echo::new()?;
         let wakes = Session::start(case, &echo, peer_cpu)?.run(|endpoint| {
-            Session::start(&FloorFutex, &futex_run, peer_cpu)?.run(|futex_endpoint| {
+            Session::start(&Floor::Futex, &futex_run, peer_cpu)?.run(|futex_endpoint| {
                 let end = Instant::now() + budget.echo_time;
                 ours.warm_up(endpoint, budget)?;
                 futex.warm_up(futex_endpoint, budget)?;

@@ -25,6 +25,7 @@
 //! | --- | --- |
 //! | [`transport`] | the `bench transport` command: sizes × cases × payload modes |
 //! | [`case`] | the `Case` and `Parent` traits, the list of cases |
+//! | [`case_list`] | what `bench rpc` and `bench store` share: their run options and table |
 //! | [`link`] | the transport's cases: `spin` and `block` over a memwire-transport link |
 //! | [`baseline`] | the baselines: floors, touch floor, Unix socket, pipe |
 //! | [`measure`] | one timed run: warm-up, round trips into a histogram, streaming |
@@ -39,6 +40,7 @@
 
 mod baseline;
 mod case;
+mod case_list;
 mod link;
 mod measure;
 mod peer;

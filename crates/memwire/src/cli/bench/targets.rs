@@ -137,6 +137,16 @@ fn show_size(size: usize) -> String {
     super::super::units::show_size(size as u64)
 }
 
+/// Asserts that `checks` are `want`, in order: what, measured, met.
+#[cfg(test)]
+pub(crate) fn assert_checks(checks: &[Check], want: &[(&str, &str, bool)]) {
+    let got: Vec<(&str, &str, bool)> = checks
+        .iter()
+        .map(|c| (c.what.as_str(), c.measured.as_str(), c.met))
+        .collect();
+    assert_eq!(got, want);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,10 +172,6 @@ mod tests {
             block,
             row("unix-socket", 64, Payload::Untouched, 20_000),
         ];
-        let got: Vec<(String, String, bool)> = check(&rows)
-            .into_iter()
-            .map(|c| (c.what, c.measured, c.met))
-            .collect();
         let want = [
             ("spin 64 B untouched", "2.50× floor-spin", false),
             ("spin 1 MiB untouched", "1.10× spin 64 B untouched", true),
@@ -186,11 +192,7 @@ mod tests {
             ),
             ("spin 64 B untouched", "4.00 M msg/s one way", false),
         ];
-        let want: Vec<(String, String, bool)> = want
-            .iter()
-            .map(|&(w, m, ok)| (w.to_owned(), m.to_owned(), ok))
-            .collect();
-        assert_eq!(got, want);
+        assert_checks(&check(&rows), &want);
         let text = section(&check(&rows));
         assert!(text.contains("✓") && text.contains("✗"), "{text}");
         assert_eq!(section(&[]), "");

@@ -16,7 +16,7 @@ use memwire::shm::Mapping;
 use memwire::shm::futex::{self, WaitOutcome};
 
 use super::PEER_TIMEOUT;
-use crate::cli::bench::case::{Case, Launcher, Parent, Payload, Peer, Run, Setup, Suite, Wiring};
+use crate::cli::bench::case::Parent;
 
 const SEQ: usize = 0;
 /// On its own cache line, so the exit report does not share a line with `seq`.
@@ -24,65 +24,39 @@ const PEER_WAKES: usize = 64;
 /// Never a sequence number: a run makes far fewer than 2^31 round trips.
 const STOP: u32 = u32::MAX;
 
-pub(crate) struct FloorFutex;
+/// The parent's side: the endpoint the harness times.
+pub(super) fn parent(shm: &Mapping) -> Result<Box<dyn Parent + '_>> {
+    Ok(Box::new(FutexParent {
+        shm,
+        seq: shm.atomic_u32(SEQ)?,
+        next: 1,
+        wakes: 0,
+    }))
+}
 
-impl Case for FloorFutex {
-    fn name(&self) -> &'static str {
-        "floor-futex"
-    }
-
-    fn suite(&self) -> Suite {
-        Suite::Baseline
-    }
-
-    fn payloads(&self) -> &'static [Payload] {
-        &[Payload::Untouched]
-    }
-
-    fn moves_payload(&self) -> bool {
-        false
-    }
-
-    fn parent<'m>(
-        &self,
-        shm: &'m Mapping,
-        _run: &Run,
-        _launcher: &Launcher<'_>,
-    ) -> Result<Setup<'m>> {
-        Ok(Setup {
-            endpoint: Box::new(FutexParent {
-                shm,
-                seq: shm.atomic_u32(SEQ)?,
-                next: 1,
-                wakes: 0,
-            }),
-            peer: Peer::Wired(Wiring::default()),
-        })
-    }
-
-    fn peer(&self, shm: &Mapping, _run: &Run) -> Result<()> {
-        let seq = shm.atomic_u32(SEQ)?;
-        let mut expect = 1;
-        let mut wakes = 0u64;
-        loop {
-            // Acquire pairs with the parent's Release store of `2k+1` (or STOP).
-            let seen = seq.load(Ordering::Acquire);
-            if seen == STOP {
-                // Release pairs with the parent's Acquire load after our exit.
-                shm.store_u64(PEER_WAKES, wakes, Ordering::Release)?;
-                return Ok(());
-            }
-            if seen != expect {
-                // No timeout: the parent may pause between phases, and the peer dies with it.
-                futex::wait(seq, seen, None)?;
-                continue;
-            }
-            // Release pairs with the parent's Acquire load in `round_trip`.
-            seq.store(expect + 1, Ordering::Release);
-            futex::wake_one(seq)?;
-            wakes += 1;
-            expect += 2;
+/// The peer's side: answers each odd number with the next even one until STOP.
+pub(super) fn peer(shm: &Mapping) -> Result<()> {
+    let seq = shm.atomic_u32(SEQ)?;
+    let mut expect = 1;
+    let mut wakes = 0u64;
+    loop {
+        // Acquire pairs with the parent's Release store of `2k+1` (or STOP).
+        let seen = seq.load(Ordering::Acquire);
+        if seen == STOP {
+            // Release pairs with the parent's Acquire load after our exit.
+            shm.store_u64(PEER_WAKES, wakes, Ordering::Release)?;
+            return Ok(());
         }
+        if seen != expect {
+            // No timeout: the parent may pause between phases, and the peer dies with it.
+            futex::wait(seq, seen, None)?;
+            continue;
+        }
+        // Release pairs with the parent's Acquire load in `round_trip`.
+        seq.store(expect + 1, Ordering::Release);
+        futex::wake_one(seq)?;
+        wakes += 1;
+        expect += 2;
     }
 }
 

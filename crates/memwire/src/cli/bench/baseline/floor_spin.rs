@@ -11,64 +11,38 @@ use anyhow::Result;
 use memwire::shm::Mapping;
 
 use super::PEER_TIMEOUT;
-use crate::cli::bench::case::{Case, Launcher, Parent, Payload, Peer, Run, Setup, Suite, Wiring};
+use crate::cli::bench::case::Parent;
 use crate::cli::bench::spin::wait_for;
 
 const SEQ: usize = 0;
 /// Never a sequence number: a run makes far fewer than 2^63 round trips.
 const STOP: u64 = u64::MAX;
 
-pub(crate) struct FloorSpin;
+/// The parent's side: the endpoint the harness times.
+pub(super) fn parent(shm: &Mapping) -> Result<Box<dyn Parent + '_>> {
+    Ok(Box::new(SpinParent {
+        seq: shm.atomic_u64(SEQ)?,
+        next: 1,
+    }))
+}
 
-impl Case for FloorSpin {
-    fn name(&self) -> &'static str {
-        "floor-spin"
-    }
-
-    fn suite(&self) -> Suite {
-        Suite::Baseline
-    }
-
-    fn payloads(&self) -> &'static [Payload] {
-        &[Payload::Untouched]
-    }
-
-    fn moves_payload(&self) -> bool {
-        false
-    }
-
-    fn parent<'m>(
-        &self,
-        shm: &'m Mapping,
-        _run: &Run,
-        _launcher: &Launcher<'_>,
-    ) -> Result<Setup<'m>> {
-        Ok(Setup {
-            endpoint: Box::new(SpinParent {
-                seq: shm.atomic_u64(SEQ)?,
-                next: 1,
-            }),
-            peer: Peer::Wired(Wiring::default()),
-        })
-    }
-
-    fn peer(&self, shm: &Mapping, _run: &Run) -> Result<()> {
-        let seq = shm.atomic_u64(SEQ)?;
-        let mut expect = 1;
-        loop {
-            // No timeout: the parent may pause between phases, and the peer dies with it.
-            // Acquire pairs with the parent's Release store of `2k+1` (or STOP).
-            let seen = wait_for(
-                || Some(seq.load(Ordering::Acquire)).filter(|&v| v == expect || v == STOP),
-                None,
-            )?;
-            if seen == STOP {
-                return Ok(());
-            }
-            // Release pairs with the parent's Acquire load in `round_trip`.
-            seq.store(expect + 1, Ordering::Release);
-            expect += 2;
+/// The peer's side: answers each odd number with the next even one until STOP.
+pub(super) fn peer(shm: &Mapping) -> Result<()> {
+    let seq = shm.atomic_u64(SEQ)?;
+    let mut expect = 1;
+    loop {
+        // No timeout: the parent may pause between phases, and the peer dies with it.
+        // Acquire pairs with the parent's Release store of `2k+1` (or STOP).
+        let seen = wait_for(
+            || Some(seq.load(Ordering::Acquire)).filter(|&v| v == expect || v == STOP),
+            None,
+        )?;
+        if seen == STOP {
+            return Ok(());
         }
+        // Release pairs with the parent's Acquire load in `round_trip`.
+        seq.store(expect + 1, Ordering::Release);
+        expect += 2;
     }
 }
 

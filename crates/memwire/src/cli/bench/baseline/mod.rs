@@ -2,12 +2,13 @@
 //!
 //! | case | what a round trip is | payload modes |
 //! | --- | --- | --- |
-//! | [`FloorSpin`] `floor-spin` | two processes ping-pong one cache line: the physical floor | untouched (nothing moves) |
+//! | [`Floor::Spin`] `floor-spin` | two processes ping-pong one cache line: the physical floor | untouched (nothing moves) |
 //! | [`TouchFloor`] `touch-floor` | one process writes then checksums the payload, twice | touched |
-//! | [`FloorFutex`] `floor-futex` | ping-pong on a shared word, futex wait and wake each way | untouched (nothing moves) |
+//! | [`Floor::Futex`] `floor-futex` | ping-pong on a shared word, futex wait and wake each way | untouched (nothing moves) |
 //! | [`Stream::UnixSocket`] `unix-socket` | the payload through a `UnixStream` pair, echoed back | both |
 //! | [`Stream::Pipe`] `pipe` | the same through two pipes | both |
 
+mod floor;
 mod floor_futex;
 mod floor_spin;
 mod stream;
@@ -15,8 +16,7 @@ mod touch_floor;
 
 use std::time::Duration;
 
-pub(crate) use floor_futex::FloorFutex;
-pub(crate) use floor_spin::FloorSpin;
+pub(crate) use floor::Floor;
 pub(crate) use stream::Stream;
 pub(crate) use touch_floor::TouchFloor;
 

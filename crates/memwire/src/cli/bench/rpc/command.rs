@@ -1,6 +1,5 @@
 //! `memwire bench rpc`: every case once, in order, then the table and the targets.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context as _, Result, ensure};
@@ -13,11 +12,12 @@ use super::socket::SocketCaller;
 use super::table;
 use super::timing::{self, Timed};
 use crate::cli::bench::case::{Payload, Suite};
+use crate::cli::bench::case_list::RunArgs;
 use crate::cli::bench::link::LinkCase;
 use crate::cli::bench::measure::{Budget, measure};
 use crate::cli::bench::pin;
 use crate::cli::bench::report::{Machine, Row};
-use crate::cli::bench::transport::{progress, write_out};
+use crate::cli::bench::transport::progress;
 
 /// Calls in flight in `typed-spin-16`.
 const IN_FLIGHT: usize = 16;
@@ -29,18 +29,19 @@ const ECHO_SIZE: usize = 64;
 /// Measure calls between two processes: typed and by name, spinning and blocking, 16 in
 /// flight, a worker's start, against the raw link and a Unix socket.
 #[derive(Debug, clap::Args)]
+#[command(
+    mut_arg("quick", |a| a.help(
+        "A short run: at most 10 000 calls and about 0.35 s per case, 5 worker starts (≤ 30 s \
+         in all)",
+    )),
+    mut_arg("iters", |a| a.help(
+        "Calls timed per case, at most (default 100 000; 10 000 with --quick). Each case also \
+         stops at its time budget",
+    )),
+)]
 pub(crate) struct Args {
-    /// A short run: at most 10 000 calls and about 0.35 s per case, 5 worker starts (≤ 30 s
-    /// in all).
-    #[arg(long)]
-    quick: bool,
-    /// Also write the rows as a JSON array to FILE (`-`: stdout, instead of the table).
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Calls timed per case, at most (default 100 000; 10 000 with --quick). Each case also
-    /// stops at its time budget.
-    #[arg(long, value_name = "N")]
-    iters: Option<u64>,
+    #[command(flatten)]
+    run: RunArgs,
     /// Worker starts timed by `spawn-to-first-call` (default 50; 5 with --quick).
     #[arg(long, value_name = "N")]
     spawns: Option<u64>,
@@ -52,12 +53,8 @@ pub(crate) struct Args {
 }
 
 impl Args {
-    fn budget(&self) -> Budget {
-        Budget::one_at_a_time(self.quick, self.iters)
-    }
-
     fn spawns(&self) -> u64 {
-        self.spawns.unwrap_or(if self.quick { 5 } else { 50 })
+        self.spawns.unwrap_or(if self.run.quick() { 5 } else { 50 })
     }
 
     /// The cases to run, in the usual order whatever the order given.
@@ -120,10 +117,9 @@ impl RpcCase {
 }
 
 pub(crate) fn run(args: &Args) -> Result<()> {
-    ensure!(args.iters != Some(0), "--iters must be at least 1");
+    let budget = args.run.budget()?;
     ensure!(args.spawns != Some(0), "--spawns must be at least 1");
     let cases = args.cases()?;
-    let budget = args.budget();
     let machine = Machine::detect(pin::place);
     // Current-thread: the calling task runs on this (pinned) thread, so a lone call has no
     // thread between it and the link, and 16 tasks share the thread as they share the CPU.
@@ -141,7 +137,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    write_out(args.json.as_deref(), &rows, || table::text(&rows))
+    args.run.write_out(&rows, || table::text(&rows))
 }
 
 fn measure_case(

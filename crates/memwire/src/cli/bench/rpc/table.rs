@@ -1,51 +1,24 @@
 //! What `memwire bench rpc` prints: its table, its notes, and the issue's targets checked
 //! against the run (reported with ✓ or ✗, never asserted: timing belongs to the benchmark).
 
-use comfy_table::{CellAlignment, Table, presets};
-
-use crate::cli::bench::report::{Row, machine_line, show_ns, show_rate};
-use crate::cli::bench::targets::{Check, titled};
+use crate::cli::bench::case_list;
+use crate::cli::bench::report::{Row, show_ns, show_rate};
+use crate::cli::bench::targets::Check;
 
 /// The table, its notes, the machine, then the targets.
 pub(crate) fn text(rows: &[Row]) -> String {
-    let mut table = Table::new();
-    table.load_preset(presets::NOTHING).set_header(vec![
-        "SUITE", "CASE", "SIZE", "P50", "P99", "P99.9", "MAX", "ONE-WAY", "CALLS/S", "SAMPLES",
-    ]);
-    for r in rows {
-        let dash_if_zero = |x: f64, show: fn(f64) -> String| {
-            if x > 0.0 { show(x) } else { "-".to_owned() }
-        };
-        table.add_row(vec![
-            r.suite.as_str().to_owned(),
-            r.case.to_owned(),
-            if r.size > 0 {
-                crate::cli::units::show_size(r.size as u64)
-            } else {
-                "-".to_owned()
-            },
-            show_ns(r.rtt_p50_ns as f64),
-            show_ns(r.rtt_p99_ns as f64),
-            show_ns(r.rtt_p999_ns as f64),
-            show_ns(r.rtt_max_ns as f64),
+    // A start has no one-way time and no rate: 0 in the row, `-` in the table.
+    let dash_if_zero = |x: f64, show: fn(f64) -> String| {
+        if x > 0.0 { show(x) } else { "-".to_owned() }
+    };
+    let table = case_list::table(rows, &["ONE-WAY", "CALLS/S"], |r| {
+        vec![
             dash_if_zero(r.one_way_mean_ns, show_ns),
             dash_if_zero(r.msgs_per_s, show_rate),
-            r.samples.to_string(),
-        ]);
-    }
-    for col in 3..10 {
-        if let Some(c) = table.column_mut(col) {
-            c.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-    let mut out = table.to_string();
-    out.push_str(NOTES);
-    out.push_str(&machine_line(rows));
-    out.push_str(&titled(
-        &check(rows),
-        "targets (issue 5; ratios of P50s and of calls/s, this run):",
-    ));
-    out
+        ]
+    });
+    let title = "targets (issue 5; ratios of P50s and of calls/s, this run):";
+    case_list::text(&table, NOTES, rows, &check(rows), title)
 }
 
 const NOTES: &str = "
@@ -109,6 +82,7 @@ mod tests {
     use super::*;
     use crate::cli::bench::case::{Payload, Suite};
     use crate::cli::bench::report::sample_row;
+    use crate::cli::bench::targets::assert_checks;
 
     fn row(case: &'static str, p50: u64, per_s: f64) -> Row {
         sample_row(
@@ -131,21 +105,13 @@ mod tests {
             row("transport-spin", 600, 1.6e6),
             row("unix-socket", 40_000, 2.5e4),
         ];
-        let got: Vec<(String, String, bool)> = check(&rows)
-            .into_iter()
-            .map(|c| (c.what, c.measured, c.met))
-            .collect();
         let want = [
             ("typed-spin P50", "1.67× transport-spin", true),
             ("typed-spin P50", "40.00× faster than unix-socket", true),
             ("by-name-spin P50", "2.50× typed-spin", false),
             ("typed-spin-16 calls/s", "3.00× typed-spin's", false),
         ];
-        let want: Vec<(String, String, bool)> = want
-            .iter()
-            .map(|&(w, m, ok)| (w.to_owned(), m.to_owned(), ok))
-            .collect();
-        assert_eq!(got, want);
+        assert_checks(&check(&rows), &want);
         assert!(check(&rows[..1]).is_empty());
         let text = text(&rows);
         assert!(

@@ -1,6 +1,5 @@
 //! `memwire bench store`: every case once, in order, then the table and the targets.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -15,13 +14,14 @@ use super::child::{RedisServer, StoreServer, find_redis};
 use super::resp::{self, Reply};
 use super::table;
 use super::timing::{self, BATCH};
-use crate::cli::bench::baseline::FloorFutex;
+use crate::cli::bench::baseline::Floor;
 use crate::cli::bench::case::{Payload, Suite};
+use crate::cli::bench::case_list::RunArgs;
 use crate::cli::bench::measure::{Budget, measure};
 use crate::cli::bench::pin;
 use crate::cli::bench::report::{Machine, Row};
 use crate::cli::bench::rpc::timing::{Timed, one_at_a_time};
-use crate::cli::bench::transport::{progress, write_out};
+use crate::cli::bench::transport::progress;
 
 /// Clients in `remote-set-16`.
 const CLIENTS: usize = 16;
@@ -42,23 +42,13 @@ pub(crate) const NO_REDIS: &str = "redis-server: not found on PATH; the redis-ge
 /// Measure the store: local reads from the mapping, local and remote (WebSocket) sets, a
 /// local watcher's wake-up, against a redis-server from PATH.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("iters", |a| a.help(
+    "Samples timed per case, at most (default 100 000; 10 000 with --quick): operations, or \
+     batches of 1 000 for the local gets. Each case also stops at its time budget",
+)))]
 pub(crate) struct Args {
-    /// A short run: at most 10 000 samples and about 0.35 s per case.
-    #[arg(long)]
-    quick: bool,
-    /// Also write the rows as a JSON array to FILE (`-`: stdout, instead of the table).
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Samples timed per case, at most (default 100 000; 10 000 with --quick): operations,
-    /// or batches of 1 000 for the local gets. Each case also stops at its time budget.
-    #[arg(long, value_name = "N")]
-    iters: Option<u64>,
-}
-
-impl Args {
-    fn budget(&self) -> Budget {
-        Budget::one_at_a_time(self.quick, self.iters)
-    }
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 /// The cases, in the order they run and print.
@@ -130,8 +120,7 @@ impl StoreCase {
 }
 
 pub(crate) fn run(args: &Args) -> Result<()> {
-    ensure!(args.iters != Some(0), "--iters must be at least 1");
-    let budget = args.budget();
+    let budget = args.run.budget()?;
     let machine = Machine::detect(pin::place);
     let cpu = machine.peer_cpu;
     let redis = find_redis();
@@ -170,11 +159,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     bar.finish_and_clear();
     drop(redis_server);
     drop(server);
-    let to_stdout = args.json.as_ref().is_some_and(|p| p.as_os_str() == "-");
-    if redis.is_none() && to_stdout {
+    if redis.is_none() && args.run.json_to_stdout() {
         eprint!("{NO_REDIS}");
     }
-    write_out(args.json.as_deref(), &rows, || {
+    args.run.write_out(&rows, || {
         let mut text = table::text(&rows);
         if redis.is_none() {
             text.push_str(NO_REDIS);
@@ -295,7 +283,7 @@ fn measure_case(
         })?,
         StoreCase::RemoteSet16 => runtime.block_on(remote_clients(budget, server))?,
         StoreCase::FloorFutex => {
-            let m = measure(&FloorFutex, case.size(), Payload::Untouched, budget, cpu)?;
+            let m = measure(&Floor::Futex, case.size(), Payload::Untouched, budget, cpu)?;
             let mean_ns = m.total_ns as f64 / m.rtt.len().max(1) as f64;
             return Ok(Measured {
                 timed: Timed {

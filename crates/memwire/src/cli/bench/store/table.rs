@@ -1,43 +1,18 @@
 //! What `memwire bench store` prints: its table, its notes, and the issue's targets checked
 //! against the run (reported with ✓ or ✗, never asserted: timing belongs to the benchmark).
 
-use comfy_table::{CellAlignment, Table, presets};
-
-use crate::cli::bench::report::{Row, machine_line, show_ns, show_rate};
-use crate::cli::bench::targets::{Check, titled};
+use crate::cli::bench::case_list;
+use crate::cli::bench::report::{Row, show_rate};
+use crate::cli::bench::targets::Check;
 
 /// The table, its notes, the machine, then the targets.
 pub(crate) fn text(rows: &[Row]) -> String {
-    let mut table = Table::new();
-    table.load_preset(presets::NOTHING).set_header(vec![
-        "SUITE", "CASE", "SIZE", "P50", "P99", "P99.9", "MAX", "OPS/S", "SAMPLES",
-    ]);
-    for r in rows {
-        table.add_row(vec![
-            r.suite.as_str().to_owned(),
-            r.case.to_owned(),
-            crate::cli::units::show_size(r.size as u64),
-            show_ns(r.rtt_p50_ns as f64),
-            show_ns(r.rtt_p99_ns as f64),
-            show_ns(r.rtt_p999_ns as f64),
-            show_ns(r.rtt_max_ns as f64),
-            show_rate(r.msgs_per_s),
-            r.samples.to_string(),
-        ]);
-    }
-    for col in 2..9 {
-        if let Some(c) = table.column_mut(col) {
-            c.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-    let mut out = table.to_string();
-    out.push_str(NOTES);
-    out.push_str(&machine_line(rows));
+    let mut table = case_list::table(rows, &["OPS/S"], |r| vec![show_rate(r.msgs_per_s)]);
+    // Every case moves a value of some size: SIZE is a figure like the rest.
+    case_list::right_align(&mut table, 2);
     let (checks, unchecked) = check(rows);
-    out.push_str(&titled(
-        &checks,
-        "targets (issue 6; ratios of P50s and of ops/s, this run):",
-    ));
+    let title = "targets (issue 6; ratios of P50s and of ops/s, this run):";
+    let mut out = case_list::text(&table, NOTES, rows, &checks, title);
     for note in unchecked {
         out.push_str(&note);
         out.push('\n');
@@ -139,6 +114,7 @@ mod tests {
     use super::*;
     use crate::cli::bench::case::{Payload, Suite};
     use crate::cli::bench::report::sample_row;
+    use crate::cli::bench::targets::assert_checks;
 
     fn row(case: &'static str, p50: u64, per_s: f64) -> Row {
         sample_row(
@@ -166,10 +142,6 @@ mod tests {
             row("redis-set", 25_000, 4e4),
         ];
         let (checks, unchecked) = check(&rows);
-        let got: Vec<(String, String, bool)> = checks
-            .into_iter()
-            .map(|c| (c.what, c.measured, c.met))
-            .collect();
         let want = [
             ("local-get-8 P50", "1250.00× faster than redis-get", true),
             ("local-set ops/s", "2.50× redis-set's", false),
@@ -185,11 +157,7 @@ mod tests {
                 false,
             ),
         ];
-        let want: Vec<(String, String, bool)> = want
-            .iter()
-            .map(|&(w, m, ok)| (w.to_owned(), m.to_owned(), ok))
-            .collect();
-        assert_eq!(got, want);
+        assert_checks(&checks, &want);
         assert!(unchecked.is_empty());
 
         let (checks, unchecked) = check(&rows[..6]);
