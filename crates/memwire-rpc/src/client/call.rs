@@ -92,13 +92,16 @@ impl Client {
             id,
             seen,
         };
-        let waiting = wait_for(&self.inner, &mut inbox, Some(id));
+        // Each arm makes its own wait: a wait future bound first is moved (copied, a few
+        // hundred bytes) into the arm that awaits it.
         let outcome = match timeout {
-            None => waiting.await,
-            Some(t) => match tokio::time::timeout(t, waiting).await {
-                Ok(outcome) => outcome,
-                Err(_) => return Err(Error::Timeout(t)),
-            },
+            None => wait_for(&self.inner, &mut inbox, Some(id)).await,
+            Some(t) => {
+                match tokio::time::timeout(t, wait_for(&self.inner, &mut inbox, Some(id))).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => return Err(Error::Timeout(t)),
+                }
+            }
         };
         guard.armed = false;
         match outcome {

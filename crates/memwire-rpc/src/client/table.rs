@@ -60,7 +60,10 @@ pub(super) enum Waiting {
 /// Where a call's answer waits for it.
 #[derive(Debug, Default)]
 pub(super) struct CallSlot {
-    outcome: Option<Outcome>,
+    /// Boxed: a table entry stays a few words, where an answer is a whole message, and the
+    /// map moves its entries on every insert and remove. A call whose task reads its own
+    /// answer (the lone caller's case) never fills it.
+    outcome: Option<Box<Outcome>>,
     /// The call's task, when it waits.
     waker: Option<std::task::Waker>,
 }
@@ -139,7 +142,7 @@ impl Table {
                     return None;
                 }
                 match state.pending.remove(&id) {
-                    Some(Waiting::Call(slot)) => slot.outcome,
+                    Some(Waiting::Call(slot)) => slot.outcome.map(|o| *o),
                     _ => None,
                 }
             }
@@ -203,7 +206,7 @@ impl Table {
                     state.pending.remove(&id);
                     return Ok(Some(outcome));
                 }
-                slot.outcome = Some(outcome);
+                slot.outcome = Some(Box::new(outcome));
                 let waker = slot.waker.take();
                 drop(state);
                 // Release: after the answer is in its slot (see `changes`).
@@ -336,6 +339,17 @@ mod tests {
                 .deliver(Kind::Error, 1, failed("late"), None)
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn a_table_entry_is_a_few_words() {
+        // The map moves entries on insert and remove: an answer inside one would be copied
+        // each time.
+        assert!(
+            std::mem::size_of::<Waiting>() <= 32,
+            "{}",
+            std::mem::size_of::<Waiting>()
         );
     }
 
