@@ -2,7 +2,8 @@
 
 use super::*;
 
-/// Where a waiting call's answer lands: a oneshot (calls, pings) or a channel (streams).
+/// Where a waiting call's answer lands: its table entry (calls), a oneshot (pings) or a channel
+/// (streams).
 pub(super) trait Inbox {
     /// `Some(Some(outcome))`: it is in; `Some(None)`: it never will be; `None`: not yet.
     fn try_take(&mut self) -> Option<Option<Outcome>>;
@@ -94,30 +95,7 @@ pub(super) async fn wait_for(
             continue;
         }
         if let Ok(rx) = inner.rx.try_lock() {
-            let mut reader = Reader::new(inner, rx);
-            loop {
-                if let Some(outcome) = inbox.try_take() {
-                    return outcome;
-                }
-                let mut read = reader.read_one(own).await;
-                let mut handed = false;
-                loop {
-                    match read {
-                        Read::Mine(outcome) => return Some(outcome),
-                        Read::Handed => handed = true,
-                        Read::Nothing => break,
-                    }
-                    read = reader.read_ready(own);
-                }
-                if let Some(outcome) = inbox.try_take() {
-                    return outcome;
-                }
-                if handed {
-                    // Other calls' answers: let their tasks run (and send their next calls)
-                    // now, not after this one's answer.
-                    memwire_transport::yield_to_tasks().await;
-                }
-            }
+            return lead(&mut Reader::new(inner, rx), inbox, own).await;
         }
         // If the reader's wake-up lands on a call whose answer is already in, that call
         // returns without polling its `Notified` to completion, and tokio forwards the
@@ -127,6 +105,37 @@ pub(super) async fn wait_for(
             biased;
             outcome = inbox.take() => return outcome,
             () = inner.lead.notified() => {}
+        }
+    }
+}
+
+/// Reads the link for everyone until `inbox`'s answer is in (or, for call `own`, read).
+async fn lead(
+    reader: &mut Reader<'_>,
+    inbox: &mut impl Inbox,
+    own: Option<u64>,
+) -> Option<Outcome> {
+    loop {
+        if let Some(outcome) = inbox.try_take() {
+            return outcome;
+        }
+        let mut read = reader.read_one(own).await;
+        let mut handed = false;
+        loop {
+            match read {
+                Read::Mine(outcome) => return Some(outcome),
+                Read::Handed => handed = true,
+                Read::Nothing => break,
+            }
+            read = reader.read_ready(own);
+        }
+        if let Some(outcome) = inbox.try_take() {
+            return outcome;
+        }
+        if handed {
+            // Other calls' answers: let their tasks run (and send their next calls) now, not
+            // after this one's answer.
+            memwire_transport::yield_to_tasks().await;
         }
     }
 }
