@@ -1,6 +1,6 @@
 //! The tokio API in one process: a host and a guest linked to each other, the guest connecting
 //! from a thread. Cross-process async cases (a spawned guest, a killed peer, wake counts
-//! between spinning processes) live in `transport_processes.rs`.
+//! between spinning processes) live in `transport_async_processes.rs`.
 
 #![allow(clippy::unwrap_used)]
 
