@@ -14,7 +14,8 @@ use memwire_store::local::{Answer, LOCAL_PROTOCOL_VERSION, Refusal, Reply, Reque
 use memwire_store::{Error, Local, Role};
 
 /// Runs a store server on `MEMWIRE_TEST_DATA` / `MEMWIRE_TEST_SOCKET` until killed; prints
-/// `ready <admin key>` when it listens. Only as the child of another test.
+/// `ready` when it listens (the admin key is the data directory's). Only as the child of
+/// another test.
 #[test]
 #[ignore = "the server role of the other tests"]
 fn server_role() -> anyhow::Result<()> {
