@@ -177,7 +177,9 @@ impl Metrics {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Everything, copied out now.
+    /// Everything, copied out now. Latencies are converted from clock ticks here, at a rate
+    /// measured over the process's life: a snapshot taken within a millisecond of the
+    /// process's first `Metrics` sleeps until that millisecond has passed ([`Clock`]).
     #[must_use]
     pub fn snapshot(&self) -> MetricsSnapshot {
         let inner = self.lock();
