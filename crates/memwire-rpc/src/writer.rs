@@ -120,21 +120,6 @@ impl Writer {
             }),
         )
     }
-
-    /// Sends a frame without a payload if that can be done now, without waiting: for paths
-    /// that cannot await (a dropped call's cancel). `false`: it could not, try
-    /// [`Writer::send`] from a task.
-    pub(crate) fn try_send_empty(&self, kind: Kind, call_id: u64) -> bool {
-        let mut slot = self.lock();
-        let Some(tx) = slot.as_mut() else {
-            return false;
-        };
-        let Ok(mut loan) = tx.try_loan(frame::HEADER_LEN) else {
-            return false;
-        };
-        frame::encode_head(loan.as_mut_slice(), kind, Encoding::Raw, call_id, "");
-        loan.commit().is_ok()
-    }
 }
 
 /// Writes a `len`-byte frame with `write` (taken only then) and commits it, if `tx` has room

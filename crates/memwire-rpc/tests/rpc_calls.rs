@@ -17,22 +17,18 @@ use rpc_support::setup;
 use support::trial;
 
 fn main() {
-    support::private_runtime_dir("memwire-rpc-test");
-    support::main(
-        rpc_support::roles,
-        vec![
-            trial("typed_and_by_name_calls", typed_and_by_name),
-            trial("failures_are_typed_and_the_worker_keeps_serving", failures),
-            trial("ten_thousand_calls_from_eight_tasks", many_calls),
-            trial(
-                "a_timed_out_call_is_cancelled_at_the_handler",
-                timeout_cancels,
-            ),
-            trial("a_dropped_call_is_cancelled_at_the_handler", drop_cancels),
-            trial("streams_arrive_in_order_with_backpressure", streams),
-            trial("loaned_buffers_cross_both_ways", loaned_buffers),
-        ],
-    )
+    rpc_support::run(vec![
+        trial("typed_and_by_name_calls", typed_and_by_name),
+        trial("failures_are_typed_and_the_worker_keeps_serving", failures),
+        trial("ten_thousand_calls_from_eight_tasks", many_calls),
+        trial(
+            "a_timed_out_call_is_cancelled_at_the_handler",
+            timeout_cancels,
+        ),
+        trial("a_dropped_call_is_cancelled_at_the_handler", drop_cancels),
+        trial("streams_arrive_in_order_with_backpressure", streams),
+        trial("loaned_buffers_cross_both_ways", loaned_buffers),
+    ])
 }
 
 fn typed_and_by_name() -> Result<()> {

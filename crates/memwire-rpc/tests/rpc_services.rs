@@ -16,28 +16,24 @@ use rpc_support::runtime;
 use support::{command, trial};
 
 fn main() {
-    support::private_runtime_dir("memwire-rpc-test");
-    support::main(
-        rpc_support::roles,
-        vec![
-            trial(
-                "a_named_service_serves_clients_that_connect_by_name",
-                named_service,
-            ),
-            trial(
-                "a_client_sending_malformed_frames_is_cut_off_and_others_are_served",
-                malformed_from_client,
-            ),
-            trial(
-                "a_server_answering_malformed_frames_fails_calls_with_protocol",
-                malformed_from_server,
-            ),
-            trial(
-                "a_killed_services_registry_entry_is_ignored",
-                killed_service_is_ignored,
-            ),
-        ],
-    )
+    rpc_support::run(vec![
+        trial(
+            "a_named_service_serves_clients_that_connect_by_name",
+            named_service,
+        ),
+        trial(
+            "a_client_sending_malformed_frames_is_cut_off_and_others_are_served",
+            malformed_from_client,
+        ),
+        trial(
+            "a_server_answering_malformed_frames_fails_calls_with_protocol",
+            malformed_from_server,
+        ),
+        trial(
+            "a_killed_services_registry_entry_is_ignored",
+            killed_service_is_ignored,
+        ),
+    ])
 }
 
 fn named_service() -> Result<()> {

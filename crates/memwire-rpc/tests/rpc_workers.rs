@@ -21,31 +21,27 @@ use rpc_support::{Setup, runtime, setup};
 use support::{command, trial};
 
 fn main() {
-    support::private_runtime_dir("memwire-rpc-test");
-    support::main(
-        rpc_support::roles,
-        vec![
-            trial(
-                "a_worker_killed_mid_call_fails_every_pending_call",
-                killed_mid_call,
-            ),
-            trial(
-                "a_worker_forwards_its_output_and_stops_when_asked",
-                worker_output_and_stop,
-            ),
-            trial("a_killed_worker_is_restarted", worker_restart),
-            trial("dropping_a_worker_kills_it", worker_drop_kills),
-            trial("a_worker_dies_with_its_parent", worker_dies_with_parent),
-            trial(
-                "heartbeats_see_a_stopped_worker_and_its_return",
-                heartbeats_see_a_stopped_worker,
-            ),
-            trial(
-                "the_breaker_opens_on_failures_and_closes_after_a_good_probe",
-                breaker_and_metrics,
-            ),
-        ],
-    )
+    rpc_support::run(vec![
+        trial(
+            "a_worker_killed_mid_call_fails_every_pending_call",
+            killed_mid_call,
+        ),
+        trial(
+            "a_worker_forwards_its_output_and_stops_when_asked",
+            worker_output_and_stop,
+        ),
+        trial("a_killed_worker_is_restarted", worker_restart),
+        trial("dropping_a_worker_kills_it", worker_drop_kills),
+        trial("a_worker_dies_with_its_parent", worker_dies_with_parent),
+        trial(
+            "heartbeats_see_a_stopped_worker_and_its_return",
+            heartbeats_see_a_stopped_worker,
+        ),
+        trial(
+            "the_breaker_opens_on_failures_and_closes_after_a_good_probe",
+            breaker_and_metrics,
+        ),
+    ])
 }
 
 fn killed_mid_call() -> Result<()> {

@@ -18,25 +18,21 @@ use support::{command, trial, unique_namespace};
 use transport_support::{CUED, CUED_LEN, host, pattern, runtime};
 
 fn main() {
-    support::private_runtime_dir("memwire-transport-test");
-    support::main(
-        transport_support::roles,
-        vec![
-            trial("async_echo_with_a_spawned_guest", async_echo),
-            trial(
-                "a_killed_guest_ends_a_pending_recv_async_with_peer_gone",
-                async_peer_killed,
-            ),
-            trial(
-                "async_waits_sleep_and_spinning_async_pairs_make_no_wake_syscalls",
-                async_wake_counts,
-            ),
-            trial(
-                "an_async_large_commit_on_a_full_control_socket_frees_the_runtime_thread",
-                async_full_control_socket,
-            ),
-        ],
-    )
+    transport_support::run(vec![
+        trial("async_echo_with_a_spawned_guest", async_echo),
+        trial(
+            "a_killed_guest_ends_a_pending_recv_async_with_peer_gone",
+            async_peer_killed,
+        ),
+        trial(
+            "async_waits_sleep_and_spinning_async_pairs_make_no_wake_syscalls",
+            async_wake_counts,
+        ),
+        trial(
+            "an_async_large_commit_on_a_full_control_socket_frees_the_runtime_thread",
+            async_full_control_socket,
+        ),
+    ])
 }
 
 /// Both ends await: the host on a current-thread runtime, the guest in its own.

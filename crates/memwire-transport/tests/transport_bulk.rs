@@ -18,15 +18,11 @@ use support::{command, trial};
 use transport_support::{check_echo, host};
 
 fn main() {
-    support::private_runtime_dir("memwire-transport-test");
-    support::main(
-        transport_support::roles,
-        vec![
-            trial("spawned_guest_echoes_every_size", spawned_echo),
-            trial("spinning_processes_make_no_wake_syscalls", no_wake_syscalls),
-            trial("many_messages_both_ways_with_checksums", both_ways),
-        ],
-    )
+    transport_support::run(vec![
+        trial("spawned_guest_echoes_every_size", spawned_echo),
+        trial("spinning_processes_make_no_wake_syscalls", no_wake_syscalls),
+        trial("many_messages_both_ways_with_checksums", both_ways),
+    ])
 }
 
 fn spawned_echo() -> Result<()> {

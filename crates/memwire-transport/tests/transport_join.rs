@@ -18,34 +18,30 @@ use support::{command, spawn, trial, unique_namespace, wait_until};
 use transport_support::{HOST_ENV, check_echo, host};
 
 fn main() {
-    support::private_runtime_dir("memwire-transport-test");
-    support::main(
-        transport_support::roles,
-        vec![
-            trial("four_walk_in_guests_at_once", four_guests),
-            trial(
-                "one_command_spawns_guests_twice_each_with_only_its_own_fds",
-                one_command_twice,
-            ),
-            trial(
-                "a_spawned_guest_that_starts_slowly_gets_its_link",
-                late_guest,
-            ),
-            trial(
-                "a_spawned_guest_that_never_joins_is_killed_at_the_join_deadline",
-                never_joins,
-            ),
-            trial(
-                "a_spawned_guest_that_exits_before_joining_gives_its_status",
-                exits_before_joining,
-            ),
-            trial("a_silent_client_delays_no_guest_behind_it", silent_client),
-            trial(
-                "a_silent_client_is_closed_at_its_hello_deadline",
-                silent_client_closed,
-            ),
-        ],
-    )
+    transport_support::run(vec![
+        trial("four_walk_in_guests_at_once", four_guests),
+        trial(
+            "one_command_spawns_guests_twice_each_with_only_its_own_fds",
+            one_command_twice,
+        ),
+        trial(
+            "a_spawned_guest_that_starts_slowly_gets_its_link",
+            late_guest,
+        ),
+        trial(
+            "a_spawned_guest_that_never_joins_is_killed_at_the_join_deadline",
+            never_joins,
+        ),
+        trial(
+            "a_spawned_guest_that_exits_before_joining_gives_its_status",
+            exits_before_joining,
+        ),
+        trial("a_silent_client_delays_no_guest_behind_it", silent_client),
+        trial(
+            "a_silent_client_is_closed_at_its_hello_deadline",
+            silent_client_closed,
+        ),
+    ])
 }
 
 fn four_guests() -> Result<()> {

@@ -19,22 +19,18 @@ use support::{command, spawn, trial, unique_namespace};
 use transport_support::{HOST_ENV, check_echo, host};
 
 fn main() {
-    support::private_runtime_dir("memwire-transport-test");
-    support::main(
-        transport_support::roles,
-        vec![
-            trial("host_death_is_peer_gone_for_the_guest", host_death),
-            trial(
-                "a_message_sent_just_before_exit_arrives_before_peer_gone",
-                last_words,
-            ),
-            trial("killed_guests_give_every_slot_back", killed_guests),
-            trial(
-                "a_scribbling_guest_is_cut_off_and_the_host_survives",
-                scribbler,
-            ),
-        ],
-    )
+    transport_support::run(vec![
+        trial("host_death_is_peer_gone_for_the_guest", host_death),
+        trial(
+            "a_message_sent_just_before_exit_arrives_before_peer_gone",
+            last_words,
+        ),
+        trial("killed_guests_give_every_slot_back", killed_guests),
+        trial(
+            "a_scribbling_guest_is_cut_off_and_the_host_survives",
+            scribbler,
+        ),
+    ])
 }
 
 fn host_death() -> Result<()> {

@@ -199,7 +199,7 @@ impl Drop for CancelOnDrop<'_> {
 
 /// Sends a cancel frame now if the link has room, else from a task.
 pub(super) fn cancel(writer: &Arc<Writer>, id: u64) {
-    if writer.try_send_empty(Kind::Cancel, id) {
+    if let Some(Ok(())) = writer.try_send(Kind::Cancel, Encoding::Raw, id, &[]) {
         return;
     }
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {

@@ -15,15 +15,18 @@ use memwire_transport::{Guest, Host, HostConfig};
 
 use crate::support::{self, command};
 
+/// The `main` of each of these test binaries: a runtime directory of its own, then the child
+/// role the binary was started in (`MEMWIRE_TEST_ROLE`, dispatched by [`roles`]) or `trials`.
+pub fn run(trials: Vec<libtest_mimic::Trial>) -> ! {
+    support::private_runtime_dir("memwire-rpc-test");
+    support::main(roles, trials)
+}
+
 pub fn roles(role: &str) -> Result<()> {
     match role {
         "math" => {
             let link = Guest::from_env()?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            runtime.block_on(serve_link(link, Arc::new(Math::default())))?;
+            runtime()?.block_on(serve_link(link, Arc::new(Math::default())))?;
             Ok(())
         }
         "worker" => {

@@ -1,6 +1,6 @@
 //! What a server sends: an answer to each request (`ok` or `error`, with the request's `id`)
-//! and, for watches, pushed messages (`event`, `lagged`, `synced`, `watch_ended`). A client ignores fields it
-//! does not know, so a server of the same protocol version may add some.
+//! and, for watches, pushed messages (`event`, `lagged`, `synced`, `watch_ended`). A client
+//! ignores fields it does not know, so a server of the same protocol version may add some.
 
 use serde::{Deserialize, Serialize};
 

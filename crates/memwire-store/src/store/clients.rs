@@ -28,7 +28,8 @@ impl Clients {
 }
 
 /// One connection's place in the store's client counts: counted once in each tenant it
-/// [entered](Presence::enter), in none once dropped. From [`Store::presence`](super::Store::presence).
+/// [entered](Presence::enter), in none once dropped. From
+/// [`Store::presence`](super::Store::presence).
 #[derive(Debug)]
 pub struct Presence {
     clients: Arc<Clients>,

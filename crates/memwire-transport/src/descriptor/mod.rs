@@ -90,10 +90,11 @@ pub(crate) const INLINE_OFFSET: usize = 4;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Descriptor {
     /// Small payload carried in the descriptor: bytes [`INLINE_OFFSET`]` .. + len` of the
-    /// image, which stay there: the sender writes them in place in the ring slot (then the head
-    /// before them, then publishes), the receiver's message keeps the whole image (a copy of the payload alone would start at offset 4 of an image written
-    /// in 16-byte words, a load the store buffer cannot forward: `ring` module doc). Bytes past
-    /// `len` are whatever the sender left there, and are ignored.
+    /// image, which stay there: the sender writes them in place in the ring slot (then the
+    /// head before them, then publishes), the receiver's message keeps the whole image (a copy
+    /// of the payload alone would start at offset 4 of an image written in 16-byte words, a
+    /// load the store buffer cannot forward: `ring` module doc). Bytes past `len` are whatever
+    /// the sender left there, and are ignored.
     Inline {
         /// Payload length; at most the receiver's `inline_max` (so at most [`INLINE_MAX`]).
         len: u8,

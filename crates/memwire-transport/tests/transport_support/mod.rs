@@ -67,6 +67,13 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// The `main` of each of these test binaries: a runtime directory of its own, then the child
+/// role the binary was started in (`MEMWIRE_TEST_ROLE`, dispatched by [`roles`]) or `trials`.
+pub fn run(trials: Vec<libtest_mimic::Trial>) -> ! {
+    support::private_runtime_dir("memwire-transport-test");
+    support::main(roles, trials)
+}
+
 pub fn roles(role: &str) -> Result<()> {
     let host_name = || std::env::var(HOST_ENV).context("no host name");
     match role {
