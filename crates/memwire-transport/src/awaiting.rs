@@ -30,7 +30,7 @@
 use memwire_shm::AsyncDoorbell;
 
 use crate::bell::Half;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::link::{Counters, Shared};
 use crate::loan::Loan;
 use crate::message::Message;
@@ -63,8 +63,9 @@ impl Rx {
     pub async fn recv_async(&mut self) -> Result<Message> {
         let mut waiter = Waiter::new(self.wait, None);
         loop {
-            if let Some(message) = self.try_take()? {
-                return Ok(message);
+            match self.try_take() {
+                Err(Error::WouldBlock) => {}
+                taken => return taken,
             }
             if spin(&mut waiter).await {
                 continue;

@@ -137,6 +137,7 @@ pub(crate) struct Counters {
 
 impl Counters {
     /// Relaxed: counters are statistics, read when the caller asks, ordered by nothing.
+    #[inline]
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -146,6 +147,7 @@ impl Counters {
     /// x86-64 would also wait for the ring slot just written to leave the store buffer. No
     /// update is lost: nobody else writes the counter, and a half moved to another thread
     /// carries a happens-before edge with it.
+    #[inline]
     pub(crate) fn bump(counter: &AtomicU64, n: u64) {
         // Relaxed, as in `add`.
         counter.store(
@@ -203,6 +205,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Whether the peer is gone or was cut off.
+    #[inline]
     pub(crate) fn is_gone(&self) -> bool {
         // Acquire: pairs with the Release store in `mark_gone`.
         self.gone.load(Ordering::Acquire)
@@ -280,13 +283,23 @@ impl Shared {
 
     /// Makes the one wake syscall a sleeping peer asked for: `FUTEX_WAKE` on its state word
     /// `word`, or a ring of the doorbell of its `half` (the half that sleeps on `word`).
+    /// Inline: the common case, no sleeper, is one test; the syscall is out of line.
+    #[inline]
     pub(crate) fn wake(&self, kind: Option<WaitKind>, word: usize, half: Half) {
+        if let Some(kind) = kind {
+            self.wake_sleeper(kind, word, half);
+        }
+    }
+
+    /// [`Shared::wake`]'s syscall.
+    #[cold]
+    #[inline(never)]
+    fn wake_sleeper(&self, kind: WaitKind, word: usize, half: Half) {
         match kind {
-            None => return,
-            Some(WaitKind::Futex) => {
+            WaitKind::Futex => {
                 let _ = self.map.futex_wake(word, 1);
             }
-            Some(WaitKind::Doorbell) => {
+            WaitKind::Doorbell => {
                 // Fails only on a broken fd of our own; the peer then waits for its next
                 // wake-up or our death, and can only have slowed itself.
                 let _ = self.bells.ring_peer(half);

@@ -88,6 +88,16 @@ impl<'tx> Loan<'tx> {
                 let bytes = unsafe { self.tx.map().bytes_mut(at, len) };
                 bytes.expect("a ring slot lies inside the validated, writable layout")
             }
+            _ => self.outside_slice(),
+        }
+    }
+
+    /// [`Loan::as_mut_slice`] of a slot or a large message's memfd: out of line, so that the
+    /// small message's path inlines to a bounds check.
+    #[inline(never)]
+    fn outside_slice(&mut self) -> &mut [u8] {
+        let len = self.len;
+        match self.body.as_mut() {
             Some(Body::Slot(slot)) => {
                 let (offset, _) = self.tx.pool.place(*slot);
                 // SAFETY: see the module doc: the slot is `Loaned` to this loan alone, and
@@ -102,7 +112,8 @@ impl<'tx> Loan<'tx> {
                 let bytes = unsafe { large.map.bytes_mut(0, len) };
                 bytes.expect("a large loan's own mapping is `len` bytes, writable")
             }
-            None => &mut [],
+            // `as_mut_slice` serves a small message itself.
+            Some(Body::Inline { .. }) | None => &mut [],
         }
     }
 
@@ -126,12 +137,22 @@ impl<'tx> Loan<'tx> {
     }
 
     /// Publishes the descriptor. A large message's memfd goes on the control socket first,
-    /// unless it was sent already as `sent`.
+    /// unless it was sent already as `sent`. A small message's path is inlined; the others
+    /// are out of line.
     #[inline]
     pub(crate) fn publish(mut self, sent: Option<u64>) -> Result<()> {
+        if let Some(Body::Inline { at }) = self.body {
+            self.body = None;
+            return self.tx.publish_inline(at, self.len);
+        }
+        self.publish_outside(sent)
+    }
+
+    /// [`Loan::publish`] of a slot or a large message.
+    #[inline(never)]
+    fn publish_outside(mut self, sent: Option<u64>) -> Result<()> {
         let len = self.len;
         let descriptor = match self.body.take() {
-            Some(Body::Inline { at }) => return self.tx.publish_inline(at, len),
             Some(Body::Slot(slot)) => {
                 self.tx.pool.mark_sent(slot);
                 Descriptor::Slot {
@@ -153,14 +174,27 @@ impl<'tx> Loan<'tx> {
                     len: len as u64,
                 }
             }
-            None => return Ok(()),
+            // `publish` sends a small message itself; `None`: published already.
+            Some(Body::Inline { .. }) | None => return Ok(()),
         };
         self.tx.publish(&descriptor, len)
     }
 }
 
 impl Drop for Loan<'_> {
+    /// Inline: a committed loan, or a small one, owns nothing; a slot goes back out of line.
+    #[inline]
     fn drop(&mut self) {
+        if let Some(Body::Slot(_)) = self.body {
+            self.cancel_slot();
+        }
+    }
+}
+
+impl Loan<'_> {
+    /// Frees the slot of a loan dropped without committing.
+    #[inline(never)]
+    fn cancel_slot(&mut self) {
         if let Some(Body::Slot(slot)) = self.body.take() {
             self.tx.pool.cancel(slot);
             self.tx.publish_usage();

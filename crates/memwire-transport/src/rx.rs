@@ -8,7 +8,7 @@ use memwire_shm::ProcessId;
 use crate::bell::{AsyncBell, Half};
 use crate::config::{LinkConfig, WaitStrategy};
 use crate::descriptor::{DESCRIPTOR_SIZE, Descriptor, Image};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layout::{DataRing, Direction};
 use crate::limits::Limits;
 use crate::link::{Counters, Shared, Stats, stats};
@@ -114,12 +114,16 @@ impl Rx {
 
     /// The message is built once, in the caller's result: the paths that take it from the
     /// ring are inlined here, and the wait, out of line, returns through the same result.
+    /// "Empty" travels as `Err(WouldBlock)` in that same `Result<Message>`: a
+    /// `Result<Option<Message>>` has another layout, and converting one into the other made
+    /// the compiler move the message field by field, a 16-byte load then straddling smaller
+    /// stores, which the store buffer cannot forward (`ring` module doc).
     #[inline(always)]
     fn recv_within(&mut self, timeout: Option<Duration>) -> Result<Message> {
-        if let Some(message) = self.pop()? {
-            return Ok(message);
+        match self.pop() {
+            Err(Error::WouldBlock) => self.wait_for_message(timeout),
+            taken => taken,
         }
-        self.wait_for_message(timeout)
     }
 
     /// [`Rx::recv_within`] when the ring was empty: spin, then sleep, per the strategy.
@@ -127,8 +131,9 @@ impl Rx {
     fn wait_for_message(&mut self, timeout: Option<Duration>) -> Result<Message> {
         let mut waiter = Waiter::new(self.wait, timeout);
         loop {
-            if let Some(message) = self.try_take()? {
-                return Ok(message);
+            match self.try_take() {
+                Err(Error::WouldBlock) => {}
+                taken => return taken,
             }
             waiter.check_deadline()?;
             if waiter.spin() {
@@ -145,47 +150,54 @@ impl Rx {
         }
     }
 
-    /// The next message if one is there; [`Error::PeerGone`] (or the violation) once the link
-    /// is gone and every message sent before was taken.
+    /// The next message if one is there, else [`Error::WouldBlock`]; [`Error::PeerGone`] (or
+    /// the violation) once the link is gone and every message sent before was taken.
     #[inline]
-    pub(crate) fn try_take(&mut self) -> Result<Option<Message>> {
-        if let Some(message) = self.pop()? {
-            return Ok(Some(message));
+    pub(crate) fn try_take(&mut self) -> Result<Message> {
+        match self.pop() {
+            Err(Error::WouldBlock) if self.shared.is_gone() => {
+                // The peer may have pushed its last message and gone between the pop above and
+                // the check: whoever marked the link gone saw the peer's exit (or hang-up),
+                // which came after that push, so one more pop finds it.
+                match self.pop() {
+                    Err(Error::WouldBlock) => Err(self.shared.gone_error()),
+                    taken => taken,
+                }
+            }
+            taken => taken,
         }
-        if self.shared.is_gone() {
-            // The peer may have pushed its last message and gone between the pop above and
-            // the check: whoever marked the link gone saw the peer's exit (or hang-up), which
-            // came after that push, so one more pop finds it.
-            return match self.pop()? {
-                Some(message) => Ok(Some(message)),
-                None => Err(self.shared.gone_error()),
-            };
-        }
-        Ok(None)
     }
 
-    /// The next message in the ring, if any.
+    /// The next message in the ring, or [`Error::WouldBlock`] when it is empty.
     #[inline(always)]
-    fn pop(&mut self) -> Result<Option<Message>> {
+    fn pop(&mut self) -> Result<Message> {
         match self.data.try_pop_into(&mut self.image.0) {
             Ok(Some(taken)) => {
                 self.shared
                     .wake(taken.wake, self.data_producer_word, Half::Tx);
-                self.accept().map(Some)
+                self.accept()
             }
-            Ok(None) => Ok(None),
+            Ok(None) => Err(Error::WouldBlock),
             Err(e) => Err(self.shared.violate(e)),
         }
     }
 
     /// Validates the descriptor copied out of the ring into [`Rx::image`] and makes it a
-    /// message.
+    /// message. The counters are bumped first, so that the message is built last, in place in
+    /// the caller's result, rather than built, kept across the counting, and moved.
     #[inline(always)]
     fn accept(&mut self) -> Result<Message> {
         let descriptor =
             Descriptor::decode(&self.image.0, &self.limits).map_err(|e| self.shared.violate(e))?;
-        let message = match descriptor {
-            Descriptor::Inline { len } => Message::inline(len, self.image),
+        let len = match descriptor {
+            Descriptor::Inline { len } => u64::from(len),
+            Descriptor::Slot { len, .. } => u64::from(len),
+            Descriptor::Memfd { len, .. } => len,
+        };
+        Counters::bump(&self.shared.counters.messages_received, 1);
+        Counters::bump(&self.shared.counters.bytes_received, len);
+        match descriptor {
+            Descriptor::Inline { len } => Ok(Message::inline(len, self.image)),
             Descriptor::Slot {
                 class,
                 index,
@@ -194,7 +206,7 @@ impl Rx {
             } => {
                 // `decode` checked class < classes, index < count and len <= slot size.
                 let (base, size) = self.pools[usize::from(class)];
-                Message::slot(
+                Ok(Message::slot(
                     self.image,
                     Arc::clone(&self.returns),
                     ReturnEntry {
@@ -204,13 +216,10 @@ impl Rx {
                     },
                     base + index as usize * size,
                     len as usize,
-                )
+                ))
             }
-            Descriptor::Memfd { seq, len } => self.accept_large(seq, len)?,
-        };
-        Counters::bump(&self.shared.counters.messages_received, 1);
-        Counters::bump(&self.shared.counters.bytes_received, message.len() as u64);
-        Ok(message)
+            Descriptor::Memfd { seq, len } => self.accept_large(seq, len),
+        }
     }
 
     /// A large message: its memfd comes from the control socket. Out of line: it costs

@@ -183,9 +183,24 @@ impl Tx {
     }
 
     /// Memory for a message of `len` bytes if it can be had without waiting, else what is
-    /// lacking; the link's error once it is gone.
-    #[inline]
+    /// lacking; the link's error once it is gone. A small message with room in the ring as
+    /// last seen is inlined; everything else goes out of line.
+    #[inline(always)]
     pub(crate) fn try_body(&mut self, len: usize) -> Result<Result<Body, Lack>> {
+        if len <= self.inline_max
+            && !self.shared.is_gone()
+            && let Some(next) = self.data.next_slot_cached()
+        {
+            // Written in place in the ring slot it will be published in: ours until then.
+            let at = self.data.memory().slot_offset(next);
+            return Ok(Ok(Body::Inline { at }));
+        }
+        self.try_body_outside(len)
+    }
+
+    /// [`Tx::try_body`] for a slot, a large message, a ring that looks full, or a link gone.
+    #[inline(never)]
+    fn try_body_outside(&mut self, len: usize) -> Result<Result<Body, Lack>> {
         if self.shared.is_gone() {
             self.collect_returns()?;
             return Err(self.shared.gone_error());

@@ -149,6 +149,7 @@ impl Mapping {
     /// this mapping, another mapping of the same file, or [`Mapping::bytes_mut`]). Another
     /// process that writes the range anyway breaks its own protocol: the reader may then see
     /// torn bytes, which it must tolerate (validate what it reads, as with any input).
+    #[inline]
     pub unsafe fn bytes(&self, offset: usize, len: usize) -> Result<&[u8]> {
         self.check(offset, len)?;
         // SAFETY: in bounds of the live mapping (checked); the caller guarantees no writer in
@@ -165,6 +166,7 @@ impl Mapping {
     /// and the caller's protocol gives this process the range alone. Writes by another process
     /// that breaks the protocol only garble the bytes being written.
     #[allow(clippy::mut_from_ref)]
+    #[inline]
     pub unsafe fn bytes_mut(&self, offset: usize, len: usize) -> Result<&mut [u8]> {
         self.check_writable(offset)?;
         self.check(offset, len)?;

@@ -382,6 +382,15 @@ impl<M: RingMemory<N>, const N: usize> Producer<M, N> {
         Ok(Some(self.tail & (self.capacity - 1)))
     }
 
+    /// [`Producer::next_slot`] as far as the consumer's head last loaded says: `None` when
+    /// the ring looked full then (it may have room now: ask `next_slot`). Reads no shared
+    /// word.
+    #[inline]
+    pub(crate) fn next_slot_cached(&self) -> Option<u32> {
+        (self.tail.wrapping_sub(self.head_cache) < self.capacity)
+            .then_some(self.tail & (self.capacity - 1))
+    }
+
     /// Publishes the entry written into [`Producer::next_slot`]'s slot, which must have found
     /// room; tells whether the consumer must be woken.
     #[inline]
