@@ -254,7 +254,26 @@ impl Descriptor {
     /// Decodes and validates a copy of a descriptor a peer wrote, against the receiver's
     /// `limits` for that peer's pool. Never panics; an accepted descriptor re-encodes (with
     /// [`Descriptor::encode_head`] over `raw`) to `raw`: the sequence word's place is ignored.
+    ///
+    /// A small message's descriptor, the common case, is decoded inline: its head is one
+    /// little-endian word, `[KIND_INLINE, len, 0, 0]`. Everything else is out of line.
+    #[inline(always)]
     pub(crate) fn decode(
+        raw: &[u8; DESCRIPTOR_SIZE],
+        limits: &Limits,
+    ) -> Result<Self, DescriptorError> {
+        let head = u32_at(raw, 0);
+        let len = (head >> 8) as u8;
+        if head & 0xffff_00ff == u32::from(KIND_INLINE) && len <= limits.inline_max() {
+            return Ok(Self::Inline { len });
+        }
+        Self::decode_outside(raw, limits)
+    }
+
+    /// [`Descriptor::decode`] of every descriptor but a valid inline one (which it decodes
+    /// too, and refuses the same way an invalid one).
+    #[inline(never)]
+    fn decode_outside(
         raw: &[u8; DESCRIPTOR_SIZE],
         limits: &Limits,
     ) -> Result<Self, DescriptorError> {
