@@ -123,6 +123,7 @@ impl Limits {
     }
 
     /// Bytes a descriptor may carry inline; at most [`INLINE_MAX`].
+    #[inline]
     pub(crate) fn inline_max(&self) -> u8 {
         self.inline_max
     }
@@ -135,6 +136,17 @@ impl Limits {
     /// The longest memfd the receiver accepts.
     pub(crate) fn max_memfd_len(&self) -> u64 {
         self.max_memfd_len
+    }
+
+    /// The size of the slots of `class` if slot `index` exists: [`Limits::slot`] without the
+    /// reason, for the receive path's inline check.
+    #[inline]
+    pub(crate) fn slot_size(&self, class: u8, index: u32) -> Option<u32> {
+        if class >= self.class_count {
+            return None;
+        }
+        let c = self.classes.get(usize::from(class))?;
+        (index < c.slot_count).then_some(c.slot_size)
     }
 
     /// The slot `index` of `class`, checked: [`DescriptorError::NoSuchClass`] or

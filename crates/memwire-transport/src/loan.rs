@@ -141,27 +141,31 @@ impl<'tx> Loan<'tx> {
     /// are out of line.
     #[inline]
     pub(crate) fn publish(mut self, sent: Option<u64>) -> Result<()> {
-        if let Some(Body::Inline { at }) = self.body {
-            self.body = None;
-            return self.tx.publish_inline(at, self.len);
+        match self.body {
+            Some(Body::Inline { at }) => {
+                self.body = None;
+                self.tx.publish_inline(at, self.len)
+            }
+            Some(Body::Slot(slot)) => {
+                self.body = None;
+                self.tx.pool.mark_sent(slot);
+                let descriptor = Descriptor::Slot {
+                    class: slot.class,
+                    index: slot.index,
+                    generation: slot.generation,
+                    len: self.len as u32,
+                };
+                self.tx.publish(&descriptor, self.len)
+            }
+            _ => self.publish_outside(sent),
         }
-        self.publish_outside(sent)
     }
 
-    /// [`Loan::publish`] of a slot or a large message.
+    /// [`Loan::publish`] of a large message.
     #[inline(never)]
     fn publish_outside(mut self, sent: Option<u64>) -> Result<()> {
         let len = self.len;
         let descriptor = match self.body.take() {
-            Some(Body::Slot(slot)) => {
-                self.tx.pool.mark_sent(slot);
-                Descriptor::Slot {
-                    class: slot.class,
-                    index: slot.index,
-                    generation: slot.generation,
-                    len: len as u32,
-                }
-            }
             Some(Body::Large(large)) => {
                 let Large { segment, map } = *large;
                 drop(map);
@@ -174,8 +178,8 @@ impl<'tx> Loan<'tx> {
                     len: len as u64,
                 }
             }
-            // `publish` sends a small message itself; `None`: published already.
-            Some(Body::Inline { .. }) | None => return Ok(()),
+            // `publish` sends the others itself; `None`: published already.
+            Some(Body::Inline { .. } | Body::Slot(_)) | None => return Ok(()),
         };
         self.tx.publish(&descriptor, len)
     }

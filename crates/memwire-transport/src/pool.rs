@@ -109,12 +109,14 @@ impl Pool {
     }
 
     /// Slots loaned or in flight.
+    #[inline]
     pub(crate) fn out(&self) -> u32 {
         self.out
     }
 
     /// Lends a slot of the smallest class that fits `len` and has one free (a larger class
     /// when the best fit is exhausted); `None` when every fitting class is exhausted.
+    #[inline]
     pub(crate) fn alloc(&mut self, len: usize) -> Option<SlotRef> {
         let (class, c) = self
             .classes
@@ -137,6 +139,7 @@ impl Pool {
     }
 
     /// Segment offset and size of a slot this sender holds.
+    #[inline]
     pub(crate) fn place(&self, slot: SlotRef) -> (usize, usize) {
         let c = &self.classes[usize::from(slot.class)];
         (
@@ -156,6 +159,7 @@ impl Pool {
     }
 
     /// The slot's descriptor is published: it belongs to the receiver until returned.
+    #[inline]
     pub(crate) fn mark_sent(&mut self, slot: SlotRef) {
         let c = &mut self.classes[usize::from(slot.class)];
         debug_assert_eq!(c.state[slot.index as usize], State::Loaned);

@@ -195,6 +195,15 @@ impl Tx {
             let at = self.data.memory().slot_offset(next);
             return Ok(Ok(Body::Inline { at }));
         }
+        // A slot, while the pool has one: returns are collected out of line, when it runs out.
+        if len > self.inline_max
+            && !self.shared.is_gone()
+            && self.data.next_slot_cached().is_some()
+            && let Some(slot) = self.pool.alloc(len)
+        {
+            self.publish_usage();
+            return Ok(Ok(Body::Slot(slot)));
+        }
         self.try_body_outside(len)
     }
 
@@ -314,6 +323,7 @@ impl Tx {
 
     /// Publishes a descriptor of a message in a slot or a memfd. The loan checked there is
     /// room, and only we push, so this never waits.
+    #[inline]
     pub(crate) fn publish(&mut self, descriptor: &Descriptor, len: usize) -> Result<()> {
         let pushed = self.data.try_push(&descriptor.encode());
         self.pushed(pushed, len)

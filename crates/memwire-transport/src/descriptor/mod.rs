@@ -255,23 +255,50 @@ impl Descriptor {
     /// `limits` for that peer's pool. Never panics; an accepted descriptor re-encodes (with
     /// [`Descriptor::encode_head`] over `raw`) to `raw`: the sequence word's place is ignored.
     ///
-    /// A small message's descriptor, the common case, is decoded inline: its head is one
-    /// little-endian word, `[KIND_INLINE, len, 0, 0]`. Everything else is out of line.
+    /// Valid inline and slot descriptors, the common cases, are decoded inline: the head is
+    /// one little-endian word, `[kind, len or class, 0, 0]`, and a slot's reserved bytes are
+    /// tested as whole words. Everything else, every refusal included, is out of line.
     #[inline(always)]
     pub(crate) fn decode(
         raw: &[u8; DESCRIPTOR_SIZE],
         limits: &Limits,
     ) -> Result<Self, DescriptorError> {
         let head = u32_at(raw, 0);
-        let len = (head >> 8) as u8;
-        if head & 0xffff_00ff == u32::from(KIND_INLINE) && len <= limits.inline_max() {
-            return Ok(Self::Inline { len });
+        let second = (head >> 8) as u8;
+        match head & 0xffff_00ff {
+            h if h == u32::from(KIND_INLINE) && second <= limits.inline_max() => {
+                return Ok(Self::Inline { len: second });
+            }
+            h if h == u32::from(KIND_SLOT) => {
+                let index = u32_at(raw, INDEX_OFFSET);
+                let len = u32_at(raw, SLOT_LEN_OFFSET);
+                // Bytes `SEQ_OFFSET .. DESCRIPTOR_LEN`: whole u64 words, then a u32.
+                const { assert!((DESCRIPTOR_LEN - 4 - SEQ_OFFSET).is_multiple_of(8)) };
+                let reserved = (SEQ_OFFSET..DESCRIPTOR_LEN - 4)
+                    .step_by(8)
+                    .fold(u64::from(u32_at(raw, DESCRIPTOR_LEN - 4)), |acc, at| {
+                        acc | u64_at(raw, at)
+                    });
+                if reserved == 0
+                    && limits
+                        .slot_size(second, index)
+                        .is_some_and(|size| len <= size)
+                {
+                    return Ok(Self::Slot {
+                        class: second,
+                        index,
+                        generation: u32_at(raw, GENERATION_OFFSET),
+                        len,
+                    });
+                }
+            }
+            _ => {}
         }
         Self::decode_outside(raw, limits)
     }
 
-    /// [`Descriptor::decode`] of every descriptor but a valid inline one (which it decodes
-    /// too, and refuses the same way an invalid one).
+    /// [`Descriptor::decode`] of every descriptor: the rare kinds, and the reason a bad one is
+    /// refused.
     #[inline(never)]
     fn decode_outside(
         raw: &[u8; DESCRIPTOR_SIZE],

@@ -353,6 +353,22 @@ proptest! {
         }
     }
 
+    /// The inline fast paths of `decode` accept exactly what the full decoder accepts, and
+    /// decode it the same way; what they pass on, it refuses for its reason.
+    #[test]
+    fn the_fast_paths_agree_with_the_full_decoder(
+        ((inline_max, classes, max_memfd), raw) in config().prop_flat_map(|(i, c, m)| {
+            let raw = hostile(i, &c, m);
+            (Just((i, c, m)), raw)
+        }),
+    ) {
+        let limits = Limits::new(inline_max, &classes, max_memfd).expect("valid limits");
+        prop_assert_eq!(
+            Descriptor::decode(&raw, &limits),
+            Descriptor::decode_outside(&raw, &limits)
+        );
+    }
+
     #[test]
     fn encode_then_decode_round_trips(
         ((inline_max, classes, max_memfd), d) in config().prop_flat_map(|(i, c, m)| {
