@@ -77,7 +77,14 @@ fn quick_run_writes_one_row_per_case_and_payload_mode() {
         assert!(w.is_finite() && w >= 0.0, "{r}");
         if r["case"] == "spin" {
             assert_eq!(w, 0.0, "a spinning link made wake syscalls: {r}");
+            // Its floor was timed in segments alternating with it, and its ratio is to that.
+            assert_positive(r, "floor_spin_p50_ns");
+            let ratio = r["x_floor"].as_f64().unwrap_or_else(|| panic!("{r}"));
+            let p50 = r["rtt_p50_ns"].as_f64().unwrap();
+            let floor = r["floor_spin_p50_ns"].as_f64().unwrap();
+            assert!((ratio - p50 / floor).abs() < 1e-9, "{r}");
         } else {
+            assert!(r["floor_spin_p50_ns"].is_null(), "{r}");
             assert!(w <= 2.0, "{r}");
             let ratio = r["x_floor_futex"].as_f64().unwrap_or_else(|| panic!("{r}"));
             assert!(ratio.is_finite() && ratio > 0.0, "{r}");

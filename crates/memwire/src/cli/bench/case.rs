@@ -122,6 +122,15 @@ pub(crate) trait Case: Sync {
         false
     }
 
+    /// Whether its "× floor" is taken against `floor-spin` timed in segments alternating with
+    /// its own. A spinning case cannot nest the floor's session inside its own as a blocking
+    /// one does (two spinning peers would share the peer CPU), so each segment starts its own
+    /// peer. This machine's host moves its two vCPUs between placements whose floors differ
+    /// several-fold; a floor row timed seconds apart may have seen another.
+    fn spins(&self) -> bool {
+        false
+    }
+
     /// Bytes of shared segment the case needs for `size`-byte messages.
     fn segment_len(&self, _size: usize) -> u64 {
         4096

@@ -71,6 +71,10 @@ impl Case for LinkCase {
         matches!(self, Self::Block)
     }
 
+    fn spins(&self) -> bool {
+        matches!(self, Self::Spin)
+    }
+
     fn parent<'m>(
         &self,
         _shm: &'m Mapping,

@@ -7,7 +7,8 @@
 //! segment and peer. A case that [blocks](Case::blocks) is interleaved with `floor-futex`
 //! (the issue asks that of `block`, so both see the same machine load): one session's `run`
 //! nests inside the other's, and the echo phase alternates chunks of [`CHUNK`] round trips on
-//! the two endpoints.
+//! the two endpoints. A case that [spins](Case::spins) is interleaved with `floor-spin` in
+//! [`SEGMENTS`] alternating sessions of each, each with its own peer and warm-up.
 
 use std::fmt;
 use std::process::{Child, ExitStatus};
@@ -24,6 +25,10 @@ use super::case::{Case, Launcher, Parent, Payload, Peer, Role, Run};
 /// chunk is a few milliseconds, far shorter than a change of machine load, and the clock
 /// reads between chunks are negligible.
 const CHUNK: u64 = 100;
+
+/// Sessions of a spinning case, alternating with as many of `floor-spin`: each a quarter of
+/// the echo budget, short enough that the two mostly see the same placement of the vCPUs.
+const SEGMENTS: u32 = 4;
 
 /// How much each run may do.
 #[derive(Clone, Copy, Debug)]
@@ -72,6 +77,9 @@ pub(crate) struct Measured {
     /// For a case that blocks: the round-trip p50 of `floor-futex`, timed in the chunks
     /// alternating with this case's.
     pub(crate) floor_futex_p50_ns: Option<u64>,
+    /// For a case that spins: the round-trip p50 of `floor-spin`, timed in the segments
+    /// alternating with this case's.
+    pub(crate) floor_spin_p50_ns: Option<u64>,
 }
 
 /// Round trips of one echo phase.
@@ -110,6 +118,15 @@ impl Echo {
                 return Ok(());
             }
         }
+    }
+
+    /// A whole echo phase on `endpoint` within `budget`: the warm-up, then up to
+    /// `budget.iters` timed round trips.
+    fn timed_phase(&mut self, endpoint: &mut dyn Parent, budget: &Budget) -> Result<()> {
+        let end = Instant::now() + budget.echo_time;
+        self.warm_up(endpoint, budget)?;
+        self.time(endpoint, budget.iters, end)?;
+        Ok(())
     }
 
     /// Times up to `n` round trips; stops early after the first that ends past `end`. Returns
@@ -156,6 +173,7 @@ pub(crate) fn measure(
     };
     let mut ours = Echo::new()?;
     let mut floor = None;
+    let mut spin_floor = None;
     let wakes = if case.blocks() {
         let futex_run = Run {
             payload: Payload::Untouched,
@@ -181,11 +199,34 @@ pub(crate) fn measure(
         })?;
         floor = Some(futex.rtt.value_at_quantile(0.5));
         wakes
+    } else if case.spins() {
+        let floor_run = Run {
+            payload: Payload::Untouched,
+            ..echo
+        };
+        let segment = Budget {
+            iters: budget.iters.div_ceil(u64::from(SEGMENTS)),
+            echo_time: budget.echo_time / SEGMENTS,
+            ..*budget
+        };
+        let mut floor_echo = Echo::new()?;
+        let mut wakes = None;
+        for _ in 0..SEGMENTS {
+            let w = Session::start(case, &echo, peer_cpu)?.run(|endpoint| {
+                ours.timed_phase(endpoint, &segment)?;
+                finish_echo(endpoint)
+            })?;
+            wakes = w.map(|w| w + wakes.unwrap_or(0));
+            Session::start(&Floor::Spin, &floor_run, peer_cpu)?.run(|endpoint| {
+                floor_echo.timed_phase(endpoint, &segment)?;
+                finish_echo(endpoint)
+            })?;
+        }
+        spin_floor = Some(floor_echo.rtt.value_at_quantile(0.5));
+        wakes
     } else {
         Session::start(case, &echo, peer_cpu)?.run(|endpoint| {
-            let end = Instant::now() + budget.echo_time;
-            ours.warm_up(endpoint, budget)?;
-            ours.time(endpoint, budget.iters, end)?;
+            ours.timed_phase(endpoint, budget)?;
             finish_echo(endpoint)
         })?
     };
@@ -225,6 +266,7 @@ pub(crate) fn measure(
         stream,
         wake_syscalls_per_msg: wakes.map(|w| w as f64 / ours.messages.max(1) as f64),
         floor_futex_p50_ns: floor,
+        floor_spin_p50_ns: spin_floor,
         rtt: ours.rtt,
     })
 }

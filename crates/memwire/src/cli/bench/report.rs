@@ -34,8 +34,12 @@ pub(crate) struct Row {
     pub(crate) throughput_from: &'static str,
     /// `null` where the case does not make or count wake syscalls.
     pub(crate) wake_syscalls_per_msg: Option<f64>,
-    /// `rtt_p50_ns` / the same run's `floor-spin` p50 at this size.
+    /// `rtt_p50_ns` / `floor_spin_p50_ns` for a spinning case, else / the same run's
+    /// `floor-spin` row at this size.
     pub(crate) x_floor: Option<f64>,
+    /// For a spinning case: the p50 of `floor-spin` timed in segments alternating with this
+    /// row's (not the `floor-spin` row, which was timed on its own).
+    pub(crate) floor_spin_p50_ns: Option<u64>,
     /// For a case that blocks: the p50 of `floor-futex` timed in chunks alternating with this
     /// row's (not the `floor-futex` row, which was timed on its own).
     pub(crate) floor_futex_p50_ns: Option<u64>,
@@ -125,8 +129,9 @@ pub(crate) fn table(rows: &[Row]) -> String {
     out.push_str(
         "\nP50..MAX: round-trip time. ONE-WAY: mean round trip / 2. MSG/S, GB/S: one way, \
          streamed; * = ping-pong only, 1 / ONE-WAY.\n× FLOOR: P50 / floor-spin P50 at the \
-         same size, this run. The floors move no payload; touch-floor's round trip is two \
-         writes and two checksums in one process.\n× FUTEX (block): P50 / the P50 of \
+         same size, this run; for spin, floor-spin timed in segments alternating with that \
+         row's. The floors move no payload; touch-floor's round trip is two writes and two \
+         checksums in one process.\n× FUTEX (block): P50 / the P50 of \
          floor-futex timed in chunks alternating with that row's.\n",
     );
     out.push_str(&machine_line(rows));
@@ -200,6 +205,7 @@ pub(crate) fn sample_row(
         throughput_from,
         wake_syscalls_per_msg: None,
         x_floor: None,
+        floor_spin_p50_ns: None,
         floor_futex_p50_ns: None,
         x_floor_futex: None,
         machine: Machine {

@@ -143,7 +143,11 @@ fn row(case: &dyn Case, size: usize, payload: Payload, m: &Measured, machine: &M
         gb_per_s: case.moves_payload().then(|| msgs_per_s * size as f64 / 1e9),
         throughput_from,
         wake_syscalls_per_msg: m.wake_syscalls_per_msg,
-        x_floor: None,
+        x_floor: m
+            .floor_spin_p50_ns
+            .filter(|&f| f > 0)
+            .map(|f| m.rtt.value_at_quantile(0.5) as f64 / f as f64),
+        floor_spin_p50_ns: m.floor_spin_p50_ns,
         floor_futex_p50_ns: m.floor_futex_p50_ns,
         x_floor_futex: m
             .floor_futex_p50_ns
@@ -153,14 +157,15 @@ fn row(case: &dyn Case, size: usize, payload: Payload, m: &Measured, machine: &M
     }
 }
 
-/// Fills in "× floor": each row's p50 over floor-spin's p50 at the same size.
+/// Fills in "× floor" where the row has no interleaved floor of its own: its p50 over
+/// floor-spin's p50 at the same size.
 fn set_x_floor(rows: &mut [Row]) {
     let floors: Vec<(usize, u64)> = rows
         .iter()
         .filter(|r| r.case == "floor-spin")
         .map(|r| (r.size, r.rtt_p50_ns))
         .collect();
-    for r in rows {
+    for r in rows.iter_mut().filter(|r| r.x_floor.is_none()) {
         if let Some(&(_, floor)) = floors.iter().find(|(s, _)| *s == r.size) {
             r.x_floor = (floor > 0).then(|| r.rtt_p50_ns as f64 / floor as f64);
         }
@@ -197,4 +202,34 @@ pub(crate) fn write_out(
         write!(out, "{}", text())?;
     }
     out.flush().context("writing to stdout")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::bench::case::Suite;
+    use crate::cli::bench::report::sample_row;
+
+    #[test]
+    fn x_floor_keeps_an_interleaved_floor_and_else_takes_the_floor_row() {
+        let row = |case, p50| {
+            sample_row(
+                Suite::Transport,
+                case,
+                8,
+                Payload::Untouched,
+                p50,
+                1.0,
+                "stream",
+            )
+        };
+        let mut spin = row("spin", 300);
+        spin.floor_spin_p50_ns = Some(200);
+        spin.x_floor = Some(1.5);
+        let mut rows = [spin, row("unix-socket", 20_000), row("floor-spin", 100)];
+        set_x_floor(&mut rows);
+        assert_eq!(rows[0].x_floor, Some(1.5));
+        assert_eq!(rows[1].x_floor, Some(200.0));
+        assert_eq!(rows[2].x_floor, Some(1.0));
+    }
 }

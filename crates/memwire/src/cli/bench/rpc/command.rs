@@ -166,6 +166,7 @@ fn measure_case(
             throughput_from,
             wake_syscalls_per_msg: None,
             x_floor: None,
+            floor_spin_p50_ns: None,
             floor_futex_p50_ns: None,
             x_floor_futex: None,
             machine: machine.clone(),
