@@ -61,6 +61,12 @@ fn quick_run_writes_one_row_per_case() {
             assert_eq!(r["payload"], "touched", "{r}");
             assert!(wakes.is_null(), "{r}");
         }
+        // typed-spin carries the raw link's P50 timed alternating with it; no other row does.
+        if case == "typed-spin" {
+            assert_positive(r, "transport_spin_p50_ns");
+        } else {
+            assert!(r["transport_spin_p50_ns"].is_null(), "{r}");
+        }
         let from = if case == "typed-spin-16" {
             "in_flight"
         } else if case == "spawn-to-first-call" {

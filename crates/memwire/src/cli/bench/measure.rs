@@ -28,7 +28,7 @@ const CHUNK: u64 = 100;
 
 /// Sessions of a spinning case, alternating with as many of `floor-spin`: each a quarter of
 /// the echo budget, short enough that the two mostly see the same placement of the vCPUs.
-const SEGMENTS: u32 = 4;
+pub(crate) const SEGMENTS: u32 = 4;
 
 /// How much each run may do.
 #[derive(Clone, Copy, Debug)]
@@ -166,6 +166,29 @@ pub(crate) fn measure(
     budget: &Budget,
     peer_cpu: Option<usize>,
 ) -> Result<Measured> {
+    measure_with(case, size, payload, budget, peer_cpu, case.spins())
+}
+
+/// [`measure`] without the interleaved `floor-spin` of a case that spins: for a caller that
+/// interleaves the case with something else itself.
+pub(crate) fn measure_alone(
+    case: &'static dyn Case,
+    size: usize,
+    payload: Payload,
+    budget: &Budget,
+    peer_cpu: Option<usize>,
+) -> Result<Measured> {
+    measure_with(case, size, payload, budget, peer_cpu, false)
+}
+
+fn measure_with(
+    case: &'static dyn Case,
+    size: usize,
+    payload: Payload,
+    budget: &Budget,
+    peer_cpu: Option<usize>,
+    spin_floor: bool,
+) -> Result<Measured> {
     let echo = Run {
         size,
         payload,
@@ -173,7 +196,7 @@ pub(crate) fn measure(
     };
     let mut ours = Echo::new()?;
     let mut floor = None;
-    let mut spin_floor = None;
+    let mut spin_floor_p50 = None;
     let wakes = if case.blocks() {
         let futex_run = Run {
             payload: Payload::Untouched,
@@ -199,7 +222,7 @@ pub(crate) fn measure(
         })?;
         floor = Some(futex.rtt.value_at_quantile(0.5));
         wakes
-    } else if case.spins() {
+    } else if spin_floor {
         let floor_run = Run {
             payload: Payload::Untouched,
             ..echo
@@ -222,7 +245,7 @@ pub(crate) fn measure(
                 finish_echo(endpoint)
             })?;
         }
-        spin_floor = Some(floor_echo.rtt.value_at_quantile(0.5));
+        spin_floor_p50 = Some(floor_echo.rtt.value_at_quantile(0.5));
         wakes
     } else {
         Session::start(case, &echo, peer_cpu)?.run(|endpoint| {
@@ -266,7 +289,7 @@ pub(crate) fn measure(
         stream,
         wake_syscalls_per_msg: wakes.map(|w| w as f64 / ours.messages.max(1) as f64),
         floor_futex_p50_ns: floor,
-        floor_spin_p50_ns: spin_floor,
+        floor_spin_p50_ns: spin_floor_p50,
         rtt: ours.rtt,
     })
 }

@@ -14,7 +14,7 @@ use super::timing::{self, Timed};
 use crate::cli::bench::case::{Payload, Suite};
 use crate::cli::bench::case_list::RunArgs;
 use crate::cli::bench::link::LinkCase;
-use crate::cli::bench::measure::{Budget, measure};
+use crate::cli::bench::measure::{Budget, SEGMENTS, measure_alone};
 use crate::cli::bench::pin;
 use crate::cli::bench::report::{Machine, Row};
 use crate::cli::bench::transport::progress;
@@ -167,6 +167,7 @@ fn measure_case(
             wake_syscalls_per_msg: None,
             x_floor: None,
             floor_spin_p50_ns: None,
+            transport_spin_p50_ns: None,
             floor_futex_p50_ns: None,
             x_floor_futex: None,
             machine: machine.clone(),
@@ -175,44 +176,26 @@ fn measure_case(
     let spin = || worker_config(WaitStrategy::Spin);
     let command = |serve: Serve| move || peer_command(serve, cpu);
     Ok(match case {
-        RpcCase::TypedSpin | RpcCase::ByNameSpin | RpcCase::TypedBlock | RpcCase::TypedSpin16 => {
-            let (serve, config) = match case {
-                RpcCase::TypedBlock => (Serve::Block, worker_config(WaitStrategy::Block)),
-                _ => (Serve::Spin, spin()),
+        RpcCase::TypedSpin => {
+            // In segments alternating with the raw link's, so that the ratio the target reads
+            // compares the two under one placement of the vCPUs (`Case::spins` says why).
+            let segment = Budget {
+                iters: budget.iters.div_ceil(u64::from(SEGMENTS)),
+                echo_time: budget.echo_time / SEGMENTS,
+                ..*budget
             };
-            let timed = runtime.block_on(async {
-                let worker = memwire::rpc::Worker::spawn_with(command(serve)(), config)
-                    .await
-                    .context("spawning the worker")?;
-                let typed = AdderClient::new(worker.client());
-                let timed = match case {
-                    RpcCase::ByNameSpin => {
-                        let client = worker.client();
-                        timing::one_at_a_time(budget, |k| {
-                            let client = &client;
-                            async move {
-                                let sum: i64 = client
-                                    .call_with("add", Encoding::MessagePack, &(k, 1), None)
-                                    .await?;
-                                Ok(sum)
-                            }
-                        })
-                        .await
-                    }
-                    RpcCase::TypedSpin16 => timing::in_flight(budget, IN_FLIGHT, &typed).await,
-                    _ => {
-                        timing::one_at_a_time(budget, |k| {
-                            let typed = &typed;
-                            async move { Ok(typed.add(k, 1).await?) }
-                        })
-                        .await
-                    }
-                };
-                drop(typed);
-                let timed = timed?;
-                timing::stop(worker).await?;
-                anyhow::Ok(timed)
-            })?;
+            let mut typed = Timed::empty()?;
+            let mut raw = Timed::empty()?;
+            for _ in 0..SEGMENTS {
+                typed.merge(&time_worker(case, &segment, cpu, runtime)?)?;
+                raw.merge(&time_link(&segment, cpu)?.0)?;
+            }
+            let mut r = row(&typed, Payload::Touched, "round_trip");
+            r.transport_spin_p50_ns = Some(raw.rtt.value_at_quantile(0.5));
+            r
+        }
+        RpcCase::ByNameSpin | RpcCase::TypedBlock | RpcCase::TypedSpin16 => {
+            let timed = time_worker(case, budget, cpu, runtime)?;
             let from = if case == RpcCase::TypedSpin16 {
                 "in_flight"
             } else {
@@ -230,17 +213,10 @@ fn measure_case(
             r
         }
         RpcCase::TransportSpin => {
-            let m = measure(&LinkCase::Spin, ECHO_SIZE, Payload::Untouched, budget, cpu)?;
-            let samples = m.rtt.len();
-            let mean_ns = m.total_ns as f64 / samples.max(1) as f64;
-            let timed = Timed {
-                rtt: m.rtt,
-                total_ns: m.total_ns,
-                per_s: 1e9 / mean_ns,
-            };
+            let (timed, wakes) = time_link(budget, cpu)?;
             let mut r = row(&timed, Payload::Untouched, "round_trip");
             r.size = ECHO_SIZE;
-            r.wake_syscalls_per_msg = m.wake_syscalls_per_msg;
+            r.wake_syscalls_per_msg = wakes;
             r
         }
         RpcCase::UnixSocket => {
@@ -253,6 +229,67 @@ fn measure_case(
             row(&timed, Payload::Touched, "round_trip")
         }
     })
+}
+
+/// Spawns a worker for `case` (one of the cases that call one), times its calls within
+/// `budget`, and stops it.
+fn time_worker(
+    case: RpcCase,
+    budget: &Budget,
+    cpu: Option<usize>,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Timed> {
+    let (serve, config) = match case {
+        RpcCase::TypedBlock => (Serve::Block, worker_config(WaitStrategy::Block)),
+        _ => (Serve::Spin, worker_config(WaitStrategy::Spin)),
+    };
+    runtime.block_on(async {
+        let worker = memwire::rpc::Worker::spawn_with(peer_command(serve, cpu), config)
+            .await
+            .context("spawning the worker")?;
+        let typed = AdderClient::new(worker.client());
+        let timed = match case {
+            RpcCase::ByNameSpin => {
+                let client = worker.client();
+                timing::one_at_a_time(budget, |k| {
+                    let client = &client;
+                    async move {
+                        let sum: i64 = client
+                            .call_with("add", Encoding::MessagePack, &(k, 1), None)
+                            .await?;
+                        Ok(sum)
+                    }
+                })
+                .await
+            }
+            RpcCase::TypedSpin16 => timing::in_flight(budget, IN_FLIGHT, &typed).await,
+            _ => {
+                timing::one_at_a_time(budget, |k| {
+                    let typed = &typed;
+                    async move { Ok(typed.add(k, 1).await?) }
+                })
+                .await
+            }
+        };
+        drop(typed);
+        let timed = timed?;
+        timing::stop(worker).await?;
+        anyhow::Ok(timed)
+    })
+}
+
+/// The raw link's 64 B echo (the transport bench's `spin`, without its interleaved floor)
+/// within `budget`, and its wake syscalls per message.
+fn time_link(budget: &Budget, cpu: Option<usize>) -> Result<(Timed, Option<f64>)> {
+    let m = measure_alone(&LinkCase::Spin, ECHO_SIZE, Payload::Untouched, budget, cpu)?;
+    let samples = m.rtt.len();
+    let mean_ns = m.total_ns as f64 / samples.max(1) as f64;
+    let timed = Timed {
+        rtt: m.rtt,
+        total_ns: m.total_ns,
+        per_s: 1e9 / mean_ns,
+    };
+    Ok((timed, m.wake_syscalls_per_msg))
 }
 
 /// The worker's configuration: both ends of the link wait per `wait`; no breaker and no

@@ -25,6 +25,26 @@ pub(crate) struct Timed {
     pub(crate) per_s: f64,
 }
 
+impl Timed {
+    /// No calls yet, to [`Timed::merge`] segments into.
+    pub(crate) fn empty() -> Result<Self> {
+        Ok(Self {
+            rtt: histogram()?,
+            total_ns: 0,
+            per_s: 0.0,
+        })
+    }
+
+    /// Adds the calls of `other`, timed one at a time: `per_s` is then 1 / the mean of all.
+    pub(crate) fn merge(&mut self, other: &Self) -> Result<()> {
+        self.rtt.add(&other.rtt).context("joining histograms")?;
+        self.total_ns += other.total_ns;
+        let mean_ns = self.total_ns as f64 / self.rtt.len().max(1) as f64;
+        self.per_s = 1e9 / mean_ns;
+        Ok(())
+    }
+}
+
 fn histogram() -> Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, 100_000_000_000, 3).context("creating a histogram")
 }
