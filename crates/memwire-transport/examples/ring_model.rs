@@ -18,6 +18,8 @@
 //! - `slot N`: `ring 256×1`, the payload (64 bytes) in the next of `N` pool slots of 256 bytes,
 //!   which the reader reads after the descriptor. Slot returns are left out (free).
 //! - `memwire 8 B` / `memwire 64 B`: a real link with the default configuration, spinning.
+//! - `one thread 8 B` / `one thread 64 B`: the same link with one thread driving both ends, so
+//!   no line crosses cores: the software's own time per round trip (two sends, two receives).
 #![allow(missing_docs, clippy::unwrap_used, unsafe_code)]
 
 use std::ptr::NonNull;
@@ -173,6 +175,7 @@ enum Model {
     Ring { lines: usize, stride: usize },
     Slot { slots: usize },
     Memwire { size: usize },
+    OneThread { size: usize },
 }
 
 impl Model {
@@ -182,6 +185,7 @@ impl Model {
             Self::Ring { lines, stride } => format!("ring {lines}×{stride}"),
             Self::Slot { slots } => format!("slot {slots}"),
             Self::Memwire { size } => format!("memwire {size} B"),
+            Self::OneThread { size } => format!("one thread {size} B"),
         }
     }
 
@@ -208,6 +212,7 @@ impl Model {
             Self::Ring { lines, stride } => rings(lines, stride, 0),
             Self::Slot { slots } => rings(256, 1, slots),
             Self::Memwire { size } => memwire(exe, size),
+            Self::OneThread { size } => one_thread(size),
         }
     }
 }
@@ -299,6 +304,45 @@ fn memwire(exe: &str, size: usize) -> f64 {
     best
 }
 
+/// A real link whose two ends one thread drives: host and guest in this process.
+fn one_thread(size: usize) -> f64 {
+    let dir = std::env::temp_dir().join(format!("memwire-ring-model-{}", std::process::id()));
+    // SAFETY: as in `memwire`.
+    unsafe { std::env::set_var("MEMWIRE_RUNTIME_DIR", &dir) };
+    let name = format!("ring-model-{}-one-{size}", std::process::id());
+    let config = HostConfig {
+        wait: WaitStrategy::Spin,
+        ..HostConfig::default()
+    };
+    let host = Host::bind(&name, config).unwrap();
+    let connecting = name.clone();
+    let guest =
+        std::thread::spawn(move || Guest::connect_with(&connecting, WaitStrategy::Spin).unwrap());
+    let mut a = host.accept().unwrap();
+    let mut b = guest.join().unwrap();
+    pin(0);
+    let mut best = f64::MAX;
+    for _ in 0..BATCHES {
+        let start = Instant::now();
+        for _ in 0..ROUND_TRIPS {
+            let mut loan = a.tx().loan(size).unwrap();
+            loan.as_mut_slice()[0] = 1;
+            loan.commit().unwrap();
+            let message = b.rx().recv().unwrap();
+            let len = message.len();
+            drop(message);
+            let mut loan = b.tx().loan(len).unwrap();
+            loan.as_mut_slice()[0] = 2;
+            loan.commit().unwrap();
+            std::hint::black_box(a.rx().recv().unwrap().len());
+        }
+        best = best.min(start.elapsed().as_nanos() as f64 / ROUND_TRIPS as f64);
+    }
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(dir);
+    best
+}
+
 fn guest(name: &str) {
     pin(1);
     let mut link = Guest::connect_with(name, WaitStrategy::Spin).unwrap();
@@ -343,6 +387,8 @@ fn main() {
         Model::Slot { slots: 1024 },
         Model::Memwire { size: 8 },
         Model::Memwire { size: 64 },
+        Model::OneThread { size: 8 },
+        Model::OneThread { size: 64 },
     ];
     // The host places the two vCPUs anew from time to time (the floor moves between some 30,
     // 65 and 320 ns here), so each model is timed between two floors, and its ratio is to their
