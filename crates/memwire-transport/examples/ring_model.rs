@@ -222,8 +222,10 @@ impl Model {
 fn forked(len: usize, step: impl Fn(&Shared, bool, u64)) -> f64 {
     let m = Shared::new(len);
     let total = u64::from(BATCHES) * ROUND_TRIPS;
-    // SAFETY: this process is single-threaded here (models run before any link exists); the
-    // child only spins on the shared mapping and leaves with `_exit`.
+    // SAFETY: the child touches only the shared mapping, makes one syscall (its affinity) and
+    // leaves with `_exit`: it takes no lock that another thread of ours (a link's watcher, from
+    // an earlier model) might have held at the fork. It would allocate only to panic on a
+    // failed assertion.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
@@ -235,14 +237,11 @@ fn forked(len: usize, step: impl Fn(&Shared, bool, u64)) -> f64 {
         unsafe { libc::_exit(0) };
     }
     pin(0);
-    let mut best = f64::MAX;
-    for batch in 0..u64::from(BATCHES) {
-        let start = Instant::now();
-        for k in batch * ROUND_TRIPS..(batch + 1) * ROUND_TRIPS {
-            step(&m, true, k);
-        }
-        best = best.min(start.elapsed().as_nanos() as f64 / ROUND_TRIPS as f64);
-    }
+    let mut k = 0;
+    let best = best_of_batches(|| {
+        step(&m, true, k);
+        k += 1;
+    });
     let mut status = 0;
     // SAFETY: waits for our own child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
@@ -269,77 +268,68 @@ fn rings(lines: usize, stride: usize, pool: usize) -> f64 {
     })
 }
 
-/// A real link, the answerer a spawned guest (this example again, as `guest NAME`).
-fn memwire(exe: &str, size: usize) -> f64 {
-    let dir = std::env::temp_dir().join(format!("memwire-ring-model-{}", std::process::id()));
-    // SAFETY: set before any thread of ours reads the environment (the host starts its
-    // threads in `bind`, after this).
-    unsafe { std::env::set_var("MEMWIRE_RUNTIME_DIR", &dir) };
-    let name = format!("ring-model-{}-{size}", std::process::id());
+/// A host whose links spin, bound under a name unique to this process and `tag`.
+fn spinning_host(tag: &str) -> (Host, String) {
+    let name = format!("ring-model-{}-{tag}", std::process::id());
     let config = HostConfig {
         wait: WaitStrategy::Spin,
         ..HostConfig::default()
     };
-    let host = Host::bind(&name, config).unwrap();
+    (Host::bind(&name, config).unwrap(), name)
+}
+
+/// A real link, the answerer a spawned guest (this example again, as `guest NAME`).
+fn memwire(exe: &str, size: usize) -> f64 {
+    let (host, name) = spinning_host(&size.to_string());
     let mut child = std::process::Command::new(exe)
         .args(["guest", &name])
         .spawn()
         .unwrap();
     pin(0);
     let mut link = host.accept().unwrap();
-    let mut best = f64::MAX;
-    for _ in 0..BATCHES {
-        let start = Instant::now();
-        for _ in 0..ROUND_TRIPS {
-            let mut loan = link.tx().loan(size).unwrap();
-            loan.as_mut_slice()[0] = 1;
-            loan.commit().unwrap();
-            std::hint::black_box(link.rx().recv().unwrap().len());
-        }
-        best = best.min(start.elapsed().as_nanos() as f64 / ROUND_TRIPS as f64);
-    }
+    let best = best_of_batches(|| {
+        let mut loan = link.tx().loan(size).unwrap();
+        loan.as_mut_slice()[0] = 1;
+        loan.commit().unwrap();
+        std::hint::black_box(link.rx().recv().unwrap().len());
+    });
     drop(link);
     let _ = child.wait();
-    let _ = std::fs::remove_dir_all(dir);
     best
 }
 
 /// A real link whose two ends one thread drives: host and guest in this process.
 fn one_thread(size: usize) -> f64 {
-    let dir = std::env::temp_dir().join(format!("memwire-ring-model-{}", std::process::id()));
-    // SAFETY: as in `memwire`.
-    unsafe { std::env::set_var("MEMWIRE_RUNTIME_DIR", &dir) };
-    let name = format!("ring-model-{}-one-{size}", std::process::id());
-    let config = HostConfig {
-        wait: WaitStrategy::Spin,
-        ..HostConfig::default()
-    };
-    let host = Host::bind(&name, config).unwrap();
-    let connecting = name.clone();
-    let guest =
-        std::thread::spawn(move || Guest::connect_with(&connecting, WaitStrategy::Spin).unwrap());
+    let (host, name) = spinning_host(&format!("one-{size}"));
+    let guest = std::thread::spawn(move || Guest::connect_with(&name, WaitStrategy::Spin).unwrap());
     let mut a = host.accept().unwrap();
     let mut b = guest.join().unwrap();
     pin(0);
+    best_of_batches(|| {
+        let mut loan = a.tx().loan(size).unwrap();
+        loan.as_mut_slice()[0] = 1;
+        loan.commit().unwrap();
+        let message = b.rx().recv().unwrap();
+        let len = message.len();
+        drop(message);
+        let mut loan = b.tx().loan(len).unwrap();
+        loan.as_mut_slice()[0] = 2;
+        loan.commit().unwrap();
+        std::hint::black_box(a.rx().recv().unwrap().len());
+    })
+}
+
+/// The best ns per round trip of [`BATCHES`] batches of [`ROUND_TRIPS`] calls of
+/// `round_trip`.
+fn best_of_batches(mut round_trip: impl FnMut()) -> f64 {
     let mut best = f64::MAX;
     for _ in 0..BATCHES {
         let start = Instant::now();
         for _ in 0..ROUND_TRIPS {
-            let mut loan = a.tx().loan(size).unwrap();
-            loan.as_mut_slice()[0] = 1;
-            loan.commit().unwrap();
-            let message = b.rx().recv().unwrap();
-            let len = message.len();
-            drop(message);
-            let mut loan = b.tx().loan(len).unwrap();
-            loan.as_mut_slice()[0] = 2;
-            loan.commit().unwrap();
-            std::hint::black_box(a.rx().recv().unwrap().len());
+            round_trip();
         }
         best = best.min(start.elapsed().as_nanos() as f64 / ROUND_TRIPS as f64);
     }
-    drop((a, b));
-    let _ = std::fs::remove_dir_all(dir);
     best
 }
 
@@ -362,6 +352,9 @@ fn main() {
         return;
     }
     let rounds: usize = args.get(1).map_or(3, |r| r.parse().unwrap());
+    let dir = std::env::temp_dir().join(format!("memwire-ring-model-{}", std::process::id()));
+    // SAFETY: no other thread exists yet to read the environment.
+    unsafe { std::env::set_var("MEMWIRE_RUNTIME_DIR", &dir) };
     let models = [
         Model::Floor,
         Model::Ring {
@@ -420,6 +413,7 @@ fn main() {
         }
         println!();
     }
+    let _ = std::fs::remove_dir_all(dir);
     println!(
         "ns per round trip, best of {BATCHES} batches of {ROUND_TRIPS}; × = over the mean of \
          the floors timed just before and after; ? = those two floors differ by over 25%"
