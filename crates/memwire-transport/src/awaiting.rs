@@ -63,9 +63,11 @@ impl Rx {
     pub async fn recv_async(&mut self) -> Result<Message> {
         let mut waiter = Waiter::new(self.wait, None);
         loop {
-            match self.try_take() {
-                Err(Error::WouldBlock) => {}
-                taken => return taken,
+            if self.has_news() {
+                match self.try_take() {
+                    Err(Error::WouldBlock) => {}
+                    taken => return taken,
+                }
             }
             if spin(&mut waiter).await {
                 continue;

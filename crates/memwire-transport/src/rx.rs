@@ -131,9 +131,12 @@ impl Rx {
     fn wait_for_message(&mut self, timeout: Option<Duration>) -> Result<Message> {
         let mut waiter = Waiter::new(self.wait, timeout);
         loop {
-            match self.try_take() {
-                Err(Error::WouldBlock) => {}
-                taken => return taken,
+            // Spins on one load; pops (and makes its `WouldBlock`) only when there is something.
+            if self.has_news() {
+                match self.try_take() {
+                    Err(Error::WouldBlock) => {}
+                    taken => return taken,
+                }
             }
             waiter.check_deadline()?;
             if waiter.spin() {
@@ -148,6 +151,13 @@ impl Rx {
             }
             self.data.cancel_sleep();
         }
+    }
+
+    /// Whether [`Rx::try_take`] may have something to say: a message in the ring (or a
+    /// broken one), or the link gone.
+    #[inline]
+    pub(crate) fn has_news(&self) -> bool {
+        self.data.looks_ready() || self.shared.is_gone()
     }
 
     /// The next message if one is there, else [`Error::WouldBlock`]; [`Error::PeerGone`] (or

@@ -496,6 +496,14 @@ impl<M: RingMemory<N>, const N: usize> Consumer<M, N> {
         Err(RingError::Sequence { index, seq })
     }
 
+    /// Whether a pop could return something now: an entry, or the error of a slot holding a
+    /// word no producer writes. One load of the next slot's sequence word: what a waiter
+    /// spins on before it pops.
+    #[inline]
+    pub(crate) fn looks_ready(&self) -> bool {
+        !matches!(self.ready(self.head), Ok(false))
+    }
+
     /// Entries waiting now: published slots from the head on (reads up to `capacity`
     /// sequence words).
     #[cfg(test)]
