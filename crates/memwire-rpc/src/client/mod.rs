@@ -77,8 +77,10 @@ pub struct Client {
 struct Inner {
     writer: Arc<Writer>,
     table: Arc<Table>,
-    /// The receiving half, held by whichever waiting call reads for everyone.
-    rx: tokio::sync::Mutex<Rx>,
+    /// The receiving half, held by whichever waiting call reads for everyone. Only ever
+    /// `try_lock`ed (a call that finds it taken waits on `lead`), so no thread blocks on it:
+    /// two atomic operations a call, where tokio's mutex took four and a lock of its own.
+    rx: parking_lot::Mutex<Rx>,
     /// Notified when the reader lets go, so a waiting call can take over.
     lead: tokio::sync::Notify,
     /// Whether a call holds `rx` as the reader (set and cleared by `read::Reader`).
@@ -131,7 +133,7 @@ impl Client {
                 writer: Arc::new(Writer::new(tx)),
                 table: Arc::new(Table::default()),
                 watch: rx.peer_watch(),
-                rx: tokio::sync::Mutex::new(rx),
+                rx: parking_lot::Mutex::new(rx),
                 lead: tokio::sync::Notify::new(),
                 reading: std::sync::atomic::AtomicBool::new(false),
                 next_id: AtomicU64::new(1),

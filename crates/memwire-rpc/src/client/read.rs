@@ -94,7 +94,7 @@ pub(super) async fn wait_for(
             memwire_transport::yield_to_tasks().await;
             continue;
         }
-        if let Ok(rx) = inner.rx.try_lock() {
+        if let Some(rx) = inner.rx.try_lock() {
             return lead(&mut Reader::new(inner, rx), inbox, own).await;
         }
         // If the reader's wake-up lands on a call whose answer is already in, that call
@@ -154,11 +154,11 @@ pub(super) enum Read {
 pub(super) struct Reader<'a> {
     pub(super) inner: &'a Inner,
     /// Always `Some` until dropped: `drop` lets go of it before waking the next reader.
-    pub(super) rx: Option<tokio::sync::MutexGuard<'a, Rx>>,
+    pub(super) rx: Option<parking_lot::MutexGuard<'a, Rx>>,
 }
 
 impl<'a> Reader<'a> {
-    pub(super) fn new(inner: &'a Inner, rx: tokio::sync::MutexGuard<'a, Rx>) -> Self {
+    pub(super) fn new(inner: &'a Inner, rx: parking_lot::MutexGuard<'a, Rx>) -> Self {
         // Relaxed: a hint for calls deciding whether to yield (`wait_for`).
         inner.reading.store(true, Ordering::Relaxed);
         Self {
