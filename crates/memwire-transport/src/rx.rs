@@ -185,7 +185,12 @@ impl Rx {
             Ok(Some(taken)) => {
                 self.shared
                     .wake(taken.wake, self.data_producer_word, Half::Tx);
-                self.accept()
+                let accepted = self.accept();
+                // `WouldBlock` must mean "empty" to the callers: a taken descriptor fails only
+                // as a violation (a large message's memfd not there is one), or `Shm` /
+                // `TooLarge` while mapping it.
+                debug_assert!(!matches!(accepted, Err(Error::WouldBlock)));
+                accepted
             }
             Ok(None) => Err(Error::WouldBlock),
             Err(e) => Err(self.shared.violate(e)),
