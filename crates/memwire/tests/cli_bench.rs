@@ -83,6 +83,12 @@ fn quick_run_writes_one_row_per_case_and_payload_mode() {
             let p50 = r["rtt_p50_ns"].as_f64().unwrap();
             let floor = r["floor_spin_p50_ns"].as_f64().unwrap();
             assert!((ratio - p50 / floor).abs() < 1e-9, "{r}");
+            // A touched one was also timed alternating with touch-floor.
+            if r["payload"] == "touched" {
+                assert_positive(r, "touch_floor_p50_ns");
+            } else {
+                assert!(r["touch_floor_p50_ns"].is_null(), "{r}");
+            }
         } else {
             assert!(r["floor_spin_p50_ns"].is_null(), "{r}");
             assert!(w <= 2.0, "{r}");

@@ -8,7 +8,8 @@
 //! (the issue asks that of `block`, so both see the same machine load): one session's `run`
 //! nests inside the other's, and the echo phase alternates chunks of [`CHUNK`] round trips on
 //! the two endpoints. A case that [spins](Case::spins) is interleaved with `floor-spin` in
-//! [`SEGMENTS`] alternating sessions of each, each with its own peer and warm-up.
+//! [`SEGMENTS`] alternating sessions of each, each with its own peer and warm-up (and, for a
+//! touched payload, with `touch-floor` too).
 
 use std::fmt;
 use std::process::{Child, ExitStatus};
@@ -18,7 +19,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 use hdrhistogram::Histogram;
 use memwire::shm::{Access, Mapping, MemfdSegment, Segment};
 
-use super::baseline::{Floor, PEER_TIMEOUT};
+use super::baseline::{Floor, PEER_TIMEOUT, TouchFloor};
 use super::case::{Case, Launcher, Parent, Payload, Peer, Role, Run};
 
 /// Round trips per chunk when two cases are interleaved: with futex round trips of ~25 µs, a
@@ -80,6 +81,9 @@ pub(crate) struct Measured {
     /// For a case that spins: the round-trip p50 of `floor-spin`, timed in the segments
     /// alternating with this case's.
     pub(crate) floor_spin_p50_ns: Option<u64>,
+    /// For a case that spins, touched: the round-trip p50 of `touch-floor` at this size, timed
+    /// in the same segments.
+    pub(crate) touch_floor_p50_ns: Option<u64>,
 }
 
 /// Round trips of one echo phase.
@@ -197,6 +201,7 @@ fn measure_with(
     let mut ours = Echo::new()?;
     let mut floor = None;
     let mut spin_floor_p50 = None;
+    let mut touch_floor_p50 = None;
     let wakes = if case.blocks() {
         let futex_run = Run {
             payload: Payload::Untouched,
@@ -233,6 +238,8 @@ fn measure_with(
             ..*budget
         };
         let mut floor_echo = Echo::new()?;
+        // A touched row is also compared with touching the payload in one process.
+        let mut touch_echo = (payload == Payload::Touched).then(Echo::new).transpose()?;
         let mut wakes = None;
         for _ in 0..SEGMENTS {
             let w = Session::start(case, &echo, peer_cpu)?.run(|endpoint| {
@@ -244,8 +251,15 @@ fn measure_with(
                 floor_echo.timed_phase(endpoint, &segment)?;
                 finish_echo(endpoint)
             })?;
+            if let Some(touch) = touch_echo.as_mut() {
+                Session::start(&TouchFloor, &echo, peer_cpu)?.run(|endpoint| {
+                    touch.timed_phase(endpoint, &segment)?;
+                    finish_echo(endpoint)
+                })?;
+            }
         }
         spin_floor_p50 = Some(floor_echo.rtt.value_at_quantile(0.5));
+        touch_floor_p50 = touch_echo.map(|t| t.rtt.value_at_quantile(0.5));
         wakes
     } else {
         Session::start(case, &echo, peer_cpu)?.run(|endpoint| {
@@ -290,6 +304,7 @@ fn measure_with(
         wake_syscalls_per_msg: wakes.map(|w| w as f64 / ours.messages.max(1) as f64),
         floor_futex_p50_ns: floor,
         floor_spin_p50_ns: spin_floor_p50,
+        touch_floor_p50_ns: touch_floor_p50,
         rtt: ours.rtt,
     })
 }

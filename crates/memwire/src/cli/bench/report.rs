@@ -40,6 +40,9 @@ pub(crate) struct Row {
     /// For a spinning case: the p50 of `floor-spin` timed in segments alternating with this
     /// row's (not the `floor-spin` row, which was timed on its own).
     pub(crate) floor_spin_p50_ns: Option<u64>,
+    /// For a touched spinning case: the p50 of `touch-floor` at this size, timed in segments
+    /// alternating with this row's (not the `touch-floor` row).
+    pub(crate) touch_floor_p50_ns: Option<u64>,
     /// For `typed-spin` (the rpc bench): the p50 of `transport-spin` timed in segments
     /// alternating with this row's (not the `transport-spin` row, timed on its own).
     pub(crate) transport_spin_p50_ns: Option<u64>,
@@ -209,6 +212,7 @@ pub(crate) fn sample_row(
         wake_syscalls_per_msg: None,
         x_floor: None,
         floor_spin_p50_ns: None,
+        touch_floor_p50_ns: None,
         transport_spin_p50_ns: None,
         floor_futex_p50_ns: None,
         x_floor_futex: None,

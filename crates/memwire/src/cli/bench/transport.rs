@@ -148,6 +148,7 @@ fn row(case: &dyn Case, size: usize, payload: Payload, m: &Measured, machine: &M
             .filter(|&f| f > 0)
             .map(|f| m.rtt.value_at_quantile(0.5) as f64 / f as f64),
         floor_spin_p50_ns: m.floor_spin_p50_ns,
+        touch_floor_p50_ns: m.touch_floor_p50_ns,
         transport_spin_p50_ns: None,
         floor_futex_p50_ns: m.floor_futex_p50_ns,
         x_floor_futex: m

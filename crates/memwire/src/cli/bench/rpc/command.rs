@@ -167,6 +167,7 @@ fn measure_case(
             wake_syscalls_per_msg: None,
             x_floor: None,
             floor_spin_p50_ns: None,
+            touch_floor_p50_ns: None,
             transport_spin_p50_ns: None,
             floor_futex_p50_ns: None,
             x_floor_futex: None,

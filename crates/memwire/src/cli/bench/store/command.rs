@@ -199,6 +199,7 @@ fn row(case: StoreCase, m: &Measured, machine: &Machine) -> Row {
         wake_syscalls_per_msg: m.wake_syscalls_per_msg,
         x_floor: None,
         floor_spin_p50_ns: None,
+        touch_floor_p50_ns: None,
         transport_spin_p50_ns: None,
         floor_futex_p50_ns: None,
         x_floor_futex: None,
