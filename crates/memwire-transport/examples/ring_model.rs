@@ -6,7 +6,7 @@
 //! cargo run --release -p memwire-transport --example ring_model [-- ROUNDS]
 //! ```
 //!
-//! Each model is one `MAP_SHARED` anonymous mapping and a `fork`ed answerer; each prints the
+//! Each model is one shared memfd mapping and a `fork`ed answerer; each prints the
 //! best of five batches of round trips timed together (no clock read per round trip, unlike
 //! `memwire bench`, whose every row carries a clock read of some 25-60 ns). The models:
 //!
@@ -22,10 +22,10 @@
 //!   no line crosses cores: the software's own time per round trip (two sends, two receives).
 #![allow(missing_docs, clippy::unwrap_used, unsafe_code)]
 
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use memwire_shm::{Access, Mapping, MemfdSegment, Segment};
 use memwire_transport::{Guest, Host, HostConfig, WaitStrategy};
 
 const LINE: usize = 64;
@@ -39,77 +39,11 @@ fn pin(cpu: usize) {
     let _ = rustix::thread::sched_setaffinity(None, &set);
 }
 
-/// A shared anonymous mapping, unmapped on drop.
-struct Shared {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl Shared {
-    fn new(len: usize) -> Self {
-        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
-        let ptr = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                len,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::SHARED,
-            )
-        }
-        .unwrap();
-        Self {
-            ptr: NonNull::new(ptr.cast()).unwrap(),
-            len,
-        }
-    }
-
-    /// The `u32` word at `offset`, which must be 4-aligned and inside the mapping.
-    fn word32(&self, offset: usize) -> &AtomicU32 {
-        assert!(offset + 4 <= self.len && offset.is_multiple_of(4));
-        // SAFETY: in bounds and aligned (asserted; the mapping is page-aligned); shared memory
-        // is only ever reached through atomics or raw copies.
-        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() }
-    }
-
-    /// The `u64` word at `offset`, which must be 8-aligned and inside the mapping.
-    fn word64(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset + 8 <= self.len && offset.is_multiple_of(8));
-        // SAFETY: as in `word32`.
-        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() }
-    }
-
-    /// Copies `bytes` to `offset` (inside the mapping).
-    fn write(&self, offset: usize, bytes: &[u8]) {
-        assert!(offset + bytes.len() <= self.len);
-        // SAFETY: in bounds (asserted); the source is our own memory, so no overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                self.ptr.as_ptr().add(offset),
-                bytes.len(),
-            );
-        }
-    }
-
-    /// Copies `out.len()` bytes from `offset` (inside the mapping).
-    fn read(&self, offset: usize, out: &mut [u8]) {
-        assert!(offset + out.len() <= self.len);
-        // SAFETY: as in `write`.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.ptr.as_ptr().add(offset),
-                out.as_mut_ptr(),
-                out.len(),
-            );
-        }
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping, unmapped once; nothing borrows it past `self`.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
+/// The models' shared memory: memwire-shm's bounds-checked view of a memfd, which a forked
+/// answerer shares (`MAP_SHARED`). Its checks cost a compare per access, well under a ns.
+fn shared(len: usize) -> Mapping {
+    let segment = MemfdSegment::create("memwire-ring-model", len as u64).unwrap();
+    segment.map(Access::ReadWrite).unwrap()
 }
 
 /// One direction of a ring model: `lines` slots (a power of two), one every `stride` lines,
@@ -132,38 +66,40 @@ impl Ring {
         self.base + LINE + (i as usize & (self.lines - 1)) * self.stride * LINE
     }
 
-    fn push(&self, m: &Shared, i: u64, value: u64) {
+    fn push(&self, m: &Mapping, i: u64, value: u64) {
         let at = self.slot(i);
         let mut head = [0u8; 12];
         head[0] = 1;
         head[4..].copy_from_slice(&value.to_le_bytes());
         if let Some((base, count)) = self.pool {
             let slot = base + (i as usize & (count - 1)) * 256;
-            m.write(slot, &[value as u8; 64]);
-            m.write(slot, &value.to_le_bytes());
+            m.write(slot, &[value as u8; 64]).unwrap();
+            m.write(slot, &value.to_le_bytes()).unwrap();
             head[4..8].copy_from_slice(&((i as usize & (count - 1)) as u32).to_le_bytes());
         }
-        m.write(at, &head);
-        m.word32(at + LINE - 4)
+        m.write(at, &head).unwrap();
+        m.atomic_u32(at + LINE - 4)
+            .unwrap()
             .store((i as u32).wrapping_add(1), Ordering::Release);
     }
 
-    fn pop(&self, m: &Shared, i: u64) -> u64 {
+    fn pop(&self, m: &Mapping, i: u64) -> u64 {
         let at = self.slot(i);
-        let seq = m.word32(at + LINE - 4);
+        let seq = m.atomic_u32(at + LINE - 4).unwrap();
         while seq.load(Ordering::Acquire) != (i as u32).wrapping_add(1) {
             std::hint::spin_loop();
         }
         let mut image = [0u8; LINE];
-        m.read(at, &mut image);
-        m.word32(self.base)
+        m.read(at, &mut image).unwrap();
+        m.atomic_u32(self.base)
+            .unwrap()
             .store((i as u32).wrapping_add(1), Ordering::Release);
         match self.pool {
             None => u64::from_le_bytes(image[4..12].try_into().unwrap()),
             Some((base, _)) => {
                 let slot = u32::from_le_bytes(image[4..8].try_into().unwrap()) as usize;
                 let mut payload = [0u8; 64];
-                m.read(base + slot * 256, &mut payload);
+                m.read(base + slot * 256, &mut payload).unwrap();
                 u64::from_le_bytes(payload[..8].try_into().unwrap())
             }
         }
@@ -193,7 +129,7 @@ impl Model {
     fn run(&self, exe: &str) -> f64 {
         match *self {
             Self::Floor => forked(LINE, |m, parent, k| {
-                let w = m.word64(0);
+                let w = m.atomic_u64(0).unwrap();
                 let (send, expect) = if parent {
                     (2 * k + 1, 2 * k + 2)
                 } else {
@@ -219,13 +155,12 @@ impl Model {
 
 /// Runs `step(m, parent, k)`, round trip `k` as one side sees it, in a forked answerer and in
 /// this process; returns the best ns per round trip.
-fn forked(len: usize, step: impl Fn(&Shared, bool, u64)) -> f64 {
-    let m = Shared::new(len);
+fn forked(len: usize, step: impl Fn(&Mapping, bool, u64)) -> f64 {
+    let m = shared(len);
     let total = u64::from(BATCHES) * ROUND_TRIPS;
-    // SAFETY: the child touches only the shared mapping, makes one syscall (its affinity) and
-    // leaves with `_exit`: it takes no lock that another thread of ours (a link's watcher, from
-    // an earlier model) might have held at the fork. It would allocate only to panic on a
-    // failed assertion.
+    // The child touches only the shared mapping, makes one syscall (its affinity) and leaves
+    // with `_exit`; it would allocate only to panic on a failed assertion.
+    // SAFETY: so it takes no lock another thread of ours (a link's watcher) held at the fork.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {

@@ -142,15 +142,12 @@ impl Limits {
     /// reason, for the receive path's inline check.
     #[inline]
     pub(crate) fn slot_size(&self, class: u8, index: u32) -> Option<u32> {
-        if class >= self.class_count {
-            return None;
-        }
-        let c = self.classes.get(usize::from(class))?;
-        (index < c.slot_count).then_some(c.slot_size)
+        self.slot(class, index).ok().map(|c| c.slot_size)
     }
 
     /// The slot `index` of `class`, checked: [`DescriptorError::NoSuchClass`] or
     /// [`DescriptorError::SlotOutOfRange`]. Returns the class.
+    #[inline]
     pub(crate) fn slot(&self, class: u8, index: u32) -> Result<SizeClass, DescriptorError> {
         if class >= self.class_count {
             return Err(DescriptorError::NoSuchClass {

@@ -137,51 +137,43 @@ impl<'tx> Loan<'tx> {
     }
 
     /// Publishes the descriptor. A large message's memfd goes on the control socket first,
-    /// unless it was sent already as `sent`. A small message's path is inlined; the others
-    /// are out of line.
+    /// unless it was sent already as `sent`. The small and slot messages' paths are inlined;
+    /// a large message's is out of line.
     #[inline]
     pub(crate) fn publish(mut self, sent: Option<u64>) -> Result<()> {
-        match self.body {
-            Some(Body::Inline { at }) => {
-                self.body = None;
-                self.tx.publish_inline(at, self.len)
-            }
+        let len = self.len;
+        match self.body.take() {
+            Some(Body::Inline { at }) => self.tx.publish_inline(at, len),
             Some(Body::Slot(slot)) => {
-                self.body = None;
                 self.tx.pool.mark_sent(slot);
                 let descriptor = Descriptor::Slot {
                     class: slot.class,
                     index: slot.index,
                     generation: slot.generation,
-                    len: self.len as u32,
+                    len: len as u32,
                 };
-                self.tx.publish(&descriptor, self.len)
+                self.tx.publish(&descriptor, len)
             }
-            _ => self.publish_outside(sent),
+            Some(Body::Large(large)) => self.publish_large(*large, sent),
+            None => Ok(()),
         }
     }
 
-    /// [`Loan::publish`] of a large message.
+    /// [`Loan::publish`] of a large message: its memfd first (unless `sent`), then its
+    /// descriptor.
     #[inline(never)]
-    fn publish_outside(mut self, sent: Option<u64>) -> Result<()> {
-        let len = self.len;
-        let descriptor = match self.body.take() {
-            Some(Body::Large(large)) => {
-                let Large { segment, map } = *large;
-                drop(map);
-                let seq = match sent {
-                    Some(seq) => seq,
-                    None => self.tx.send_large(&segment)?,
-                };
-                Descriptor::Memfd {
-                    seq,
-                    len: len as u64,
-                }
-            }
-            // `publish` sends the others itself; `None`: published already.
-            Some(Body::Inline { .. } | Body::Slot(_)) | None => return Ok(()),
+    fn publish_large(self, large: Large, sent: Option<u64>) -> Result<()> {
+        let Large { segment, map } = large;
+        drop(map);
+        let seq = match sent {
+            Some(seq) => seq,
+            None => self.tx.send_large(&segment)?,
         };
-        self.tx.publish(&descriptor, len)
+        let descriptor = Descriptor::Memfd {
+            seq,
+            len: self.len as u64,
+        };
+        self.tx.publish(&descriptor, self.len)
     }
 }
 

@@ -183,31 +183,36 @@ impl Tx {
     }
 
     /// Memory for a message of `len` bytes if it can be had without waiting, else what is
-    /// lacking; the link's error once it is gone. A small message with room in the ring as
-    /// last seen is inlined; everything else goes out of line.
+    /// lacking; the link's error once it is gone. With room in the ring as last seen, a small
+    /// message or a free slot is inlined; everything else goes out of line.
     #[inline(always)]
     pub(crate) fn try_body(&mut self, len: usize) -> Result<Result<Body, Lack>> {
-        if len <= self.inline_max
-            && !self.shared.is_gone()
+        if !self.shared.is_gone()
             && let Some(next) = self.data.next_slot_cached()
+            && let Some(body) = self.body_in(next, len)
         {
-            // Written in place in the ring slot it will be published in: ours until then.
-            let at = self.data.memory().slot_offset(next);
-            return Ok(Ok(Body::Inline { at }));
-        }
-        // A slot, while the pool has one: returns are collected out of line, when it runs out.
-        if len > self.inline_max
-            && !self.shared.is_gone()
-            && self.data.next_slot_cached().is_some()
-            && let Some(slot) = self.pool.alloc(len)
-        {
-            self.publish_usage();
-            return Ok(Ok(Body::Slot(slot)));
+            return Ok(Ok(body));
         }
         self.try_body_outside(len)
     }
 
-    /// [`Tx::try_body`] for a slot, a large message, a ring that looks full, or a link gone.
+    /// Memory for `len` bytes with ring slot `next` free: in place in that slot when small
+    /// (ours until published), else a pool slot while one is free; `None` when none is, or
+    /// no class fits.
+    #[inline(always)]
+    fn body_in(&mut self, next: u32, len: usize) -> Option<Body> {
+        if len <= self.inline_max {
+            return Some(Body::Inline {
+                at: self.data.memory().slot_offset(next),
+            });
+        }
+        let slot = self.pool.alloc(len)?;
+        self.publish_usage();
+        Some(Body::Slot(slot))
+    }
+
+    /// [`Tx::try_body`] for a large message, a ring that looks full, a pool run short, or a
+    /// link gone.
     #[inline(never)]
     fn try_body_outside(&mut self, len: usize) -> Result<Result<Body, Lack>> {
         if self.shared.is_gone() {
@@ -218,24 +223,17 @@ impl Tx {
         let Some(next) = next else {
             return Ok(Err(Lack::Room));
         };
-        if len <= self.inline_max {
-            // Written in place in the ring slot it will be published in: ours until then.
-            let at = self.data.memory().slot_offset(next);
-            return Ok(Ok(Body::Inline { at }));
+        if let Some(body) = self.body_in(next, len) {
+            return Ok(Ok(body));
         }
         if !self.pool.fits(len) {
             return Self::large(len).map(Ok);
         }
         // Returned slots are collected only when the pool runs short: the common case reads
         // no index the receiver writes.
-        if let Some(slot) = self.pool.alloc(len) {
-            self.publish_usage();
-            return Ok(Ok(Body::Slot(slot)));
-        }
         self.collect_returns()?;
-        if let Some(slot) = self.pool.alloc(len) {
-            self.publish_usage();
-            return Ok(Ok(Body::Slot(slot)));
+        if let Some(body) = self.body_in(next, len) {
+            return Ok(Ok(body));
         }
         Ok(Err(Lack::Slot))
     }

@@ -173,19 +173,9 @@ pub(crate) fn measure(
     measure_with(case, size, payload, budget, peer_cpu, case.spins())
 }
 
-/// [`measure`] without the interleaved `floor-spin` of a case that spins: for a caller that
-/// interleaves the case with something else itself.
-pub(crate) fn measure_alone(
-    case: &'static dyn Case,
-    size: usize,
-    payload: Payload,
-    budget: &Budget,
-    peer_cpu: Option<usize>,
-) -> Result<Measured> {
-    measure_with(case, size, payload, budget, peer_cpu, false)
-}
-
-fn measure_with(
+/// [`measure`], with a spinning case's interleaved `floor-spin` (and `touch-floor`) only when
+/// `spin_floor`: a caller that interleaves the case with something else itself passes `false`.
+pub(crate) fn measure_with(
     case: &'static dyn Case,
     size: usize,
     payload: Payload,

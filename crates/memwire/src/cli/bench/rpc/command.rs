@@ -14,7 +14,7 @@ use super::timing::{self, Timed};
 use crate::cli::bench::case::{Payload, Suite};
 use crate::cli::bench::case_list::RunArgs;
 use crate::cli::bench::link::LinkCase;
-use crate::cli::bench::measure::{Budget, SEGMENTS, measure_alone};
+use crate::cli::bench::measure::{Budget, SEGMENTS, measure_with};
 use crate::cli::bench::pin;
 use crate::cli::bench::report::{Machine, Row};
 use crate::cli::bench::transport::progress;
@@ -282,7 +282,14 @@ fn time_worker(
 /// The raw link's 64 B echo (the transport bench's `spin`, without its interleaved floor)
 /// within `budget`, and its wake syscalls per message.
 fn time_link(budget: &Budget, cpu: Option<usize>) -> Result<(Timed, Option<f64>)> {
-    let m = measure_alone(&LinkCase::Spin, ECHO_SIZE, Payload::Untouched, budget, cpu)?;
+    let m = measure_with(
+        &LinkCase::Spin,
+        ECHO_SIZE,
+        Payload::Untouched,
+        budget,
+        cpu,
+        false,
+    )?;
     let samples = m.rtt.len();
     let mean_ns = m.total_ns as f64 / samples.max(1) as f64;
     let timed = Timed {
